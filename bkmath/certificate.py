@@ -1,0 +1,229 @@
+"""Certificates: first-class records of a numerical check of a theorem.
+
+A :class:`Certificate` records what was claimed, under which hypotheses, what was computed,
+against which bound or reference, at which precision and tolerance, and the verdict:
+
+* ``verified``     — the claim holds on these inputs with a positive margin;
+* ``refuted``      — the claim fails; ``counterexample`` holds the inputs that break it;
+* ``inconclusive`` — the computation could not decide (margin within tolerance, or a
+  hypothesis could not be checked).
+
+``kind`` says which outcome is *expected*:
+
+* ``theorem``          — a proved statement; anything but ``verified`` is unexpected;
+* ``seed_claim``       — a claim of the seed documents under test; ``verified`` and
+  ``refuted`` are both legitimate, reported outcomes;
+* ``negative_control`` — a deliberately violated hypothesis; the check must say ``refuted``
+  (this shows the check can fail).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Certificate", "Status", "Kind", "to_jsonable", "from_jsonable", "timed"]
+
+
+class Status(str, Enum):
+    VERIFIED = "verified"
+    REFUTED = "refuted"
+    INCONCLUSIVE = "inconclusive"
+
+
+class Kind(str, Enum):
+    THEOREM = "theorem"
+    SEED_CLAIM = "seed_claim"
+    NEGATIVE_CONTROL = "negative_control"
+
+
+def to_jsonable(x: Any) -> Any:
+    """Convert numbers, complex values, arrays, mpmath and flint values to JSON data.
+
+    Complex numbers become ``{"re": ..., "im": ...}``; non-finite floats become strings
+    (``"nan"``, ``"inf"``, ``"-inf"``) so the JSON stays standard; other objects (mpmath
+    ``mpf``, flint ``arb``) become their ``str``.
+    """
+    if x is None or isinstance(x, (bool, str)):
+        return x
+    if isinstance(x, Enum):
+        return x.value
+    if isinstance(x, (int, np.integer)):
+        return int(x)
+    if isinstance(x, (float, np.floating)):
+        f = float(x)
+        return f if math.isfinite(f) else str(f)
+    if isinstance(x, (complex, np.complexfloating)):
+        return {"re": to_jsonable(x.real), "im": to_jsonable(x.imag)}
+    if isinstance(x, np.ndarray):
+        return [to_jsonable(v) for v in x.tolist()] if x.ndim else to_jsonable(x.item())
+    if isinstance(x, dict):
+        return {str(k): to_jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [to_jsonable(v) for v in x]
+    return str(x)
+
+
+def from_jsonable(x: Any) -> Any:
+    """Inverse of :func:`to_jsonable` for the types it produces (arrays come back as lists)."""
+    if isinstance(x, dict):
+        if set(x) == {"re", "im"}:
+            return complex(from_jsonable(x["re"]), from_jsonable(x["im"]))
+        return {k: from_jsonable(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [from_jsonable(v) for v in x]
+    if x in ("nan", "inf", "-inf"):
+        return float(x)
+    return x
+
+
+@dataclasses.dataclass
+class Certificate:
+    """The record of one numerical check (design.md §9).
+
+    Attributes
+    ----------
+    theorem : str
+        Short name, e.g. ``"schatten_s2_bound"``.
+    statement : str
+        The exact statement checked, with its source.
+    status : Status
+        ``verified``, ``refuted`` or ``inconclusive``.
+    kind : Kind
+        Which outcome is expected (see module docstring).
+    hypotheses : dict
+        Each hypothesis and whether it was checked to hold (e.g. ``{"V real": True}``).
+    inputs : dict
+        The inputs, or the seed that regenerates them.
+    value : Any
+        The computed quantity (left side of the inequality / identity).
+    bound : Any
+        The bound or reference value it is compared with.
+    margin : float or None
+        Signed slack: positive when the claim holds with room (e.g. ``bound - value`` or
+        ``tolerance - error``), negative when it fails.
+    precision : str
+        Working precision, e.g. ``"float64"``, ``"mpmath dps=50"``, ``"arb prec=200"``.
+    tolerance : float or None
+        Tolerance used in the decision, and ``tolerance_reason`` why it is that size.
+    counterexample : dict or None
+        For ``refuted``: the inputs (V, z, ...) that break the claim and the numbers.
+    wall_time : float
+        Seconds spent computing.
+    details : dict
+        Anything else worth keeping (convergence rates, tables).
+    """
+
+    theorem: str
+    statement: str
+    status: Status
+    kind: Kind = Kind.THEOREM
+    hypotheses: dict[str, Any] = dataclasses.field(default_factory=dict)
+    inputs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    value: Any = None
+    bound: Any = None
+    margin: float | None = None
+    precision: str = "float64"
+    tolerance: float | None = None
+    tolerance_reason: str = ""
+    counterexample: dict[str, Any] | None = None
+    wall_time: float = 0.0
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)
+        self.kind = Kind(self.kind)
+        if self.status is Status.REFUTED and self.counterexample is None:
+            raise ValueError("a refuted certificate must carry its counterexample")
+
+    @property
+    def expected(self) -> bool:
+        """True when the status is an expected outcome for this kind of check."""
+        if self.kind is Kind.THEOREM:
+            return self.status is Status.VERIFIED
+        if self.kind is Kind.NEGATIVE_CONTROL:
+            return self.status is Status.REFUTED
+        return self.status in (Status.VERIFIED, Status.REFUTED)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["expected"] = self.expected
+        return to_jsonable(d)
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Certificate:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names - {"expected"}
+        if unknown:
+            raise ValueError(f"unknown certificate fields: {sorted(unknown)}")
+        return cls(**{k: from_jsonable(v) for k, v in d.items() if k in names})
+
+    @classmethod
+    def from_json(cls, s: str) -> Certificate:
+        return cls.from_dict(json.loads(s))
+
+    def summary(self) -> str:
+        m = "—" if self.margin is None else f"{self.margin:.3g}"
+        return f"{self.theorem}: {self.status.value} ({self.kind.value}, margin {m})"
+
+
+@contextmanager
+def timed() -> Iterator[dict[str, float]]:
+    """Context manager measuring wall time: ``with timed() as t: ...; t["seconds"]``."""
+    out: dict[str, float] = {}
+    t0 = time.perf_counter()
+    try:
+        yield out
+    finally:
+        out["seconds"] = time.perf_counter() - t0
+
+
+def write_report(certs: list[Certificate], json_path: str | Path, md_path: str | Path) -> None:
+    """Write certificates as JSON (a list of dicts) and as a markdown table, atomically."""
+    json_path, md_path = Path(json_path), Path(md_path)
+    data = [c.to_dict() for c in certs]
+    _atomic_write(json_path, json.dumps(data, indent=1))
+    _atomic_write(md_path, markdown_table(certs))
+
+
+def markdown_table(certs: list[Certificate]) -> str:
+    lines = [
+        "| theorem | kind | status | expected | margin | precision | time (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in certs:
+        m = "—" if c.margin is None else f"{c.margin:.3g}"
+        lines.append(
+            f"| {c.theorem} | {c.kind.value} | **{c.status.value}** | "
+            f"{'yes' if c.expected else 'NO'} | {m} | {c.precision} | {c.wall_time:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

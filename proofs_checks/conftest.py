@@ -1,0 +1,72 @@
+"""pytest plumbing for the certificate suite.
+
+Every test here obtains certificates through the ``certify`` fixture, which runs a check
+from :mod:`bkmath.checks` and records its certificates. At the end of the session the
+certificates are written to ``certificates.json`` and ``certificates.md`` (directory set by
+``--certificates-dir`` or ``$BK_CERT_DIR``, default: the current directory). Works under
+pytest-xdist: each worker writes a part file, the controller merges them.
+
+``pytest proofs_checks --thorough`` runs the thorough profile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from bkmath.certificate import Certificate, write_report
+from bkmath.checks import Profile, run_check
+
+_COLLECTED: list[Certificate] = []
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--thorough", action="store_true", help="run the thorough profile")
+    parser.addoption(
+        "--certificates-dir",
+        default=os.environ.get("BK_CERT_DIR", "."),
+        help="where certificates.json / certificates.md are written",
+    )
+
+
+@pytest.fixture(scope="session")
+def profile(request: pytest.FixtureRequest) -> Profile:
+    return Profile("thorough" if request.config.getoption("--thorough") else "default")
+
+
+@pytest.fixture
+def certify(profile: Profile):
+    """``certify(name)`` runs check ``name``, records and returns its certificates."""
+
+    def run(name: str) -> list[Certificate]:
+        certs = run_check(name, profile)
+        _COLLECTED.extend(certs)
+        return certs
+
+    return run
+
+
+def _outdir(config: pytest.Config) -> Path:
+    return Path(config.getoption("--certificates-dir"))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    outdir = _outdir(config)
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:  # xdist worker: write a part file for the controller
+        if _COLLECTED:
+            part = outdir / f".certificates.{worker['workerid']}.json"
+            part.parent.mkdir(parents=True, exist_ok=True)
+            part.write_text(json.dumps([c.to_dict() for c in _COLLECTED]))
+        return
+    certs = list(_COLLECTED)
+    for part in sorted(outdir.glob(".certificates.*.json")):
+        certs.extend(Certificate.from_dict(d) for d in json.loads(part.read_text()))
+        part.unlink()
+    if certs:
+        certs.sort(key=lambda c: c.theorem)
+        write_report(certs, outdir / "certificates.json", outdir / "certificates.md")
