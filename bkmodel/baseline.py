@@ -1,0 +1,289 @@
+"""The Transformer baseline: a causal pre-norm decoder with RoPE and scaled-dot-product attention.
+
+It has the interface of :class:`bkmodel.model.LanguageModel` (``forward``, ``generate``,
+``save_pretrained``/``from_pretrained``, ``num_params``, ``last_aux``, ``guard_report``), so
+the same training loop, evaluation and generation code drive both, and comparisons differ only
+in the sequence-mixing layer. :func:`matched_config` picks the feed-forward width so that the
+parameter count matches a given budget at the same ``d_model`` and depth.
+
+Per token and layer the attention costs O(T·d) (O(T²·d) per sequence), against O(d) per token
+for a BK scan layer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["TransformerBaseline", "TransformerConfig", "matched_config"]
+
+
+@dataclass
+class TransformerConfig:
+    """Hyper-parameters of :class:`TransformerBaseline`.
+
+    ``max_seq_len`` bounds the context used by :meth:`TransformerBaseline.generate`; RoPE
+    itself has no position table. Parameter count (no biases except LayerNorm, tied
+    embeddings): ``V·d + 2d + L·(4d² + 2·d·d_ff + 4d)``.
+    """
+
+    vocab_size: int = 2048
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    d_ff: int = 512
+    max_seq_len: int = 256
+    dropout: float = 0.0
+    rope_base: float = 10000.0
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_seq_len"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
+            )
+        if (self.d_model // self.n_heads) % 2:
+            raise ValueError("d_model / n_heads must be even (RoPE rotates pairs)")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not self.rope_base > 1.0:
+            raise ValueError(f"rope_base must be > 1, got {self.rope_base}")
+
+    def param_count(self) -> int:
+        d, L = self.d_model, self.n_layers
+        return self.vocab_size * d + 2 * d + L * (4 * d * d + 2 * d * self.d_ff + 4 * d)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TransformerConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown TransformerConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+
+def matched_config(target_params: int, **kwargs) -> TransformerConfig:
+    """A :class:`TransformerConfig` whose parameter count is closest to ``target_params``.
+
+    All fields but ``d_ff`` come from ``kwargs``; ``d_ff`` (a multiple of 8, at least 8) is
+    solved from the closed-form count. Raises ``ValueError`` when even ``d_ff = 8`` exceeds
+    the budget by more than 10 %.
+    """
+    base = TransformerConfig(**{**kwargs, "d_ff": 8})
+    per_unit = 2 * base.d_model * base.n_layers  # parameters per unit of d_ff
+    fixed = base.param_count() - 8 * per_unit
+    d_ff = max(8, int(round((target_params - fixed) / per_unit / 8)) * 8)
+    cfg = TransformerConfig(**{**kwargs, "d_ff": d_ff})
+    if cfg.param_count() > 1.1 * target_params:
+        raise ValueError(
+            f"target_params={target_params} is too small for d_model={base.d_model}, "
+            f"n_layers={base.n_layers}, vocab={base.vocab_size} (minimum {cfg.param_count()})"
+        )
+    return cfg
+
+
+def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate channel pairs (i, i + h/2) of ``x`` (B, H, T, h) by the angles t·θ_i."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.dropout = cfg.dropout
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=-1)
+        q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        q, k = _rope(q, cos, sin), _rope(k, cos, sin)  # (B, H, T, h)
+        y = F.scaled_dot_product_attention(
+            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.proj(y.transpose(1, 2).reshape(B, T, D))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.fc = nn.Linear(cfg.d_model, cfg.d_ff, bias=False)
+        self.out = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x), cos, sin))
+        return x + self.drop(self.out(F.gelu(self.fc(self.ln2(x)))))
+
+
+class TransformerBaseline(nn.Module):
+    """Causal decoder-only Transformer LM (pre-norm, RoPE, SDPA, GELU MLP, tied embeddings).
+
+    Parameters
+    ----------
+    config : TransformerConfig
+
+    Examples
+    --------
+    >>> m = TransformerBaseline(TransformerConfig(vocab_size=300, d_model=32, n_layers=1,
+    ...                                           n_heads=2, d_ff=64))
+    >>> logits, loss = m(torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, 5, dtype=torch.long))
+    >>> tuple(logits.shape), m.num_params() == m.config.param_count()
+    ((2, 5, 300), True)
+    """
+
+    model_type = "transformer"
+
+    def __init__(self, config: TransformerConfig) -> None:
+        super().__init__()
+        if not isinstance(config, TransformerConfig):
+            raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
+        self.config = config
+        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.ln_f = nn.LayerNorm(config.d_model)
+        self.last_aux: dict[str, float] = {}
+        self.apply(self._init)
+        for name, p in self.named_parameters():  # GPT-2 scaling of residual projections
+            if name.endswith(("proj.weight", "out.weight")):
+                nn.init.normal_(p, std=0.02 / math.sqrt(2 * config.n_layers))
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def _rope_tables(self, T: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.config.d_model // self.config.n_heads
+        inv = self.config.rope_base ** (-torch.arange(0, h, 2, device=device).float() / h)
+        ang = torch.arange(T, device=device).float()[:, None] * inv[None, :]  # (T, h/2)
+        return ang.cos().to(dtype), ang.sin().to(dtype)
+
+    def forward(
+        self, input_ids: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits (B, T, V) of the next token at every position; mean cross-entropy if
+        ``targets`` (B, T) is given (entries ``-100`` are ignored)."""
+        _check_ids(input_ids, self.config.vocab_size, "input_ids")
+        B, T = input_ids.shape
+        x = self.drop(self.embed(input_ids))  # (B, T, D)
+        cos, sin = self._rope_tables(T, x.device, x.dtype)
+        for block in self.blocks:
+            x = block(x, cos, sin)
+        logits = F.linear(self.ln_f(x), self.embed.weight)  # (B, T, V), tied
+        loss = None
+        if targets is not None:
+            if targets.shape != input_ids.shape:
+                raise ValueError(
+                    f"targets must have shape {tuple(input_ids.shape)}, got {tuple(targets.shape)}"
+                )
+            loss = F.cross_entropy(
+                logits.float().view(B * T, -1), targets.reshape(-1), ignore_index=-100
+            )
+        return logits, loss
+
+    def guard_report(self) -> dict[str, int]:
+        """No runtime certificates for attention: an empty report (interface parity)."""
+        return {}
+
+    def num_params(self) -> int:
+        """Number of distinct parameters (the tied embedding counted once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+    ) -> torch.Tensor:
+        """Append ``max_new_tokens`` sampled tokens to ``input_ids`` (B, T); returns (B, T + n).
+
+        ``temperature = 0`` is greedy decoding. The context is cropped to ``max_seq_len``.
+        """
+        return _generate(self, input_ids, max_new_tokens, temperature, top_k,
+                         self.config.max_seq_len)
+
+    def save_pretrained(self, directory: Path | str) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` to ``directory``."""
+        from safetensors.torch import save_model
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "config.json").write_text(
+            json.dumps({"model_type": self.model_type, **asdict(self.config)}, indent=2)
+        )
+        save_model(self, str(directory / "model.safetensors"))
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: Path | str) -> TransformerBaseline:
+        from safetensors.torch import load_model
+
+        directory = Path(directory)
+        try:
+            d = json.loads((directory / "config.json").read_text())
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no config.json in {directory}") from None
+        if d.pop("model_type", cls.model_type) != cls.model_type:
+            raise ValueError(f"{directory} does not hold a {cls.model_type} model")
+        model = cls(TransformerConfig.from_dict(d))
+        load_model(model, str(directory / "model.safetensors"))
+        return model
+
+
+def _check_ids(ids: torch.Tensor, vocab_size: int, name: str) -> None:
+    if not isinstance(ids, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(ids).__name__}")
+    if ids.dtype != torch.long:
+        raise TypeError(f"{name} must be a long tensor, got {ids.dtype}")
+    if ids.ndim != 2 or ids.shape[1] < 1:
+        raise ValueError(f"{name} must have shape (B, T) with T >= 1, got {tuple(ids.shape)}")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
+        raise ValueError(
+            f"{name} must lie in [0, {vocab_size}), got range "
+            f"[{int(ids.min())}, {int(ids.max())}]"
+        )
+
+
+def _generate(model, input_ids, max_new_tokens, temperature, top_k, context) -> torch.Tensor:
+    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    if not temperature >= 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
+    was_training = model.training
+    model.eval()
+    ids = input_ids
+    for _ in range(max_new_tokens):
+        logits, _ = model(ids[:, -context:])
+        logits = logits[:, -1, :].float()  # (B, V)
+        if temperature == 0:
+            nxt = logits.argmax(dim=-1, keepdim=True)
+        else:
+            logits = logits / temperature
+            if top_k is not None:
+                kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            nxt = torch.multinomial(torch.softmax(logits, dim=-1), 1)
+        ids = torch.cat([ids, nxt], dim=1)
+    model.train(was_training)
+    return ids
