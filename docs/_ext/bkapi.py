@@ -1,0 +1,123 @@
+"""Sphinx directives that generate the API reference and the CLI page from the code itself.
+
+``.. bk-api:: bkmath`` documents every public name of a package's lazy ``_API`` table
+(``bkmath._API``, ``bkmodel._API``), grouped by the submodule that defines it, with autodoc
+(so the text is the docstrings). A name listed in ``_API`` that cannot be imported is a
+warning, hence a failed build under ``-W``: the table and the code can never disagree.
+
+``.. bk-cli::`` renders ``bk --help`` and ``bk COMMAND --help`` for every command of
+``bkmodel.cli.COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+from collections import defaultdict
+
+from docutils import nodes
+from docutils.statemachine import StringList
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+from sphinx.util.nodes import nested_parse_with_titles
+
+logger = logging.getLogger(__name__)
+
+
+class BkApiDirective(SphinxDirective):
+    required_arguments = 1
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        package = self.arguments[0]
+        pkg = importlib.import_module(package)
+        table: dict[str, str] = pkg._API
+        by_module: dict[str, list[str]] = defaultdict(list)
+        for name, module in table.items():
+            by_module[module].append(name)
+        lines: list[str] = []
+        # summary table
+        lines += [".. list-table::", "   :header-rows: 1", "   :widths: 30 70", ""]
+        lines += ["   * - name", "     - summary"]
+        body: list[str] = []
+        for module in sorted(by_module):
+            try:
+                mod = importlib.import_module(module)
+            except Exception as exc:  # noqa: BLE001 - reported as a build warning
+                logger.warning(
+                    "bk-api: %s._API lists %s from %s, which cannot be imported: %s: %s",
+                    package, by_module[module], module, type(exc).__name__, exc,
+                    location=self.get_location(),
+                )
+                continue
+            body += [module, "-" * len(module), "", f".. currentmodule:: {module}", ""]
+            for name in by_module[module]:
+                obj = getattr(mod, name, None)
+                if obj is None:
+                    logger.warning(
+                        "bk-api: %s._API lists %r but %s does not define it",
+                        package, name, module, location=self.get_location(),
+                    )
+                    continue
+                doc = inspect.getdoc(obj) or ""
+                first = doc.strip().split("\n\n")[0].replace("\n", " ") if doc else ""
+                role = "class" if inspect.isclass(obj) else "func"
+                lines += [f"   * - :py:{role}:`{package}.{name} <{module}.{name}>`",
+                          f"     - {first}" if first else "     -"]
+                directive = "autoclass" if inspect.isclass(obj) else "autofunction"
+                body += [f".. {directive}:: {module}.{name}", ""]
+                if directive == "autoclass":
+                    body += ["   :members:", ""]
+        lines += ["", *body]
+        container = nodes.container()
+        nested_parse_with_titles(self.state, StringList(lines, source=f"<bk-api {package}>"),
+                                 container)
+        return container.children
+
+
+class BkCliDirective(SphinxDirective):
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        from bkmodel import cli
+
+        out: list[nodes.Node] = []
+        top = cli._top_parser()
+        top.prog = "bk"
+        out.append(nodes.literal_block(text=_help(top)))
+        for name, (module_name, help_) in cli.COMMANDS.items():
+            section = nodes.section(ids=[f"bk-{name}"])
+            section += nodes.title(text=f"bk {name}")
+            try:
+                module = importlib.import_module(module_name)
+            except Exception as exc:  # noqa: BLE001 - reported as a build warning
+                logger.warning("bk-cli: command %r: cannot import %s: %s: %s", name,
+                               module_name, type(exc).__name__, exc,
+                               location=self.get_location())
+                continue
+            parser = argparse.ArgumentParser(prog=f"bk {name}", description=help_)
+            module.configure_parser(parser)
+            section += nodes.literal_block(text=_help(parser))
+            out.append(section)
+        return out
+
+
+def _help(parser: argparse.ArgumentParser) -> str:
+    import os
+
+    old = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "96"
+    try:
+        return parser.format_help()
+    finally:
+        if old is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = old
+
+
+def setup(app):  # noqa: ANN001, ANN201
+    app.add_directive("bk-api", BkApiDirective)
+    app.add_directive("bk-cli", BkCliDirective)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
