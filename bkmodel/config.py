@@ -1,0 +1,221 @@
+"""Configuration of the ResNet-BK language model: :class:`ModelConfig` and :class:`GuardConfig`.
+
+Every field is validated on construction; errors name the field (``"eta_min must be > 0"``).
+Configs round-trip through plain dicts (:meth:`ModelConfig.to_dict` /
+:meth:`ModelConfig.from_dict`), which is how checkpoints store them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["GuardConfig", "ModelConfig"]
+
+_GUARD_ACTIONS = ("raise", "recompute_fp64", "skip_step")
+_ROUTERS = ("learned", "scattering")
+_BK_MODES = ("causal", "two_sided")
+_POTENTIALS = ("linear", "moe")
+_FFNS = ("mlp", "moe", "none")
+_BACKENDS = ("auto", "torch", "triton", "naive")
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _check_float(name: str, value: Any, *, lo: float, lo_open: bool, hi: float | None = None,
+                 hi_open: bool = True) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if (lo_open and v <= lo) or (not lo_open and v < lo):
+        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}, got {value}")
+    if hi is not None and ((hi_open and v >= hi) or (not hi_open and v > hi)):
+        raise ValueError(f"{name} must be {'<' if hi_open else '<='} {hi}, got {value}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+
+
+@dataclass
+class GuardConfig:
+    """Runtime certificate guards of the BK scan (design.md §8).
+
+    Attributes
+    ----------
+    enabled : bool
+        Run the guards on every BK scan.
+    action : {"raise", "recompute_fp64", "skip_step"}
+        On a violation: raise :class:`bkmodel.guards.GuardError`; recompute the scan in
+        float64 (raise if that still fails); or mark the step to be skipped by the trainer
+        (``model.last_aux["skip_step"]``) and replace non-finite features by zeros.
+    tol : float
+        Relative tolerance: Im g >= -tol/eta and |g| <= (1 + tol)/eta (both hold exactly
+        in exact arithmetic), and the relative recurrence residual <= tol.
+    sample_rate : float in [0, 1]
+        Fraction of scans on which the recurrence residual is checked (the finite /
+        Herglotz / bound counters run on every scan).
+    residual_samples : int
+        Positions sampled per residual check.
+    """
+
+    enabled: bool = True
+    action: str = "recompute_fp64"
+    tol: float = 1e-3
+    sample_rate: float = 1.0
+    residual_samples: int = 64
+
+    def __post_init__(self) -> None:
+        _check_bool("guard.enabled", self.enabled)
+        _check_choice("guard.action", self.action, _GUARD_ACTIONS)
+        _check_float("guard.tol", self.tol, lo=0.0, lo_open=True)
+        _check_float("guard.sample_rate", self.sample_rate, lo=0.0, lo_open=False, hi=1.0,
+                     hi_open=False)
+        _check_int("guard.residual_samples", self.residual_samples, 1)
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of :class:`bkmodel.model.LanguageModel`.
+
+    Attributes
+    ----------
+    vocab_size, d_model, n_layers : int
+        Vocabulary, width and depth.
+    n_seq : int
+        Longest sequence ``forward`` accepts.
+    n_channels : int
+        C, the number of BK chains per layer (C = 1 is the seeds' layout).
+    num_experts, top_k : int
+        Mixture of experts: experts per MoE and experts per token (``top_k <= num_experts``).
+    router : {"learned", "scattering"}
+        Gate of the feed-forward MoE: a learned softmax top-k gate, or the parameter-free
+        scattering router choosing experts from the phase arg g in (0, pi) of the block's BK
+        output. The scattering router needs ``ffn="moe"``.
+    potential : {"linear", "moe"}
+        How the potentials v (B, N, C) are made from LN(x): one linear map, or a (learned
+        gate) MoE followed by a linear map.
+    ffn : {"mlp", "moe", "none"}
+        The second sublayer of each block.
+    ffn_mult : int
+        Hidden width of an MLP / expert is ``ffn_mult * d_model``.
+    eta_min : float
+        Floor of Im z_c: ``eta_c = eta_min + softplus(raw_c) > 0``.
+    eta_init : float
+        Initial eta_c (> eta_min).
+    lam_init_range : float
+        lam_c are initialised evenly on [-r, r] (the spectrum of tridiag(1, 0, 1) is [-2, 2]).
+    hop_init : float
+        Initial hopping b_c.
+    bk_mode : {"causal", "two_sided"}
+        ``causal`` uses the edge Green's function g^L_i (depends on tokens <= i). The
+        two-sided diagonal G_ii depends on future tokens: only :class:`bkmodel.model.BKEncoder`
+        accepts it; :class:`bkmodel.model.LanguageModel` refuses it.
+    aux_loss_weight : float
+        Weight of the MoE load-balance loss added to the LM loss.
+    tie_embeddings, bias : bool
+        Tie the LM head to the token embedding; biases in linear layers.
+    dropout : float in [0, 1)
+    init_std : float
+        Standard deviation of the normal initialisation of linear and embedding weights.
+    scan_backend : {"auto", "torch", "triton", "naive"}
+        Backend of :func:`bkmodel.ops.bk_scan.bk_scan`.
+    guard : GuardConfig
+        Runtime certificate guards (a dict is accepted and converted).
+    """
+
+    vocab_size: int = 256
+    d_model: int = 128
+    n_layers: int = 4
+    n_seq: int = 256
+    n_channels: int = 16
+    num_experts: int = 4
+    top_k: int = 1
+    router: str = "learned"
+    potential: str = "linear"
+    ffn: str = "moe"
+    ffn_mult: int = 4
+    eta_min: float = 1e-3
+    eta_init: float = 0.5
+    lam_init_range: float = 2.0
+    hop_init: float = 1.0
+    bk_mode: str = "causal"
+    aux_loss_weight: float = 1e-2
+    tie_embeddings: bool = True
+    bias: bool = True
+    dropout: float = 0.0
+    init_std: float = 0.02
+    scan_backend: str = "auto"
+    guard: GuardConfig = field(default_factory=GuardConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.guard, dict):
+            self.guard = GuardConfig(**self.guard)
+        if not isinstance(self.guard, GuardConfig):
+            raise TypeError(f"guard must be a GuardConfig or dict, got {type(self.guard).__name__}")
+        for name in ("vocab_size", "d_model", "n_layers", "n_seq", "n_channels", "num_experts",
+                     "top_k", "ffn_mult"):
+            _check_int(name, getattr(self, name), 1)
+        if self.top_k > self.num_experts:
+            raise ValueError(
+                f"top_k must be <= num_experts, got top_k={self.top_k} > "
+                f"num_experts={self.num_experts}"
+            )
+        _check_choice("router", self.router, _ROUTERS)
+        _check_choice("potential", self.potential, _POTENTIALS)
+        _check_choice("ffn", self.ffn, _FFNS)
+        _check_choice("bk_mode", self.bk_mode, _BK_MODES)
+        _check_choice("scan_backend", self.scan_backend, _BACKENDS)
+        if self.router == "scattering" and self.ffn != "moe":
+            raise ValueError("router='scattering' routes the feed-forward MoE: it needs ffn='moe'")
+        _check_float("eta_min", self.eta_min, lo=0.0, lo_open=True)
+        _check_float("eta_init", self.eta_init, lo=self.eta_min, lo_open=True)
+        _check_float("lam_init_range", self.lam_init_range, lo=0.0, lo_open=False)
+        _check_float("hop_init", self.hop_init, lo=-math.inf, lo_open=True)
+        _check_float("aux_loss_weight", self.aux_loss_weight, lo=0.0, lo_open=False)
+        _check_float("dropout", self.dropout, lo=0.0, lo_open=False, hi=1.0)
+        _check_float("init_std", self.init_std, lo=0.0, lo_open=True)
+        for name in ("tie_embeddings", "bias"):
+            _check_bool(name, getattr(self, name))
+
+    @classmethod
+    def seed_layout(cls, **overrides: Any) -> ModelConfig:
+        """The seeds' layout: one BK chain per layer (C = 1), potentials from an MoE.
+
+        The seeds' block feeds v = W_v MoE(LN(x)) to the BK core and projects
+        [Re G, Im G] back to d_model; here with the causal g^L instead of the seeds'
+        two-sided G_ii, and without a separate feed-forward sublayer.
+        """
+        base: dict[str, Any] = dict(n_channels=1, potential="moe", ffn="none")
+        base.update(overrides)
+        return cls(**base)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-dict form (JSON-serialisable), guard included as a nested dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        if not isinstance(d, dict):
+            raise TypeError(f"config must be a dict, got {type(d).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown ModelConfig fields: {sorted(unknown)}")
+        return cls(**d)

@@ -1,0 +1,229 @@
+"""Runtime certificate guards of the BK scan (design.md §8).
+
+For real potentials v, real hopping b and eta > 0 every output of the causal scan is a
+Herglotz value: Im g_i > 0 and |g_i| <= 1/eta (design.md §3). So each scan can be checked
+cheaply, on the hot path:
+
+* **finite** — no NaN / Inf in g;
+* **Herglotz** — ``Im g >= -tol/eta``;
+* **bound** — ``|g| <= (1 + tol)/eta``;
+* **residual** (sampled) — at ``residual_samples`` random (batch, position, channel) the
+  relative residual of the recurrence
+  ``|g_i (alpha_i - beta g_{i-1}) - 1| / (1 + |g_i alpha_i| + |beta g_i g_{i-1}|) <= tol``.
+  (g is float32; the residual's rounding error is a few float32 eps times the
+  denominator, far below the default tol = 1e-3.)
+
+The first three counters come from ``bk_scan(..., return_stats=True)`` — fused into the Triton
+kernel on GPU, three reductions on CPU. On a violation the configured action runs:
+
+* ``raise``          — :class:`GuardError`;
+* ``recompute_fp64`` — rerun the scan in float64 (torch backend), re-check, use it (cast back)
+  if it passes, else raise :class:`GuardError`;
+* ``skip_step``      — set :attr:`ScanGuard.skip_requested` (the model copies it to
+  ``model.last_aux["skip_step"]``; the trainer must then skip ``optimizer.step()``) and
+  replace non-finite entries of g by 0 so the forward completes.
+
+Every event is counted (:meth:`ScanGuard.report`) and logged on the ``bkmodel.guards`` logger.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+
+import torch
+
+from bkmodel.config import GuardConfig
+from bkmodel.ops.bk_scan import bk_scan, scan_stats
+
+__all__ = ["GuardError", "GuardEvent", "ScanGuard", "recurrence_residual"]
+
+log = logging.getLogger("bkmodel.guards")
+
+_KINDS = ("nonfinite", "herglotz", "bound", "residual")
+
+
+class GuardError(RuntimeError):
+    """A BK scan violated its runtime certificate and the configured action could not fix it."""
+
+
+@dataclass
+class GuardEvent:
+    """One guard violation: which layer, which checks failed (counts), what was done."""
+
+    index: int
+    layer: str
+    counts: dict[str, int]
+    action: str
+    outcome: str
+
+
+def recurrence_residual(
+    v: torch.Tensor,
+    lam: torch.Tensor,
+    eta: torch.Tensor,
+    b: torch.Tensor,
+    g_re: torch.Tensor,
+    g_im: torch.Tensor,
+    n_samples: int,
+    rng: random.Random,
+) -> torch.Tensor:
+    """Relative residuals of ``g_i (v_i - z - b^2 g_{i-1}) = 1`` at random entries.
+
+    Returns a float64 tensor of ``n_samples`` values (NaN where g is not finite); see the
+    module docstring for the normalisation. Cost O(n_samples).
+    """
+    B, N, C = v.shape
+    gen = torch.Generator().manual_seed(rng.getrandbits(63))
+    bi = torch.randint(0, B, (n_samples,), generator=gen).to(v.device)
+    ni = torch.randint(0, N, (n_samples,), generator=gen).to(v.device)
+    ci = torch.randint(0, C, (n_samples,), generator=gen).to(v.device)
+    with torch.no_grad():
+        d = torch.float64
+        g = torch.complex(g_re[bi, ni, ci].to(d), g_im[bi, ni, ci].to(d))
+        prev_n = (ni - 1).clamp(min=0)
+        gp = torch.complex(g_re[bi, prev_n, ci].to(d), g_im[bi, prev_n, ci].to(d))
+        gp = torch.where(ni > 0, gp, torch.zeros_like(gp))
+        z = torch.complex(lam[ci].to(d), eta[ci].to(d))
+        alpha = v[bi, ni, ci].to(d) - z
+        beta = b[ci].to(d).square()
+        r = (g * (alpha - beta * gp) - 1.0).abs()
+        scale = 1.0 + (g * alpha).abs() + (beta * g * gp).abs()
+        return r / scale
+
+
+class ScanGuard:
+    """Runs guarded BK scans and keeps the event counters of one model.
+
+    Parameters
+    ----------
+    config : GuardConfig
+    backend : str
+        Backend of the normal (unguarded-path) scan.
+    seed : int
+        Seed of the sampler choosing residual positions and sampled scans.
+    """
+
+    def __init__(self, config: GuardConfig, backend: str = "auto", seed: int = 0) -> None:
+        self.config = config
+        self.backend = backend
+        self.rng = random.Random(seed)
+        self.skip_requested = False
+        self.events: list[GuardEvent] = []
+        self.max_events = 1000
+        self.reset()
+
+    def reset(self) -> None:
+        """Zero every counter and forget the events."""
+        self.counters: dict[str, int] = {
+            "scans": 0,
+            "residual_checks": 0,
+            "violating_scans": 0,
+            **{k: 0 for k in _KINDS},
+            "recomputed_fp64": 0,
+            "recovered": 0,
+            "skip_requests": 0,
+            "raised": 0,
+        }
+        self.events = []
+        self.skip_requested = False
+
+    def begin_forward(self) -> None:
+        """Called by the model at the start of each forward: clears the skip request."""
+        self.skip_requested = False
+
+    def report(self) -> dict[str, int]:
+        """Event counts since construction or :meth:`reset` (a copy)."""
+        out = dict(self.counters)
+        out["events"] = len(self.events)
+        return out
+
+    # -- checking -------------------------------------------------------------------------
+    def _violations(self, v, lam, eta, b, g_re, g_im, stats, residual: bool) -> dict[str, int]:
+        n_nonfinite, n_herglotz, n_bound = (int(x) for x in stats.tolist())
+        counts = {"nonfinite": n_nonfinite, "herglotz": n_herglotz, "bound": n_bound,
+                  "residual": 0}
+        if residual:
+            r = recurrence_residual(v.detach(), lam.detach(), eta.detach(), b.detach(),
+                                    g_re.detach(), g_im.detach(),
+                                    self.config.residual_samples, self.rng)
+            counts["residual"] = int((~(r <= self.config.tol)).sum())
+        return counts
+
+    def _record(self, layer: str, counts: dict[str, int], outcome: str) -> None:
+        ev = GuardEvent(len(self.events), layer, counts, self.config.action, outcome)
+        if len(self.events) < self.max_events:
+            self.events.append(ev)
+        log.warning("BK guard: layer %s violated %s -> %s (%s)", layer,
+                    {k: c for k, c in counts.items() if c}, self.config.action, outcome)
+
+    def scan(
+        self,
+        v: torch.Tensor,
+        lam: torch.Tensor,
+        eta: torch.Tensor,
+        b: torch.Tensor,
+        *,
+        layer: str = "?",
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Guarded ``bk_scan(v, lam, eta, b)``: returns ``(g_re, g_im)`` (see module doc)."""
+        cfg = self.config
+        if not cfg.enabled:
+            return bk_scan(v, lam, eta, b, backend=self.backend)
+        g_re, g_im, stats = bk_scan(v, lam, eta, b, backend=self.backend, return_stats=True,
+                                    tol=cfg.tol)
+        self.counters["scans"] += 1
+        residual = cfg.sample_rate >= 1.0 or self.rng.random() < cfg.sample_rate
+        self.counters["residual_checks"] += int(residual)
+        counts = self._violations(v, lam, eta, b, g_re, g_im, stats, residual)
+        if not any(counts.values()):
+            return g_re, g_im
+        self.counters["violating_scans"] += 1
+        for k, c in counts.items():
+            self.counters[k] += int(c > 0)
+        if cfg.action == "raise":
+            self.counters["raised"] += 1
+            self._record(layer, counts, "raised")
+            raise GuardError(f"BK scan certificate violated in layer {layer}: {counts}")
+        if cfg.action == "recompute_fp64":
+            self.counters["recomputed_fp64"] += 1
+            d = torch.float64
+            r_re, r_im = bk_scan(v.to(d), lam.to(d), eta.to(d), b.to(d), backend="torch")
+            stats64 = scan_stats(r_re.detach(), r_im.detach(), eta.detach(), cfg.tol)
+            counts64 = self._violations(v, lam, eta, b, r_re, r_im, stats64, residual)
+            if any(counts64.values()):
+                self.counters["raised"] += 1
+                self._record(layer, counts, f"float64 recompute failed too: {counts64}")
+                raise GuardError(
+                    f"BK scan certificate violated in layer {layer}: {counts}; the float64 "
+                    f"recompute fails too: {counts64}"
+                )
+            self.counters["recovered"] += 1
+            self._record(layer, counts, "recovered by float64 recompute")
+            return r_re.to(g_re.dtype), r_im.to(g_im.dtype)
+        # skip_step
+        self.counters["skip_requests"] += 1
+        self.skip_requested = True
+        self._record(layer, counts, "step marked to skip")
+        return torch.nan_to_num(g_re, 0.0, 0.0, 0.0), torch.nan_to_num(g_im, 0.0, 0.0, 0.0)
+
+    def check_step(self, g: torch.Tensor, eta: torch.Tensor, *, layer: str = "?") -> None:
+        """Counters for one decoding step ``g`` (B, C) complex; raises only for ``raise``."""
+        cfg = self.config
+        if not cfg.enabled:
+            return
+        stats = scan_stats(g.real[:, None], g.imag[:, None], eta.detach(), cfg.tol)
+        self.counters["scans"] += 1
+        counts = dict(zip(_KINDS, [int(x) for x in stats.tolist()] + [0], strict=True))
+        if not any(counts.values()):
+            return
+        self.counters["violating_scans"] += 1
+        for k, c in counts.items():
+            self.counters[k] += int(c > 0)
+        if cfg.action == "raise":
+            self.counters["raised"] += 1
+            self._record(layer, counts, "raised (decoding)")
+            raise GuardError(f"BK decoding step violated its certificate in layer {layer}: "
+                             f"{counts}")
+        self._record(layer, counts, "logged (decoding; state already float64)")

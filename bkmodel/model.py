@@ -1,0 +1,516 @@
+"""The causal ResNet-BK language model.
+
+Reads top to bottom: the BK sequence-mixing layer, the block, the shared network, then
+:class:`LanguageModel` (causal, autoregressive) and :class:`BKEncoder` (which alone accepts
+the non-causal two-sided G_ii).
+
+Block (pre-norm residual, design.md §8)::
+
+    v  = W_v LN(x)                      (B, T, C)   potentials of C chains (or W_v MoE(LN(x)))
+    g  = BK(v; z_c = lam_c + i eta_c, b_c)          causal edge Green's function g^L_i
+    x <- x + W_out [eta_c Re g, eta_c Im g]          features in the unit disc (|g| <= 1/eta)
+    x <- x + FFN/MoE(LN(x))                          MoE gate learned or from arg g
+
+``eta_c = eta_min + softplus(raw_c) >= eta_min > 0``; the Herglotz bound |g| <= 1/eta_c makes
+``eta_c g`` a feature of modulus <= 1 whatever eta_c becomes during training.
+
+Causality: g^L_i depends on v_1..v_i only, every other operation is per token, so logits at
+position i depend on tokens <= i (checked by :mod:`bkmodel.causality`). Decoding carries one
+complex value per (layer, channel): O(1) state per step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bkmodel.config import ModelConfig
+from bkmodel.guards import ScanGuard
+from bkmodel.moe import MLP, MoE
+from bkmodel.ops.bk_scan.torch_scan import bk_step
+
+__all__ = ["BKLayer", "Block", "BKEncoder", "LanguageModel", "two_sided_diagonal"]
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+FORMAT_VERSION = 1
+
+
+def _inv_softplus(y: float) -> float:
+    return y + math.log(-math.expm1(-y))  # log(exp(y) - 1), stable
+
+
+def two_sided_diagonal(
+    v: torch.Tensor, lam: torch.Tensor, eta: torch.Tensor, b: torch.Tensor, scan
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two-sided resolvent diagonal G_ii of the whole chain — **non-causal**.
+
+    ``G_ii = 1 / (alpha_i - beta g^L_{i-1} - beta g^R_{i+1})`` (design.md §3) with the left
+    scan g^L and the right scan g^R (the left scan of the reversed chain). G_ii depends on
+    every token of the sequence, future ones included. ``scan(v, lam, eta, b)`` is the
+    (guarded) causal scan.
+    """
+    gl_re, gl_im = scan(v, lam, eta, b)
+    gr_re, gr_im = scan(v.flip(1), lam, eta, b)
+    gl = torch.complex(gl_re, gl_im)
+    gr = torch.complex(gr_re, gr_im).flip(1)
+    zero = torch.zeros_like(gl[:, :1])
+    gl_prev = torch.cat([zero, gl[:, :-1]], dim=1)
+    gr_next = torch.cat([gr[:, 1:], zero], dim=1)
+    z = torch.complex(lam.to(gl_re.dtype), eta.to(gl_re.dtype))
+    beta = b.to(gl_re.dtype).square()
+    G = (v.to(gl_re.dtype) - z - beta * (gl_prev + gr_next)).reciprocal()
+    return G.real, G.imag
+
+
+# --------------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------------
+class BKLayer(nn.Module):
+    """C independent BK chains: potentials from LN(x), Green's function features back to d."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        d, C = config.d_model, config.n_channels
+        self.config = config
+        self.v_moe = None
+        if config.potential == "moe":
+            self.v_moe = MoE(d, config.ffn_mult * d, d, num_experts=config.num_experts,
+                             top_k=config.top_k, router="learned", bias=config.bias,
+                             dropout=config.dropout)
+        self.v_proj = nn.Linear(d, C, bias=config.bias)
+        lam0 = torch.linspace(-config.lam_init_range, config.lam_init_range, C) if C > 1 \
+            else torch.zeros(1)
+        self.lam = nn.Parameter(lam0)
+        self.eta_raw = nn.Parameter(
+            torch.full((C,), _inv_softplus(config.eta_init - config.eta_min))
+        )
+        self.hop = nn.Parameter(torch.full((C,), float(config.hop_init)))
+        self.out = nn.Linear(2 * C, d, bias=config.bias)
+
+    @property
+    def eta(self) -> torch.Tensor:
+        """Im z_c = eta_min + softplus(raw_c) > 0, shape (C,)."""
+        return self.config.eta_min + F.softplus(self.eta_raw)
+
+    def potentials(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """v (…, C) from the normalised input h (…, d), and the potential MoE's aux loss."""
+        aux = None
+        if self.v_moe is not None:
+            h, st = self.v_moe(h)
+            aux = st
+        return self.v_proj(h), aux
+
+    def features(self, g_re: torch.Tensor, g_im: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.cat([g_re * eta, g_im * eta], dim=-1))  # (…, d)
+
+    def forward(self, h: torch.Tensor, guard: ScanGuard, name: str
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+        """(y (B, T, d), g_re (B, T, C), g_im (B, T, C), potential-MoE stats or None)."""
+        v, aux = self.potentials(h)  # (B, T, C)
+        eta = self.eta
+        if self.config.bk_mode == "causal":
+            g_re, g_im = guard.scan(v, self.lam, eta, self.hop, layer=name)
+        else:
+            def scan(*a):
+                return guard.scan(*a, layer=name)
+
+            g_re, g_im = two_sided_diagonal(v, self.lam, eta, self.hop, scan)
+        return self.features(g_re, g_im, eta.to(g_re.dtype)), g_re, g_im, aux
+
+    def step(self, h: torch.Tensor, state: torch.Tensor | None, guard: ScanGuard, name: str
+             ) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """One decoding step: h (B, d) -> (y (B, d), new state g (B, C) complex128, aux)."""
+        v, aux = self.potentials(h)  # (B, C)
+        eta = self.eta
+        g = bk_step(v, self.lam, eta, self.hop, state)
+        guard.check_step(g, eta, layer=name)
+        g_re, g_im = g.real.to(v.dtype), g.imag.to(v.dtype)
+        return self.features(g_re, g_im, eta.to(v.dtype)), g, aux
+
+
+def _phase(g_re: torch.Tensor, g_im: torch.Tensor) -> torch.Tensor:
+    """arg of sum_c g_c, in (0, pi) for Herglotz g: (…, C) -> (…)."""
+    return torch.atan2(g_im.sum(-1), g_re.sum(-1))
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: BK sequence mixing, then MLP / MoE feed-forward."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        d = config.d_model
+        self.ln_1 = nn.LayerNorm(d, bias=config.bias)
+        self.bk = BKLayer(config)
+        self.drop = nn.Dropout(config.dropout)
+        self.ln_2 = None
+        self.ffn: nn.Module | None = None
+        if config.ffn != "none":
+            self.ln_2 = nn.LayerNorm(d, bias=config.bias)
+            if config.ffn == "moe":
+                self.ffn = MoE(d, config.ffn_mult * d, d, num_experts=config.num_experts,
+                               top_k=config.top_k, router=config.router, bias=config.bias,
+                               dropout=config.dropout)
+            else:
+                self.ffn = MLP(d, config.ffn_mult * d, d, bias=config.bias,
+                               dropout=config.dropout)
+
+    def _ffn(self, x: torch.Tensor, g_re: torch.Tensor, g_im: torch.Tensor,
+             stats: list) -> torch.Tensor:
+        if self.ffn is None:
+            return x
+        h = self.ln_2(x)
+        if isinstance(self.ffn, MoE):
+            y, st = self.ffn(h, phase=_phase(g_re, g_im))
+            stats.append(st)
+        else:
+            y = self.ffn(h)
+        return x + self.drop(y)
+
+    def forward(self, x: torch.Tensor, guard: ScanGuard, name: str, stats: list) -> torch.Tensor:
+        y, g_re, g_im, aux = self.bk(self.ln_1(x), guard, name)
+        if aux is not None:
+            stats.append(aux)
+        x = x + self.drop(y)  # (B, T, d)
+        return self._ffn(x, g_re, g_im, stats)
+
+    def step(self, x: torch.Tensor, state, guard: ScanGuard, name: str
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        y, g, _ = self.bk.step(self.ln_1(x), state, guard, name)
+        x = x + y  # (B, d)
+        x = self._ffn(x, g.real.to(x.dtype), g.imag.to(x.dtype), [])
+        return x, g
+
+
+# --------------------------------------------------------------------------------------------
+# The network
+# --------------------------------------------------------------------------------------------
+def _resolve_config(config: ModelConfig | None, kwargs: dict[str, Any]) -> ModelConfig:
+    if config is None:
+        return ModelConfig(**kwargs)
+    if kwargs:
+        raise TypeError("pass either a ModelConfig or keyword fields, not both")
+    if isinstance(config, dict):
+        return ModelConfig.from_dict(config)
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"config must be a ModelConfig, got {type(config).__name__}")
+    return config
+
+
+class _BKNetwork(nn.Module):
+    """Embedding, blocks, final norm and head, shared by the LM and the encoder."""
+
+    def __init__(self, config: ModelConfig | None = None, **kwargs: Any) -> None:
+        super().__init__()
+        config = _resolve_config(config, kwargs)
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.d_model)
+        self.drop = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.ln_f = nn.LayerNorm(config.d_model, bias=config.bias)
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        if config.tie_embeddings:
+            self.lm_head.weight = self.wte.weight
+        self.guard = ScanGuard(config.guard, backend=config.scan_backend)
+        self.last_aux: dict[str, Any] = {}
+        self.apply(self._init_weights)
+        for name, p in self.named_parameters():  # scaled residual projections (GPT-2)
+            if name.endswith("bk.out.weight") or name.endswith("proj.weight"):
+                nn.init.normal_(p, 0.0, config.init_std / math.sqrt(2 * config.n_layers))
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0.0, self.config.init_std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, 0.0, self.config.init_std)
+
+    # -- accounting ------------------------------------------------------------------------
+    def num_params(self, trainable_only: bool = False) -> int:
+        """Number of (unique: tied weights count once) parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+    def guard_report(self) -> dict[str, int]:
+        """Guard event counters (see :class:`bkmodel.guards.ScanGuard`)."""
+        return self.guard.report()
+
+    # -- input checks ----------------------------------------------------------------------
+    def _check_ids(self, ids: Any, name: str = "input_ids", *, allow_ignore: bool = False
+                   ) -> None:
+        if not isinstance(ids, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(ids).__name__}")
+        if ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+            raise TypeError(f"{name} must be an integer tensor (torch.long), got {ids.dtype}")
+        if ids.ndim != 2:
+            raise ValueError(f"{name} must have shape (B, T), got {tuple(ids.shape)}")
+        if ids.shape[0] == 0 or ids.shape[1] == 0:
+            raise ValueError(f"{name} must be non-empty, got shape {tuple(ids.shape)}")
+        if ids.shape[1] > self.config.n_seq:
+            raise ValueError(
+                f"{name} has length T={ids.shape[1]} > n_seq={self.config.n_seq} (config.n_seq)"
+            )
+        valid = (ids >= 0) & (ids < self.config.vocab_size)
+        if allow_ignore:
+            valid |= ids == -100
+        if not bool(valid.all()):
+            bad = ids[~valid][0].item()
+            raise ValueError(
+                f"{name} contains id {bad} outside [0, vocab_size={self.config.vocab_size})"
+                + (" (targets may also be -100 = ignored)" if allow_ignore else "")
+            )
+
+    # -- forward ---------------------------------------------------------------------------
+    def _hidden(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, list]:
+        self._check_ids(input_ids)
+        self.guard.begin_forward()
+        x = self.drop(self.wte(input_ids.long()))  # (B, T, d)
+        stats: list = []
+        for i, block in enumerate(self.blocks):
+            x = block(x, self.guard, str(i), stats)
+        return self.ln_f(x), stats
+
+    def _aux(self, stats: list) -> tuple[torch.Tensor, dict[str, Any]]:
+        aux_loss = sum((s["aux_loss"] for s in stats), torch.zeros(()))
+        aux_loss = aux_loss / max(len(stats), 1)
+        info = {
+            "aux_loss": float(aux_loss.detach()),
+            "moe_load": [s["load"].tolist() for s in stats],
+            "moe_max_load": max((float(s["load"].max()) for s in stats), default=1.0),
+            "guard": self.guard.report(),
+            "skip_step": self.guard.skip_requested,
+        }
+        return aux_loss, info
+
+    def configure_optimizers(self, weight_decay: float = 0.1, lr: float = 1e-3,
+                             betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.AdamW:
+        """AdamW; weight decay on matrices (>= 2-D) only, not on biases, norms or z_c, b_c."""
+        decay = [p for p in self.parameters() if p.requires_grad and p.dim() >= 2]
+        no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": weight_decay},
+                  {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=lr, betas=betas)
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``model.safetensors`` and ``config.json`` into ``directory``, atomically.
+
+        Each file is written to a temporary name, fsynced, then renamed; ``config.json``
+        (written last) records the SHA-256 of the weights file, so a torn or mismatched pair
+        is detected by :meth:`from_pretrained`. Tied weights are stored once.
+        """
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        if self.config.tie_embeddings:
+            state.pop("lm_head.weight", None)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=WEIGHTS_NAME + ".", suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file(state, tmp, metadata={"format": "pt", "model": type(self).__name__})
+            with open(tmp, "rb") as fh:
+                digest = hashlib.sha256(fh.read()).hexdigest()
+                os.fsync(fh.fileno())
+            os.replace(tmp, directory / WEIGHTS_NAME)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        meta = {"model_type": "resnet-bk", "class": type(self).__name__,
+                "format_version": FORMAT_VERSION, "weights_sha256": digest,
+                "config": self.config.to_dict()}
+        _atomic_write_text(directory / CONFIG_NAME, json.dumps(meta, indent=1))
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, *, map_location: str = "cpu"):
+        """Load a model written by :meth:`save_pretrained`; clear errors for bad files."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"checkpoint directory not found: {directory}")
+        cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
+        for p in (cfg_path, w_path):
+            if not p.is_file():
+                raise FileNotFoundError(f"checkpoint file missing: {p}")
+        try:
+            meta = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{cfg_path} is not valid JSON: {exc}") from None
+        if not isinstance(meta, dict) or meta.get("model_type") != "resnet-bk" \
+                or "config" not in meta:
+            raise ValueError(f"{cfg_path} is not a resnet-bk config (model_type/config missing)")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{cfg_path}: unsupported format_version "
+                             f"{meta.get('format_version')!r} (expected {FORMAT_VERSION})")
+        config = ModelConfig.from_dict(meta["config"])
+        data = w_path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != meta.get("weights_sha256"):
+            raise ValueError(f"{w_path} is corrupt or does not belong to {cfg_path} "
+                             "(SHA-256 mismatch)")
+        try:
+            state = load_file(str(w_path), device=map_location)
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise ValueError(f"{w_path} could not be read as safetensors: {exc}") from None
+        model = cls(config)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if config.tie_embeddings:
+            missing = [k for k in missing if k != "lm_head.weight"]
+        if missing or unexpected:
+            raise ValueError(f"{w_path} does not match the config: missing {missing}, "
+                             f"unexpected {unexpected}")
+        return model
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class LanguageModel(_BKNetwork):
+    """Causal ResNet-BK language model.
+
+    ``LanguageModel(config)`` or ``LanguageModel(vocab_size=..., d_model=..., ...)``
+    (fields of :class:`bkmodel.config.ModelConfig`).
+
+    ``forward(input_ids, targets=None) -> (logits (B, T, V), loss or None)``: the loss is the
+    mean cross-entropy (targets of -100 are ignored) plus ``aux_loss_weight`` times the mean
+    MoE load-balance loss. ``self.last_aux`` holds ``ce_loss``, ``aux_loss``, ``moe_load``,
+    ``guard`` (counters) and ``skip_step`` (True when a guard with action ``skip_step`` fired:
+    the trainer should not apply this step).
+
+    Cost per token and layer O(d·C + d²) (no attention); decoding state O(n_layers · C).
+    """
+
+    def __init__(self, config: ModelConfig | None = None, **kwargs: Any) -> None:
+        cfg = _resolve_config(config, kwargs)
+        if cfg.bk_mode != "causal":
+            raise ValueError(
+                f"bk_mode={cfg.bk_mode!r} uses the two-sided G_ii, which depends on future "
+                "tokens: it is not causal and cannot be used by an autoregressive "
+                "LanguageModel (use bk_mode='causal', or BKEncoder for non-causal analysis)"
+            )
+        super().__init__(cfg)
+
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        x, stats = self._hidden(input_ids)
+        logits = self.lm_head(x)  # (B, T, V)
+        aux_loss, info = self._aux(stats)
+        loss = None
+        if targets is not None:
+            self._check_ids(targets, "targets", allow_ignore=True)
+            if targets.shape != input_ids.shape:
+                raise ValueError(f"targets must have the shape of input_ids "
+                                 f"{tuple(input_ids.shape)}, got {tuple(targets.shape)}")
+            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
+                                 targets.reshape(-1).long(), ignore_index=-100)
+            loss = ce + self.config.aux_loss_weight * aux_loss
+            info["ce_loss"] = float(ce.detach())
+        self.last_aux = info
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, input_ids: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None, *, generator: torch.Generator | None = None
+                 ) -> torch.Tensor:
+        """Autoregressive sampling with O(1) state per step.
+
+        The prompt runs once through the parallel scan; its last g per (layer, channel) is
+        the state; every new token then costs one recurrence step per layer
+        (``g_t = 1/(v_t - z - b^2 g_{t-1})``), never re-running the prefix. The recurrence has
+        no length limit, so generation may continue past ``n_seq`` (the model then
+        extrapolates beyond its training length).
+
+        ``temperature = 0`` is greedy decoding; ``top_k`` keeps the k most likely tokens.
+        Returns (B, T + max_new_tokens) token ids. Runs in eval mode (restored afterwards).
+        """
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
+                or max_new_tokens < 0:
+            raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)
+                and temperature >= 0):
+            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
+                                  or top_k < 1):
+            raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
+        was_training = self.training
+        self.eval()
+        try:
+            states = self._prefill(input_ids)
+            logits = states.pop("logits")
+            out = [input_ids]
+            for _ in range(max_new_tokens):
+                nxt = self._sample(logits, temperature, top_k, generator)  # (B, 1)
+                out.append(nxt)
+                logits = self._decode_step(nxt[:, 0], states)
+            return torch.cat(out, dim=1)
+        finally:
+            self.train(was_training)
+
+    def _prefill(self, input_ids: torch.Tensor) -> dict[str, Any]:
+        """Run the prompt; return the last logits and the per-layer state g_T (B, C)."""
+        self._check_ids(input_ids)
+        self.guard.begin_forward()
+        x = self.wte(input_ids.long())
+        states: dict[str, Any] = {}
+        for i, block in enumerate(self.blocks):
+            y, g_re, g_im, aux = block.bk(block.ln_1(x), self.guard, str(i))
+            x = x + y
+            x = block._ffn(x, g_re, g_im, [])
+            states[str(i)] = torch.complex(g_re[:, -1].double(), g_im[:, -1].double())
+        states["logits"] = self.lm_head(self.ln_f(x[:, -1]))  # (B, V)
+        return states
+
+    def _decode_step(self, token: torch.Tensor, states: dict[str, Any]) -> torch.Tensor:
+        x = self.wte(token)  # (B, d)
+        for i, block in enumerate(self.blocks):
+            x, states[str(i)] = block.step(x, states[str(i)], self.guard, str(i))
+        return self.lm_head(self.ln_f(x))  # (B, V)
+
+    @staticmethod
+    def _sample(logits: torch.Tensor, temperature: float, top_k: int | None,
+                generator: torch.Generator | None) -> torch.Tensor:
+        logits = logits.float()
+        if top_k is not None:
+            kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        if temperature == 0:
+            return logits.argmax(dim=-1, keepdim=True)
+        probs = F.softmax(logits / temperature, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator)
+
+
+class BKEncoder(_BKNetwork):
+    """The same network without the causal restriction: accepts ``bk_mode='two_sided'``.
+
+    ``forward(input_ids) -> logits (B, T, V)``. With the two-sided G_ii every output depends
+    on the whole sequence (an encoder for analysis, e.g. the negative control of the
+    causality certificate); it has no ``generate``.
+    """
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        x, stats = self._hidden(input_ids)
+        _, self.last_aux = self._aux(stats)
+        return self.lm_head(x)
+

@@ -1,0 +1,126 @@
+"""Mixture-of-experts feed-forward with a learned top-k gate or the scattering router.
+
+Two gates choose, per token, ``top_k`` of ``num_experts`` expert MLPs:
+
+* ``learned``: softmax gate ``p = softmax(W_g x)``; the token goes to its top-k experts with
+  weights ``p_e`` (top-1, as in Switch) or ``p_e / sum_topk p`` (top-k, k > 1). The
+  load-balance loss is Switch's ``E * sum_e f_e P_e`` (f_e: fraction of token slots sent to
+  expert e, P_e: mean gate probability), which equals 1 for a uniform gate and load.
+* ``scattering``: parameter-free. The phase ``phi = arg(sum_c g_c) in (0, pi)`` of the
+  block's causal Green's function (Im g > 0, so the sum lies in the upper half-plane) is
+  binned into ``num_experts`` equal arcs of (0, pi); a token goes to the ``top_k`` experts
+  whose arc centres ``(e + 1/2) pi / E`` are nearest to phi, with equal weights 1/k. There is
+  nothing to train, so its auxiliary loss is 0; its load statistics are still reported.
+  The phase used is arg g^L (the edge Green's function), not the scattering phase
+  arg det_2 — it is what is available causally and per token at no extra cost.
+
+Dispatch loops over experts (gathering the tokens each one serves), so the cost is
+O(tokens · top_k · expert) — no capacity limit, no dropped tokens, and the result for a token
+does not depend on the other tokens of the batch (generation step by step equals the full
+forward).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = ["MLP", "MoE", "scattering_route"]
+
+
+class MLP(nn.Module):
+    """Two-layer GELU feed-forward ``d_in -> hidden -> d_out``."""
+
+    def __init__(self, d_in: int, hidden: int, d_out: int, *, bias: bool = True,
+                 dropout: float = 0.0) -> None:
+        super().__init__()
+        self.fc = nn.Linear(d_in, hidden, bias=bias)
+        self.proj = nn.Linear(hidden, d_out, bias=bias)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.proj(F.gelu(self.fc(x))))
+
+
+def scattering_route(phase: torch.Tensor, num_experts: int, top_k: int
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Expert choice from a phase in (0, pi): the ``top_k`` nearest arc centres.
+
+    Parameters
+    ----------
+    phase : (M,) tensor, values in [0, pi]
+    num_experts, top_k : int
+
+    Returns
+    -------
+    (index, weight) : (M, top_k) long and (M, top_k) float (all weights 1/top_k).
+    """
+    centres = (torch.arange(num_experts, device=phase.device, dtype=phase.dtype) + 0.5) * (
+        math.pi / num_experts
+    )
+    dist = (phase.unsqueeze(-1) - centres).abs()  # (M, E)
+    index = dist.topk(top_k, dim=-1, largest=False).indices  # (M, k)
+    weight = torch.full(index.shape, 1.0 / top_k, dtype=phase.dtype, device=phase.device)
+    return index, weight
+
+
+class MoE(nn.Module):
+    """Top-k mixture of ``num_experts`` MLPs ``d_in -> hidden -> d_out``.
+
+    ``forward(x, phase=None)`` returns ``(y, stats)`` with ``stats`` holding ``aux_loss``
+    (scalar tensor, differentiable for the learned gate) and ``load`` ((E,) fraction of
+    token slots per expert, detached).
+    """
+
+    def __init__(self, d_in: int, hidden: int, d_out: int, *, num_experts: int, top_k: int,
+                 router: str = "learned", bias: bool = True, dropout: float = 0.0) -> None:
+        super().__init__()
+        if top_k > num_experts:
+            raise ValueError(f"top_k must be <= num_experts, got {top_k} > {num_experts}")
+        if router not in ("learned", "scattering"):
+            raise ValueError(f"router must be 'learned' or 'scattering', got {router!r}")
+        self.num_experts, self.top_k, self.router = num_experts, top_k, router
+        self.experts = nn.ModuleList(
+            MLP(d_in, hidden, d_out, bias=bias, dropout=dropout) for _ in range(num_experts)
+        )
+        self.gate = nn.Linear(d_in, num_experts, bias=False) if router == "learned" else None
+        self.d_out = d_out
+
+    def route(self, x: torch.Tensor, phase: torch.Tensor | None
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(index (M, k), weight (M, k), aux_loss) for flattened tokens x (M, d_in)."""
+        E, k = self.num_experts, self.top_k
+        if self.router == "scattering":
+            if phase is None:
+                raise ValueError("the scattering router needs the phase of g (phase=None)")
+            index, weight = scattering_route(phase.reshape(-1).to(x.dtype), E, k)
+            return index, weight, x.new_zeros(())
+        probs = F.softmax(self.gate(x).float(), dim=-1)  # (M, E)
+        top_p, index = probs.topk(k, dim=-1)  # (M, k)
+        weight = top_p if k == 1 else top_p / top_p.sum(-1, keepdim=True)
+        frac = F.one_hot(index, E).float().sum(dim=(0, 1)) / index.numel()  # (E,)
+        aux = E * (frac * probs.mean(0)).sum()
+        return index, weight.to(x.dtype), aux
+
+    def forward(self, x: torch.Tensor, phase: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        shape = x.shape
+        xf = x.reshape(-1, shape[-1])  # (M, d_in)
+        if self.num_experts == 1:
+            y = self.experts[0](xf)
+            load = xf.new_ones(1)
+            return y.reshape(*shape[:-1], self.d_out), {"aux_loss": xf.new_zeros(()),
+                                                        "load": load}
+        index, weight, aux = self.route(xf, phase)
+        y = xf.new_zeros(xf.shape[0], self.d_out)
+        for e, expert in enumerate(self.experts):
+            tok, slot = torch.nonzero(index == e, as_tuple=True)
+            if tok.numel() == 0:
+                continue
+            y.index_add_(0, tok, weight[tok, slot, None] * expert(xf[tok]))
+        load = torch.bincount(index.reshape(-1), minlength=self.num_experts).float()
+        load = (load / index.numel()).detach()
+        return y.reshape(*shape[:-1], self.d_out), {"aux_loss": aux, "load": load}
