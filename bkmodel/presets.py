@@ -1,0 +1,162 @@
+"""Training presets: one flat :class:`TrainConfig` per named size.
+
+=========  =====================================================================================
+preset     intent
+=========  =====================================================================================
+``ci``     seconds: the one-play corpus, byte tokenizer, a 2-layer d=32 model (tests)
+``tiny``   a minute or two on a 2-core CPU: full corpus, BPE 1024, d=128, 2 layers, T=128
+``small``  a GPU run of minutes: BPE 4096, d=256, 4 layers, T=256
+``medium`` a GPU run of an hour: BPE 8192, d=512, 8 layers, T=512
+=========  =====================================================================================
+
+The model shape fields (``d_model``, ``n_layers``) are shared by both architectures; the
+Transformer's feed-forward width ``d_ff`` defaults to the value that matches the ResNet-BK
+model's parameter count (:func:`bkmodel.baseline.matched_config`). ``bk_options`` holds extra
+:class:`bkmodel.config.ModelConfig` fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["PRESETS", "TrainConfig", "get_preset"]
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved with every checkpoint).
+
+    Schedule: linear warm-up over ``warmup_steps`` to ``lr``, then cosine decay to
+    ``min_lr_ratio · lr`` at ``max_steps``. ``batch_size`` is the *global* batch (rows per
+    optimizer step, shared out across DDP ranks). Loss-spike rule: a step whose loss exceeds
+    ``spike_factor`` × the median of the last ``spike_window`` accepted losses is not applied;
+    training rolls back to the last good checkpoint and skips past the offending batch.
+    """
+
+    preset: str = "custom"
+    model: str = "bk"  # "bk" | "transformer"
+    corpus: str = "shakespeare"  # "shakespeare" | "tiny"
+    tokenizer: str = "bpe"  # "bpe" | "byte"
+    vocab_size: int = 1024
+    seq_len: int = 128
+    batch_size: int = 16
+    max_steps: int = 500
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int | None = None  # transformer only; None: match the BK parameter count
+    dropout: float = 0.0
+    bk_options: dict[str, Any] = field(default_factory=dict)
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    precision: str = "auto"  # "auto" | "fp32" | "bf16"
+    device: str = "auto"
+    seed: int = 1337
+    log_every: int = 10
+    eval_every: int = 100
+    eval_tokens: int | None = 32768  # validation tokens per in-training evaluation
+    ckpt_every: int = 100
+    spike_factor: float = 2.0
+    spike_window: int = 20
+    max_rollbacks: int = 5
+    max_consecutive_nonfinite: int = 3
+
+    def __post_init__(self) -> None:
+        choices = {
+            "model": ("bk", "transformer"),
+            "corpus": ("shakespeare", "tiny"),
+            "tokenizer": ("bpe", "byte"),
+            "precision": ("auto", "fp32", "bf16"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        positive = ("vocab_size", "seq_len", "batch_size", "d_model", "n_layers", "n_heads",
+                    "log_every", "eval_every", "ckpt_every", "spike_window",
+                    "max_consecutive_nonfinite")
+        for name in positive:
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        for name in ("max_steps", "warmup_steps", "max_rollbacks", "seed"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {v!r}")
+        if self.d_ff is not None and (not isinstance(self.d_ff, int) or self.d_ff < 1):
+            raise ValueError(f"d_ff must be a positive int or None, got {self.d_ff!r}")
+        if self.eval_tokens is not None and self.eval_tokens < self.seq_len:
+            raise ValueError(f"eval_tokens must be >= seq_len or None, got {self.eval_tokens}")
+        for name in ("lr", "grad_clip", "spike_factor"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v > 0):
+                raise ValueError(f"{name} must be > 0, got {v!r}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ValueError(f"beta1, beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
+        if self.spike_factor <= 1.0:
+            raise ValueError(f"spike_factor must be > 1, got {self.spike_factor}")
+        if not isinstance(self.bk_options, dict):
+            raise TypeError(f"bk_options must be a dict, got {type(self.bk_options).__name__}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown TrainConfig fields: {sorted(unknown)}")
+        return cls(**d)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> TrainConfig:
+        """The preset ``name`` with ``overrides`` applied (unknown field → ``ValueError``)."""
+        return cls.from_dict({**get_preset(name), **overrides})
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "ci": dict(
+        preset="ci", corpus="tiny", tokenizer="byte", seq_len=32, batch_size=8, max_steps=30,
+        d_model=32, n_layers=2, n_heads=2, lr=3e-3, warmup_steps=5, log_every=1,
+        eval_every=10, eval_tokens=1024, ckpt_every=10, spike_window=8,
+    ),
+    "tiny": dict(
+        preset="tiny", corpus="shakespeare", tokenizer="bpe", vocab_size=1024, seq_len=128,
+        batch_size=16, max_steps=400, d_model=128, n_layers=2, n_heads=4, lr=3e-3,
+        warmup_steps=40, log_every=10, eval_every=100, eval_tokens=32768, ckpt_every=100,
+    ),
+    "small": dict(
+        preset="small", corpus="shakespeare", tokenizer="bpe", vocab_size=4096, seq_len=256,
+        batch_size=32, max_steps=3000, d_model=256, n_layers=4, n_heads=4, lr=2e-3,
+        warmup_steps=200, dropout=0.1, log_every=20, eval_every=250, eval_tokens=131072,
+        ckpt_every=250,
+    ),
+    "medium": dict(
+        preset="medium", corpus="shakespeare", tokenizer="bpe", vocab_size=8192, seq_len=512,
+        batch_size=64, max_steps=10000, d_model=512, n_layers=8, n_heads=8, lr=1e-3,
+        warmup_steps=500, dropout=0.1, log_every=50, eval_every=500, eval_tokens=262144,
+        ckpt_every=500,
+    ),
+}
+
+
+def get_preset(name: str) -> dict[str, Any]:
+    """A copy of the preset's fields (``ValueError`` for an unknown name)."""
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
+    d = dict(PRESETS[name])
+    d["bk_options"] = dict(d.get("bk_options", {}))
+    return d
