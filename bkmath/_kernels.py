@@ -1,0 +1,537 @@
+"""Compiled O(N) kernels for tridiagonal operators (numba, private).
+
+Every kernel works on one chain ("row") and has a batched driver that runs rows in parallel
+(``prange``). Arithmetic is always float64 internally, whatever the input dtype (float32
+inputs are widened on load; the caller chooses the output dtype). Complex numbers are carried
+as pairs of reals, so the hot loops use one real division per complex reciprocal:
+``1/(x + iy) = (x - iy) / (x² + y²)``, with Smith's scaled formula as a fallback when
+``x² + y²`` would over- or underflow.
+
+Notation (design.md §3): ``alpha_i = a_i - z`` (minus the lead self-energy ``sigma`` at the
+two end sites for the transparent boundary), ``beta_i = b_i c_i``.
+
+* ``rd_*``  — resolvent diagonal (left ratios g^L, right ratios g^R, or the two-sided G_ii);
+* ``ld_*``  — log det(H - z) by scaled continuants with winding count for the argument;
+* ``sturm_*`` — Sturm count of negative pivots of H - lam (real symmetric H).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+# x² + y² is trusted inside (_LO, _HI); outside, Smith's formula avoids over/underflow.
+_LO = 2.0**-960
+_HI = 2.0**960
+# Continuant pairs are renormalised by a power of two when they leave [_SMALL, _BIG].
+_BIG = 2.0**400
+_SMALL = 2.0**-400
+# Relative size that replaces an exactly zero Sturm continuant (the "+pivmin" convention).
+_PIVREL = 2.0**-500
+
+
+@njit(cache=True, inline="always")
+def _recip(x, y):
+    """(u, v) with u + iv = 1 / (x + iy)."""
+    r2 = x * x + y * y
+    if r2 > _LO and r2 < _HI:
+        s = 1.0 / r2
+        return x * s, -y * s
+    # Smith's algorithm (also gives inf/nan for an exact zero, which the caller detects)
+    if abs(x) >= abs(y):
+        if x == 0.0:
+            return 1.0 / x, 0.0 * y
+        r = y / x
+        d = x + y * r
+        return 1.0 / d, -r / d
+    r = x / y
+    d = x * r + y
+    return r / d, -1.0 / d
+
+
+# --------------------------------------------------------------------------------------
+# resolvent diagonal: real a, real beta (real symmetric or Hermitian H), complex z
+# --------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _rd_left_real(a, b, c, lam, eta, sr, si, o):
+    n = a.shape[0]
+    chk = 0.0
+    x = a[0] - lam - sr
+    y = -eta - si
+    if n == 1:
+        x -= sr
+        y -= si
+    gx, gy = _recip(x, y)
+    o[0, 0] = gx
+    o[0, 1] = gy
+    chk += gx + gy
+    for i in range(1, n):
+        bt = b[i - 1] * c[i - 1]
+        x = a[i] - lam - bt * gx
+        y = -eta - bt * gy
+        if i == n - 1:
+            x -= sr
+            y -= si
+        gx, gy = _recip(x, y)
+        o[i, 0] = gx
+        o[i, 1] = gy
+        chk += gx + gy
+    return chk
+
+
+@njit(cache=True)
+def _rd_right_real(a, b, c, lam, eta, sr, si, o):
+    n = a.shape[0]
+    chk = 0.0
+    x = a[n - 1] - lam - sr
+    y = -eta - si
+    if n == 1:
+        x -= sr
+        y -= si
+    gx, gy = _recip(x, y)
+    o[n - 1, 0] = gx
+    o[n - 1, 1] = gy
+    chk += gx + gy
+    for i in range(n - 2, -1, -1):
+        bt = b[i] * c[i]
+        x = a[i] - lam - bt * gx
+        y = -eta - bt * gy
+        if i == 0:
+            x -= sr
+            y -= si
+        gx, gy = _recip(x, y)
+        o[i, 0] = gx
+        o[i, 1] = gy
+        chk += gx + gy
+    return chk
+
+
+@njit(cache=True)
+def _rd_both_real(a, b, c, lam, eta, sr, si, o):
+    """Two-sided diagonal G_ii; the left and right sweeps run interleaved in one loop.
+
+    Phase 1 (k < n//2): the left sweep stores g^L_k in o[k], the right sweep g^R_{n-1-k} in
+    o[n-1-k]. Phase 2: each sweep continues into the other half, where the other side's
+    ratio is already stored next door, and overwrites it with
+    G_ii = 1 / (alpha_i - beta_{i-1} g^L_{i-1} - beta_i g^R_{i+1}).
+    """
+    n = a.shape[0]
+    if n == 1:
+        gx, gy = _recip(a[0] - lam - 2.0 * sr, -eta - 2.0 * si)
+        o[0, 0] = gx
+        o[0, 1] = gy
+        return gx + gy
+    h = n // 2
+    lx, ly = _recip(a[0] - lam - sr, -eta - si)
+    o[0, 0] = lx
+    o[0, 1] = ly
+    rx, ry = _recip(a[n - 1] - lam - sr, -eta - si)
+    o[n - 1, 0] = rx
+    o[n - 1, 1] = ry
+    for i in range(1, h):
+        j = n - 1 - i
+        bt = b[i - 1] * c[i - 1]
+        lx, ly = _recip(a[i] - lam - bt * lx, -eta - bt * ly)
+        o[i, 0] = lx
+        o[i, 1] = ly
+        bt = b[j] * c[j]
+        rx, ry = _recip(a[j] - lam - bt * rx, -eta - bt * ry)
+        o[j, 0] = rx
+        o[j, 1] = ry
+    chk = 0.0
+    for i in range(h, n):
+        j = n - 1 - i
+        # left sweep at site i (i >= 1)
+        bt = b[i - 1] * c[i - 1]
+        x = a[i] - lam - bt * lx
+        y = -eta - bt * ly
+        if i == n - 1:
+            gx, gy = _recip(x - sr, y - si)
+        else:
+            bt = b[i] * c[i]
+            gx, gy = _recip(x - bt * o[i + 1, 0], y - bt * o[i + 1, 1])
+            lx, ly = _recip(x, y)
+        o[i, 0] = gx
+        o[i, 1] = gy
+        chk += gx + gy
+        # right sweep at site j (j <= n - 2)
+        bt = b[j] * c[j]
+        x = a[j] - lam - bt * rx
+        y = -eta - bt * ry
+        if j == 0:
+            gx, gy = _recip(x - sr, y - si)
+        else:
+            bt = b[j - 1] * c[j - 1]
+            gx, gy = _recip(x - bt * o[j - 1, 0], y - bt * o[j - 1, 1])
+            rx, ry = _recip(x, y)
+        o[j, 0] = gx
+        o[j, 1] = gy
+        chk += gx + gy
+    return chk
+
+
+# --------------------------------------------------------------------------------------
+# resolvent diagonal: general complex a, b, c
+# --------------------------------------------------------------------------------------
+
+
+@njit(cache=True, inline="always")
+def _cmul(xr, xi, yr, yi):
+    return xr * yr - xi * yi, xr * yi + xi * yr
+
+
+@njit(cache=True)
+def _rd_left_cplx(a, b, c, zr, zi, sr, si, o):
+    n = a.shape[0]
+    chk = 0.0
+    x = a[0].real - zr - sr
+    y = a[0].imag - zi - si
+    if n == 1:
+        x -= sr
+        y -= si
+    gx, gy = _recip(x, y)
+    o[0, 0] = gx
+    o[0, 1] = gy
+    chk += gx + gy
+    for i in range(1, n):
+        btr, bti = _cmul(b[i - 1].real, b[i - 1].imag, c[i - 1].real, c[i - 1].imag)
+        px, py = _cmul(btr, bti, gx, gy)
+        x = a[i].real - zr - px
+        y = a[i].imag - zi - py
+        if i == n - 1:
+            x -= sr
+            y -= si
+        gx, gy = _recip(x, y)
+        o[i, 0] = gx
+        o[i, 1] = gy
+        chk += gx + gy
+    return chk
+
+
+@njit(cache=True)
+def _rd_right_cplx(a, b, c, zr, zi, sr, si, o):
+    n = a.shape[0]
+    chk = 0.0
+    x = a[n - 1].real - zr - sr
+    y = a[n - 1].imag - zi - si
+    if n == 1:
+        x -= sr
+        y -= si
+    gx, gy = _recip(x, y)
+    o[n - 1, 0] = gx
+    o[n - 1, 1] = gy
+    chk += gx + gy
+    for i in range(n - 2, -1, -1):
+        btr, bti = _cmul(b[i].real, b[i].imag, c[i].real, c[i].imag)
+        px, py = _cmul(btr, bti, gx, gy)
+        x = a[i].real - zr - px
+        y = a[i].imag - zi - py
+        if i == 0:
+            x -= sr
+            y -= si
+        gx, gy = _recip(x, y)
+        o[i, 0] = gx
+        o[i, 1] = gy
+        chk += gx + gy
+    return chk
+
+
+@njit(cache=True)
+def _rd_both_cplx(a, b, c, zr, zi, sr, si, o):
+    # same two-phase scheme as _rd_both_real
+    n = a.shape[0]
+    if n == 1:
+        gx, gy = _recip(a[0].real - zr - 2.0 * sr, a[0].imag - zi - 2.0 * si)
+        o[0, 0] = gx
+        o[0, 1] = gy
+        return gx + gy
+    h = n // 2
+    lx, ly = _recip(a[0].real - zr - sr, a[0].imag - zi - si)
+    o[0, 0] = lx
+    o[0, 1] = ly
+    rx, ry = _recip(a[n - 1].real - zr - sr, a[n - 1].imag - zi - si)
+    o[n - 1, 0] = rx
+    o[n - 1, 1] = ry
+    for i in range(1, h):
+        j = n - 1 - i
+        btr, bti = _cmul(b[i - 1].real, b[i - 1].imag, c[i - 1].real, c[i - 1].imag)
+        px, py = _cmul(btr, bti, lx, ly)
+        lx, ly = _recip(a[i].real - zr - px, a[i].imag - zi - py)
+        o[i, 0] = lx
+        o[i, 1] = ly
+        btr, bti = _cmul(b[j].real, b[j].imag, c[j].real, c[j].imag)
+        px, py = _cmul(btr, bti, rx, ry)
+        rx, ry = _recip(a[j].real - zr - px, a[j].imag - zi - py)
+        o[j, 0] = rx
+        o[j, 1] = ry
+    chk = 0.0
+    for i in range(h, n):
+        j = n - 1 - i
+        btr, bti = _cmul(b[i - 1].real, b[i - 1].imag, c[i - 1].real, c[i - 1].imag)
+        px, py = _cmul(btr, bti, lx, ly)
+        x = a[i].real - zr - px
+        y = a[i].imag - zi - py
+        if i == n - 1:
+            gx, gy = _recip(x - sr, y - si)
+        else:
+            btr, bti = _cmul(b[i].real, b[i].imag, c[i].real, c[i].imag)
+            px, py = _cmul(btr, bti, o[i + 1, 0], o[i + 1, 1])
+            gx, gy = _recip(x - px, y - py)
+            lx, ly = _recip(x, y)
+        o[i, 0] = gx
+        o[i, 1] = gy
+        chk += gx + gy
+        btr, bti = _cmul(b[j].real, b[j].imag, c[j].real, c[j].imag)
+        px, py = _cmul(btr, bti, rx, ry)
+        x = a[j].real - zr - px
+        y = a[j].imag - zi - py
+        if j == 0:
+            gx, gy = _recip(x - sr, y - si)
+        else:
+            btr, bti = _cmul(b[j - 1].real, b[j - 1].imag, c[j - 1].real, c[j - 1].imag)
+            px, py = _cmul(btr, bti, o[j - 1, 0], o[j - 1, 1])
+            gx, gy = _recip(x - px, y - py)
+            rx, ry = _recip(x, y)
+        o[j, 0] = gx
+        o[j, 1] = gy
+        chk += gx + gy
+    return chk
+
+
+# --------------------------------------------------------------------------------------
+# batched drivers (rows in parallel)
+# --------------------------------------------------------------------------------------
+
+
+def _make_batch(row_kernel):
+    @njit(cache=True, parallel=True)
+    def batch(a2, ia, b2, c2, ib, zr, zi, sr, si, o3, chk):
+        for r in prange(o3.shape[0]):
+            chk[r] = row_kernel(
+                a2[ia[r]], b2[ib[r]], c2[ib[r]], zr[r], zi[r], sr[r], si[r], o3[r]
+            )
+
+    return batch
+
+
+rd_left_real = _make_batch(_rd_left_real)
+rd_right_real = _make_batch(_rd_right_real)
+rd_both_real = _make_batch(_rd_both_real)
+rd_left_cplx = _make_batch(_rd_left_cplx)
+rd_right_cplx = _make_batch(_rd_right_cplx)
+rd_both_cplx = _make_batch(_rd_both_cplx)
+
+
+# --------------------------------------------------------------------------------------
+# log det(H - z): scaled continuants theta_i = alpha_i theta_{i-1} - beta_{i-1} theta_{i-2}
+# --------------------------------------------------------------------------------------
+
+
+@njit(cache=True, inline="always")
+def _upper(x, y):
+    # Arg(x + iy) in (0, pi]
+    return y > 0.0 or (y == 0.0 and x < 0.0)
+
+
+@njit(cache=True)
+def _ld_row(a, b, c, zr, zi, sr, si, flip):
+    """Return (log|det|, sum of principal Arg of the pivots, ok).
+
+    The pivots are d_i = theta_i / theta_{i-1}; their arguments are summed by counting how
+    often the continuant crosses the negative real axis (no atan2 per site). ``flip = -1``
+    conjugates the problem (used for real z: gives the +i0 convention after conjugating the
+    result back).
+    """
+    n = a.shape[0]
+    e = 0  # theta_true = theta * 2**e
+    wrap = 0
+    # theta_{-1} := 0 (stored as (0,0)), theta_0 := 1
+    px = 0.0
+    py = 0.0
+    tx = 1.0
+    ty = 0.0
+    for i in range(n):
+        ax = a[i].real - zr
+        ay = flip * (a[i].imag - zi)
+        if i == 0:
+            ax -= sr
+            ay -= flip * si
+        if i == n - 1:
+            ax -= sr
+            ay -= flip * si
+        if i > 0:
+            btr, bti = _cmul(b[i - 1].real, b[i - 1].imag, c[i - 1].real, c[i - 1].imag)
+            bti = flip * bti
+        else:
+            btr = 0.0
+            bti = 0.0
+        ux, uy = _cmul(ax, ay, tx, ty)
+        vx, vy = _cmul(btr, bti, px, py)
+        nx = ux - vx
+        ny = uy - vy
+        # winding: rotation from theta_{i-1} = (tx, ty) to theta_i = (nx, ny)
+        cross = tx * ny - ty * nx
+        dot = tx * nx + ty * ny
+        up0 = _upper(tx, ty)
+        up1 = _upper(nx, ny)
+        if up0 and not up1 and (cross > 0.0 or (cross == 0.0 and dot < 0.0)):
+            wrap += 1
+        elif up1 and not up0 and cross < 0.0:
+            wrap -= 1
+        px = tx
+        py = ty
+        tx = nx
+        ty = ny
+        m = max(max(abs(tx), abs(ty)), max(abs(px), abs(py)))
+        if m > _BIG or m < _SMALL:
+            if m == 0.0 or not (m < math.inf):
+                return 0.0, 0.0, False
+            k = math.frexp(m)[1]
+            s = math.ldexp(1.0, -k)
+            tx *= s
+            ty *= s
+            px *= s
+            py *= s
+            e += k
+    if tx == 0.0 and ty == 0.0:
+        return -math.inf, 0.0, True
+    lab = math.log(math.hypot(tx, ty)) + e * math.log(2.0)
+    ang = math.atan2(ty, tx) + 2.0 * math.pi * wrap
+    return lab, flip * ang, True
+
+
+@njit(cache=True)
+def _ld_row_safe(a, b, c, zr, zi, sr, si, flip):
+    """Slow fallback: pivot ratios d_i = alpha_i - beta_{i-1}/d_{i-1} with a log per site."""
+    n = a.shape[0]
+    lab = 0.0
+    ang = 0.0
+    dx = 1.0
+    dy = 0.0
+    for i in range(n):
+        ax = a[i].real - zr
+        ay = flip * (a[i].imag - zi)
+        if i == 0:
+            ax -= sr
+            ay -= flip * si
+        if i == n - 1:
+            ax -= sr
+            ay -= flip * si
+        if i > 0:
+            btr, bti = _cmul(b[i - 1].real, b[i - 1].imag, c[i - 1].real, c[i - 1].imag)
+            bti = flip * bti
+            ix, iy = _recip(dx, dy)
+            qx, qy = _cmul(btr, bti, ix, iy)
+            dx = ax - qx
+            dy = ay - qy
+        else:
+            dx = ax
+            dy = ay
+        if dx == 0.0 and dy == 0.0:
+            return -math.inf, 0.0, True
+        # log|d| without overflow
+        lab += math.log(math.hypot(dx, dy))
+        ang += math.atan2(dy, dx)
+    return lab, flip * ang, True
+
+
+@njit(cache=True, parallel=True)
+def log_det_batch(a2, ia, b2, c2, ib, zr, zi, sr, si, flip, out2):
+    for r in prange(out2.shape[0]):
+        aa = a2[ia[r]]
+        bb = b2[ib[r]]
+        cc = c2[ib[r]]
+        lab, ang, ok = _ld_row(aa, bb, cc, zr[r], zi[r], sr[r], si[r], flip[r])
+        if not ok:
+            lab, ang, ok = _ld_row_safe(aa, bb, cc, zr[r], zi[r], sr[r], si[r], flip[r])
+        out2[r, 0] = lab
+        out2[r, 1] = ang
+
+
+# --------------------------------------------------------------------------------------
+# Sturm count for real symmetric H: sign changes of the continuants of H - lam
+# --------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def _sturm_row(a, b, lam):
+    """Number of negative pivots of H - lam (= eigenvalues strictly below lam).
+
+    An exact zero continuant theta_i is replaced by 2**-500 * theta_{i-1}, i.e. the pivot
+    d_i = 0 becomes +pivmin: eigenvalues equal to lam are not counted.
+    """
+    n = a.shape[0]
+    p = 0.0  # theta_{i-2}
+    t = 1.0  # theta_{i-1}
+    cnt = 0
+    for i in range(n):
+        if i > 0:
+            bt = b[i - 1] * b[i - 1]
+        else:
+            bt = 0.0
+        nt = (a[i] - lam) * t - bt * p
+        if nt == 0.0:
+            nt = _PIVREL * t
+        cnt += nt * t < 0.0
+        p = t
+        t = nt
+        m = max(abs(t), abs(p))
+        if m > _BIG or m < _SMALL:
+            if not (m < math.inf):
+                return -1
+            k = math.frexp(m)[1]
+            s = math.ldexp(1.0, -k)
+            t *= s
+            p *= s
+    return cnt
+
+
+@njit(cache=True)
+def _sturm_row_safe(a, b, lam):
+    """Ratio form d_i = (a_i - lam) - b_{i-1}^2 / d_{i-1} with the same zero convention."""
+    n = a.shape[0]
+    cnt = 0
+    d = 1.0
+    for i in range(n):
+        if i > 0:
+            d = (a[i] - lam) - (b[i - 1] * b[i - 1]) / d
+        else:
+            d = a[i] - lam
+        if d == 0.0:
+            d = 2.0**-1000
+        if d < 0.0:
+            cnt += 1
+    return cnt
+
+
+@njit(cache=True, parallel=True)
+def sturm_batch(a2, ia, b2, ib, lam, out):
+    for r in prange(out.shape[0]):
+        cnt = _sturm_row(a2[ia[r]], b2[ib[r]], lam[r])
+        if cnt < 0:  # overflow in the continuants (entries near 1e300): ratio form
+            cnt = _sturm_row_safe(a2[ia[r]], b2[ib[r]], lam[r])
+        out[r] = cnt
+
+
+@njit(cache=True, parallel=True)
+def sturm_batch_safe(a2, ia, b2, ib, lam, out):
+    for r in prange(out.shape[0]):
+        out[r] = _sturm_row_safe(a2[ia[r]], b2[ib[r]], lam[r])
+
+
+__all__ = [
+    "rd_left_real",
+    "rd_right_real",
+    "rd_both_real",
+    "rd_left_cplx",
+    "rd_right_cplx",
+    "rd_both_cplx",
+    "log_det_batch",
+    "sturm_batch",
+    "sturm_batch_safe",
+    "np",
+]
