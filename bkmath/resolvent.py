@@ -60,7 +60,7 @@ def lattice_w(z: object, *, boundary: bool = False) -> np.ndarray | complex:
     >>> w = lattice_w(1.0 + 1e-300j)          # λ = 1 inside the band: θ = π/3
     >>> bool(abs(w - np.exp(1j * np.pi / 3)) < 1e-15)
     True
-    >>> complex(np.round(lattice_w(2.0, boundary=True), 12))  # band centre, +i0: w = i
+    >>> complex(np.round(lattice_w(2.0, boundary=True), 12) + 0.0)  # band centre, +i0: w = i
     1j
     """
     zz = _plus_zero_imag(as_spectral_parameter(z, "z", boundary=boundary))
@@ -92,7 +92,7 @@ def free_resolvent(m: object, n: object, z: object, *, boundary: bool = False):
 
     Examples
     --------
-    >>> complex(np.round(free_resolvent(0, 0, 2.0, boundary=True), 12))  # i / (2 sin(π/2))
+    >>> complex(np.round(free_resolvent(0, 0, 2.0, boundary=True), 12) + 0.0)  # i / (2 sin(π/2))
     0.5j
     """
     mm = as_numeric_array(m, "m", allow_complex=False)
