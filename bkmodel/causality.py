@@ -1,0 +1,186 @@
+"""Causality certificate of a sequence model, and the ``bk causality`` command.
+
+Claim (design.md §8): the logits at position i depend on tokens <= i only. Check: draw
+token ids, and for several cut positions i replace every token after i by a different
+random token; the logits at positions <= i must not move ("leak"), while those after i
+must (the "response" — a model insensitive to its input would pass trivially, so a zero
+response makes the result inconclusive).
+
+Tolerance: both runs do the same float operations on the unperturbed prefix, except that
+batched matrix products (and the MoE's per-expert gathers) may block the rows differently
+when other rows change, which moves results by a few ulps. So the leak must stay below
+``64 * eps(float32) * (1 + max |logits|)``, and the response must exceed it. A causal
+model typically leaks exactly 0.
+
+The negative control is :class:`bkmodel.model.BKEncoder` with ``bk_mode="two_sided"`` (the
+two-sided G_ii depends on the whole chain): it must be **refuted**, which shows the check
+can fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from bkmath.certificate import Certificate, Kind, Status, timed
+
+__all__ = ["causality_certificate", "configure_parser", "run"]
+
+_EPS32 = float(torch.finfo(torch.float32).eps)
+
+
+def _logits_fn(model: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    def f(ids: torch.Tensor) -> torch.Tensor:
+        out = model(ids)
+        return out[0] if isinstance(out, tuple) else out
+
+    return f
+
+
+def causality_certificate(
+    model: Any,
+    *,
+    vocab_size: int | None = None,
+    length: int | None = None,
+    batch: int = 2,
+    n_cuts: int = 4,
+    seed: int = 0,
+    kind: Kind | str | None = None,
+) -> Certificate:
+    """Certificate that ``model``'s logits at positions <= i ignore tokens after i.
+
+    Parameters
+    ----------
+    model : LanguageModel, BKEncoder or callable ``ids (B, T) -> logits (B, T, V)``
+        (a tuple output is read as ``(logits, ...)``). Run in eval mode (dropout off).
+    vocab_size, length : int, optional
+        Default to ``model.config.vocab_size`` and ``min(model.config.n_seq, 64)``.
+    batch, n_cuts, seed : int
+        Batch size, number of cut positions (evenly spread, first and last excluded), seed.
+    kind : Kind, optional
+        ``theorem`` for a causal model (default), ``negative_control`` for a model known to
+        be non-causal (default when ``model.config.bk_mode == "two_sided"``).
+
+    Returns
+    -------
+    Certificate
+        ``verified`` (leak <= tol < response), ``refuted`` with the cut, position and leak,
+        or ``inconclusive`` (no response to the perturbation).
+    """
+    cfg = getattr(model, "config", None)
+    if vocab_size is None:
+        if cfg is None:
+            raise ValueError("vocab_size is required for a model without .config")
+        vocab_size = cfg.vocab_size
+    if length is None:
+        length = min(cfg.n_seq, 64) if cfg is not None else 64
+    for name, val, lo in (("vocab_size", vocab_size, 2), ("length", length, 2),
+                          ("batch", batch, 1), ("n_cuts", n_cuts, 1)):
+        if isinstance(val, bool) or not isinstance(val, int) or val < lo:
+            raise ValueError(f"{name} must be an int >= {lo}, got {val!r}")
+    if kind is None:
+        two_sided = cfg is not None and getattr(cfg, "bk_mode", "causal") == "two_sided"
+        kind = Kind.NEGATIVE_CONTROL if two_sided else Kind.THEOREM
+    kind = Kind(kind)
+    f = _logits_fn(model)
+    was_training = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()
+    gen = torch.Generator().manual_seed(seed)
+    cuts = sorted({round(k * (length - 2) / (n_cuts + 1)) for k in range(1, n_cuts + 1)})
+    worst: dict[str, Any] = {"leak": 0.0}
+    min_response = float("inf")
+    try:
+        with timed() as t, torch.no_grad():
+            ids = torch.randint(0, vocab_size, (batch, length), generator=gen)
+            base = f(ids).float()
+            tol = 64 * _EPS32 * (1.0 + float(base.abs().max()))
+            for i in cuts:
+                shift = torch.randint(1, vocab_size, (batch, length - i - 1), generator=gen)
+                pert = ids.clone()
+                pert[:, i + 1:] = (ids[:, i + 1:] + shift) % vocab_size  # every token differs
+                out = f(pert).float()
+                diff = (out - base).abs().amax(dim=(0, 2))  # (T,)
+                leak_pos = int(diff[: i + 1].argmax())
+                leak = float(diff[: i + 1].max())
+                response = float(diff[i + 1:].max())
+                min_response = min(min_response, response)
+                if leak >= worst["leak"]:
+                    worst = {"cut": i, "position": leak_pos, "leak": leak, "response": response}
+    finally:
+        if hasattr(model, "train"):
+            model.train(was_training)
+    leak = worst["leak"]
+    if leak > tol:
+        status = Status.REFUTED
+    elif min_response <= tol:
+        status = Status.INCONCLUSIVE
+    else:
+        status = Status.VERIFIED
+    return Certificate(
+        theorem="bk_causality",
+        statement=("logits at positions <= i are unchanged (to float tolerance) when every "
+                   "token after position i is replaced"),
+        status=status,
+        kind=kind,
+        hypotheses={"eval mode (no dropout)": True,
+                    "bk_mode": getattr(cfg, "bk_mode", "unknown")},
+        inputs={"seed": seed, "batch": batch, "length": length, "vocab_size": vocab_size,
+                "cuts": cuts, "model": type(model).__name__},
+        value=leak,
+        bound=tol,
+        margin=tol - leak,
+        precision="float32",
+        tolerance=tol,
+        tolerance_reason="64 eps(float32) (1 + max|logits|): row blocking of batched matmuls",
+        counterexample=worst if status is Status.REFUTED else None,
+        wall_time=t["seconds"],
+        details={"min_response": min_response, "worst": worst},
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# `bk causality`
+# --------------------------------------------------------------------------------------------
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", help="directory written by save_pretrained "
+                        "(default: a freshly initialised model)")
+    parser.add_argument("--bk-mode", choices=("causal", "two_sided"), default="causal",
+                        help="fresh model only; two_sided is the negative control (BKEncoder)")
+    parser.add_argument("--vocab-size", type=int, default=256)
+    parser.add_argument("--d-model", type=int, default=64)
+    parser.add_argument("--n-layers", type=int, default=2)
+    parser.add_argument("--n-channels", type=int, default=8)
+    parser.add_argument("--length", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--cuts", type=int, default=4, help="number of cut positions")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="also write the certificate to this JSON file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from bkmodel.model import BKEncoder, LanguageModel
+
+    torch.manual_seed(args.seed)
+    if args.checkpoint:
+        model = LanguageModel.from_pretrained(args.checkpoint)
+    else:
+        kw = dict(vocab_size=args.vocab_size, d_model=args.d_model, n_layers=args.n_layers,
+                  n_channels=args.n_channels, n_seq=args.length, bk_mode=args.bk_mode,
+                  init_std=0.2)
+        model = LanguageModel(**kw) if args.bk_mode == "causal" else BKEncoder(**kw)
+    cert = causality_certificate(model, length=min(args.length, model.config.n_seq),
+                                 batch=args.batch, n_cuts=args.cuts, seed=args.seed)
+    print(cert.summary())
+    print(f"  leak {cert.value:.3g}  tolerance {cert.tolerance:.3g}  "
+          f"min response {cert.details['min_response']:.3g}")
+    if cert.counterexample:
+        print(f"  counterexample: {cert.counterexample}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(cert.to_dict(), fh, indent=1)
+    return 0 if cert.expected else 1
