@@ -875,22 +875,6 @@ def plot_metrics(metrics_path: Path | str, png_path: Path | str) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 
-def sample_text(model: nn.Module, tok: Tokenizer, prompt: str, max_new_tokens: int = 120,
-                temperature: float = 0.8, top_k: int | None = 40, seed: int = 0,
-                device: str | torch.device = "cpu") -> str:
-    """Decode ``max_new_tokens`` tokens sampled after ``prompt`` (seeded)."""
-    ids = tok.encode(prompt) or [tok.eot_id]
-    gen = torch.Generator().manual_seed(seed)
-    state = torch.get_rng_state()
-    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
-    try:
-        x = torch.tensor([ids], dtype=torch.long, device=device)
-        y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k)
-    finally:
-        torch.set_rng_state(state)
-    return prompt + tok.decode(y[0, len(ids):].tolist())
-
-
 def tiny_demo(out_dir: Path | str, **overrides: Any) -> dict[str, Any]:
     """Train the ``tiny`` preset (ResNet-BK, about a minute on a 2-core CPU) into ``out_dir``.
 
@@ -904,7 +888,9 @@ def tiny_demo(out_dir: Path | str, **overrides: Any) -> dict[str, Any]:
             (out / name).unlink(missing_ok=True)
     summary = train(cfg, out)
     model, tok, _ = load_run(out)
-    sample = sample_text(model, tok, "ROMEO.\n", max_new_tokens=100)
+    from bkmodel.generation import generate_text
+
+    sample = generate_text(model, tok, "ROMEO.\n", max_new_tokens=100)
     return {"val_ppl": summary["val_ppl"], "val_loss": summary["val_loss"], "sample": sample,
             "params": summary["params"], "train_tokens_per_s": summary["train_tokens_per_s"],
             "out": str(out)}
