@@ -1,0 +1,284 @@
+"""Benchmark of the Triton BK scan (forward + exact backward) on a CUDA GPU.
+
+Shape (issue 7): 65,536 tokens per step, B × N = 65,536 for N = 2,048 … 65,536 (at
+N = 131,072 the batch is 1, i.e. 131,072 tokens), C = 1,024 channels. Printed and saved:
+
+* forward, backward and forward + backward time (``triton.testing.do_bench``, median);
+* achieved bandwidth as a fraction of a device-to-device copy measured in the same run, for
+  the issue's byte count (read v, write g; read dg, write dv) and for the bytes the kernels
+  actually move (g is re-read by the backward, chunk passes re-read their inputs);
+* the ratio to causal ``scaled_dot_product_attention`` (bf16, 16 heads × 64, forward +
+  backward) at the same tokens, and to the torch reference (``torch_scan.py``).
+
+Correctness is checked first (forward values and all four gradients against the float64
+references, stiff cases included); if it fails, no speed-up is reported and the script
+exits with status 1. Results go to ``benchmarks/results/bench_kernel_<device>_<date>.json``.
+
+Usage::
+
+    PYTHONPATH=. python benchmarks/bench_kernel.py [--ns 2048 8192 ...] [--sweep] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import math
+import re
+import sys
+from pathlib import Path
+
+import torch
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double(), b.double()
+    return float((a - b).norm() / b.norm().clamp_min(1e-300))
+
+
+def _params(C: int, device, *, stiff: bool = False, seed: int = 0):
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    lam = (torch.rand(C, generator=gen) * 4.0 - 0.5).to(device)  # in and around the band
+    eta = (torch.rand(C, generator=gen) * 0.5 + 0.05).to(device)
+    if stiff:
+        eta = torch.full((C,), 1e-4, device=device)
+    b = (torch.rand(C, generator=gen) * 0.5 + 0.75).to(device)
+    return lam, eta, b
+
+
+def correctness(device, log) -> tuple[bool, list[dict]]:
+    """Triton (float32) vs the float64 naive reference and vs the float32 naive loop.
+
+    Tolerance: the Triton error must stay within 10 × the error of the same recurrence run
+    sequentially in float32 (``bk_scan_naive`` on float32 input) plus 1e-5: chunking and
+    reassociation may not cost more than a small factor over the unavoidable float32
+    rounding of the recurrence, whose conditioning (stiff cases) sets both errors.
+    """
+    from bkmodel.ops.bk_scan.naive import bk_scan_naive
+    from bkmodel.ops.bk_scan.triton_scan import bk_scan_triton
+
+    cases = [
+        dict(name="B3-N1000-C256", B=3, N=1000, C=256, chunk=None, scale=1.0, stiff=False),
+        dict(name="B3-N1000-C256-chunk37", B=3, N=1000, C=256, chunk=37, scale=1.0, stiff=False),
+        dict(name="B2-N777-C130-stiff", B=2, N=777, C=130, chunk=50, scale=1.0, stiff=True),
+        dict(name="B2-N777-C130-bigV", B=2, N=777, C=130, chunk=50, scale=30.0, stiff=False),
+        dict(name="B1-N4096-C64-auto", B=1, N=4096, C=64, chunk=None, scale=1.0, stiff=True),
+    ]
+    ok_all = True
+    rows = []
+    for c in cases:
+        torch.manual_seed(1)
+        v = (torch.randn(c["B"], c["N"], c["C"], device=device) * c["scale"]).requires_grad_()
+        lam, eta, b = (t.requires_grad_() for t in _params(c["C"], device, stiff=c["stiff"]))
+        W1 = torch.randn_like(v, dtype=torch.float64)
+        W2 = torch.randn_like(v, dtype=torch.float64)
+
+        def run(fn, xs, dt, W1=W1, W2=W2):
+            xs = [x.detach().to(dt).requires_grad_() for x in xs]
+            gr, gi = fn(*xs)[:2]
+            (gr.double() * W1 + gi.double() * W2).sum().backward()
+            return [gr.detach(), gi.detach()] + [x.grad for x in xs]
+
+        ref = run(bk_scan_naive, (v, lam, eta, b), torch.float64)
+        n32 = run(bk_scan_naive, (v, lam, eta, b), torch.float32)
+        tri = run(
+            lambda *a, ch=c["chunk"]: bk_scan_triton(*a, chunk=ch), (v, lam, eta, b), torch.float32
+        )
+        names = ["g_re", "g_im", "dv", "dlam", "deta", "db"]
+        errs = {n: _rel(t, r) for n, t, r in zip(names, tri, ref, strict=True)}
+        errs32 = {n: _rel(t, r) for n, t, r in zip(names, n32, ref, strict=True)}
+        ok = all(math.isfinite(errs[n]) and errs[n] <= 10 * errs32[n] + 1e-5 for n in names)
+        ok_all &= ok
+        rows.append(dict(case=c["name"], ok=ok, triton_rel_err=errs, naive_fp32_rel_err=errs32))
+        log(
+            f"  {c['name']:<26} {'ok ' if ok else 'FAIL'} "
+            + " ".join(f"{n}={errs[n]:.1e}({errs32[n]:.1e})" for n in names)
+        )
+    return ok_all, rows
+
+
+def bench(fn, *, warmup=25, rep=100) -> float:
+    import triton.testing
+
+    return float(triton.testing.do_bench(fn, warmup=warmup, rep=rep, return_mode="median"))
+
+
+def copy_bandwidth(device) -> float:
+    """Bytes read + written per second by a 2 GiB device-to-device copy."""
+    n = 2**29  # float32 elements: 2 GiB
+    x = torch.randn(n, device=device)
+    y = torch.empty_like(x)
+    t = bench(lambda: y.copy_(x))
+    return 2 * n * 4 / (t * 1e-3)
+
+
+def sdpa_ms(B: int, N: int, device) -> float:
+    import torch.nn.functional as F
+
+    q, k, v = (
+        torch.randn(B, 16, N, 64, device=device, dtype=torch.bfloat16, requires_grad=True)
+        for _ in range(3)
+    )
+    do = torch.randn(B, 16, N, 64, device=device, dtype=torch.bfloat16)
+
+    def step():
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        o.backward(do)
+
+    return bench(step, warmup=50, rep=300 if N >= 65536 else 100)
+
+
+def scan_step_fn(scan, v, lam, eta, b, dgr, dgi):
+    def step():
+        gr, gi = scan(v, lam, eta, b)[:2]
+        torch.autograd.backward((gr, gi), (dgr, dgi))
+
+    return step
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--ns", type=int, nargs="+", default=[2048, 4096, 8192, 16384, 32768, 65536, 131072]
+    )
+    p.add_argument("--tokens", type=int, default=65536)
+    p.add_argument("--channels", type=int, default=1024)
+    p.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"])
+    p.add_argument("--sweep", action="store_true", help="also time a grid of launch configs")
+    p.add_argument("--no-sdpa", action="store_true")
+    p.add_argument("--no-torch-ref", action="store_true")
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("bench_kernel: needs a CUDA device", file=sys.stderr)
+        return 2
+    import triton
+
+    from bkmodel.ops.bk_scan.torch_scan import bk_scan_torch
+    from bkmodel.ops.bk_scan.triton_scan import (
+        ScanConfig,
+        _BKScanTriton,
+        _default_config,
+        _plan,
+        bk_scan_triton,
+    )
+
+    dev = torch.device("cuda")
+    props = torch.cuda.get_device_properties(dev)
+    name = props.name
+    date = _dt.datetime.now(_dt.timezone.utc)
+    lines: list[str] = []
+
+    def log(s: str) -> None:
+        print(s, flush=True)
+        lines.append(s)
+
+    log(f"device {name}, {props.multi_processor_count} SMs; torch {torch.__version__}, "
+        f"triton {triton.__version__}; {date.isoformat(timespec='seconds')}")  # fmt: skip
+    bw = copy_bandwidth(dev)
+    log(f"device-to-device copy: {bw / 1e12:.3f} TB/s (read + write)")
+    log("correctness (rel. error of triton fp32; in brackets the sequential fp32 loop's):")
+    ok, corr = correctness(dev, log)
+    result: dict = dict(
+        device=name, sms=props.multi_processor_count, date=date.isoformat(timespec="seconds"),
+        torch=torch.__version__, triton=triton.__version__, copy_bandwidth_Bps=bw,
+        correctness_ok=ok, correctness=corr, tokens=args.tokens, channels=args.channels,
+        runs=[], sweep=[],
+    )  # fmt: skip
+    C = args.channels
+    lam, eta, b = _params(C, dev)
+    for N in args.ns:
+        B = max(1, args.tokens // N)
+        sd = None if args.no_sdpa else sdpa_ms(B, N, dev)
+        for dname in args.dtypes:
+            dt = {"bf16": torch.bfloat16, "fp32": torch.float32}[dname]
+            sv = torch.finfo(dt).bits // 8
+            torch.manual_seed(0)
+            v = torch.randn(B, N, C, device=dev, dtype=dt).requires_grad_()
+            dgr, dgi = (torch.randn(B, N, C, device=dev) for _ in range(2))
+            pub = scan_step_fn(bk_scan_triton, v, lam, eta, b, dgr, dgi)
+            raw = scan_step_fn(
+                lambda *a: _BKScanTriton.apply(*a, False, 1e-3, None, None), v, lam, eta, b,
+                dgr, dgi,
+            )  # fmt: skip
+            t_pub = bench(pub)
+            t_raw = bench(raw)
+            with torch.no_grad():
+                t_fwd = bench(
+                    lambda v=v: _BKScanTriton.apply(v, lam, eta, b, False, 1e-3, None, None)
+                )
+            _, L, K = _plan(B, N, C, _default_config(dev), None)
+            elems = B * N * C
+            ideal = elems * (sv + 8 + 8 + sv)
+            actual = elems * (sv + 8 + 8 + 8 + sv) + (elems * (sv + 16) if K > 1 else 0)
+            t_ref = None
+            if not args.no_torch_ref and dname == "fp32":
+                try:
+                    ref = scan_step_fn(bk_scan_torch, v, lam, eta, b, dgr, dgi)
+                    t_ref = bench(ref, warmup=1, rep=1)  # slow: few repetitions
+                except torch.OutOfMemoryError:
+                    t_ref = None
+                torch.cuda.empty_cache()
+            row = dict(
+                N=N, B=B, C=C, dtype=dname, chunks=K, chunk_len=L,
+                fwd_bwd_ms=t_pub, fwd_bwd_kernels_only_ms=t_raw, fwd_ms=t_fwd,
+                ideal_bytes=ideal, actual_bytes=actual,
+                ideal_bw_frac_of_copy=ideal / (t_raw * 1e-3) / bw,
+                actual_bw_frac_of_copy=actual / (t_raw * 1e-3) / bw,
+                sdpa_fwd_bwd_ms=sd, torch_ref_fwd_bwd_ms=t_ref,
+                ms_per_65536_tokens=t_raw * 65536 / (B * N),
+            )  # fmt: skip
+            if ok:
+                row["speedup_vs_sdpa"] = None if sd is None else sd / t_pub
+                row["speedup_vs_torch_ref"] = None if t_ref is None else t_ref / t_pub
+            result["runs"].append(row)
+            log(
+                f"N={N:>6} B={B:>2} {dname}: K={K:>3} fwd+bwd {t_pub:7.3f} ms "
+                f"(kernels {t_raw:7.3f}, fwd {t_fwd:6.3f}); BW/copy ideal "
+                f"{row['ideal_bw_frac_of_copy']:.2f} actual {row['actual_bw_frac_of_copy']:.2f}"
+                + (f"; sdpa {sd:8.2f} ms" if sd is not None else "")
+                + (f" x{sd / t_pub:7.1f}" if ok and sd is not None else "")
+                + (f"; torch ref {t_ref:8.2f} ms" if t_ref is not None else "")
+                + (f" x{t_ref / t_pub:6.1f}" if ok and t_ref is not None else "")
+            )
+            if args.sweep and dname == "bf16":
+                for bc, nw in [(32, 1), (64, 1), (128, 1), (128, 2), (256, 2), (256, 4)]:
+                    for tp in [1, 1024, 2048, 4096, 8192, 16384]:
+                        cfg = ScanConfig(block_c=bc, num_warps=nw, target_programs=tp)
+                        _, L2, K2 = _plan(B, N, C, cfg, None)
+                        f = scan_step_fn(
+                            lambda *a, cfg=cfg: _BKScanTriton.apply(*a, False, 1e-3, None, cfg),
+                            v, lam, eta, b, dgr, dgi,
+                        )  # fmt: skip
+                        with torch.no_grad():
+                            tf = bench(
+                                lambda cfg=cfg, v=v: _BKScanTriton.apply(
+                                    v, lam, eta, b, False, 1e-3, None, cfg
+                                ),
+                                warmup=10, rep=40,
+                            )  # fmt: skip
+                        t = bench(f, warmup=10, rep=40)
+                        result["sweep"].append(
+                            dict(N=N, B=B, block_c=bc, num_warps=nw, target_programs=tp,
+                                 chunks=K2, fwd_bwd_ms=t, fwd_ms=tf)
+                        )  # fmt: skip
+                best = min(
+                    (r for r in result["sweep"] if r["N"] == N), key=lambda r: r["fwd_bwd_ms"]
+                )
+                log(f"    sweep best: {best}")
+            del v, dgr, dgi
+            torch.cuda.empty_cache()
+    result["log"] = lines
+    if not ok:
+        log("CORRECTNESS FAILED: no speed-up reported")
+    dev_tag = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
+    out = args.out / f"bench_kernel_{dev_tag}_{date.strftime('%Y-%m-%d')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    log(f"wrote {out}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

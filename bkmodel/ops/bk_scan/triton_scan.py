@@ -1,0 +1,691 @@
+"""Triton kernels for the causal BK scan: forward, exact adjoint backward, fused certificates.
+
+Mathematics (design.md §3, ``naive.py``): for every batch row and channel c,
+
+    g_0 = 0,   g_i = 1 / (alpha_i - beta_c g_{i-1}),   alpha_i = v_i - z_c,
+    z_c = lam_c + i eta_c,   beta_c = b_c**2,
+
+so ``g_1 = 1/(v_1 - z_c)`` and g_i is the Green's function at the right edge of the leading
+i×i block of ``tridiag(b_c, v, b_c)``. Complex numbers are carried as (re, im) pairs, the
+state in float32 registers (float64 for float64 input, which the tests use).
+
+Forward, for a sequence cut into K chunks of length L (K = 1: one pass):
+
+1. ``_fwd_chunk_map_kernel`` — each chunk's Möbius map ``g -> 1/(alpha - beta g)`` composed
+   over the chunk, as the 2×2 product ``P = M_e ... M_s`` of ``M_i = [[0, 1], [-beta, alpha_i]]``
+   (two complex columns, renormalised every step: only the map matters, not the scale);
+2. ``_fwd_carry_kernel`` — the value entering each chunk, ``s_0 = 0``, ``s_{k+1} = P_k(s_k)``
+   (K sequential steps per (batch, channel));
+3. ``_fwd_kernel`` — the exact recurrence inside every chunk from its entering value; writes
+   ``Re g``, ``Im g`` and counts the runtime-certificate violations (non-finite values,
+   ``Im g < -tol/eta``, ``|g| > (1 + tol)/eta``; design.md §8) with one atomic add per program.
+
+Backward: with ``G_i = dL/dRe g_i + i dL/dIm g_i`` (torch's convention for a real loss of a
+complex value) the total gradient on g_i obeys the *linear* backward recurrence
+
+    S_i = G_i + c_i,   A_i = -conj(g_i)^2 S_i   (the gradient on alpha_i),   c_{i-1} = -beta A_i,
+
+and ``dL/dv_i = Re A_i``, ``dL/dlam = -sum Re A_i``, ``dL/deta = -sum Im A_i``,
+``dL/db = 2 b * sum_i Re(-conj(g_{i-1}) A_i)``. The map ``c_i -> c_{s-1}`` across a chunk is
+affine, ``c -> P c + Q`` (``P = prod beta conj(g_i)^2``), so the backward is chunked the same
+way: ``_bwd_chunk_map_kernel`` (P, Q per chunk), ``_bwd_carry_kernel`` (K steps from the
+right), ``_bwd_kernel`` (the exact adjoint inside each chunk; writes dv and per-program
+partial sums for lam, eta, b, summed on the host: deterministic, no float atomics).
+The backward reads the stored g (8 bytes per element) rather than recomputing it: the
+recurrence runs forward and the adjoint backward, so recomputation would need the chunk's
+g in reverse order anyway (see ``benchmarks/bench_kernel.py`` for the measured traffic).
+
+Memory traffic per element (fp32 v): K = 1 forward 4 + 8 bytes, backward 8 + 8 + 4 bytes;
+K > 1 adds one read of v (forward) and one of (g, G) (backward). Loads are prefetched four
+rows ahead through rotating registers so that each program keeps several loads in flight.
+
+Tiers: ``@triton.jit`` kernels → host wrappers (allocate, launch) → ``_BKScanTriton``
+(``torch.autograd.Function``) → :func:`bk_scan_triton` (validation, docstring).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+__all__ = ["bk_scan_triton", "ScanConfig"]
+
+
+# --------------------------------------------------------------------------------------
+# Kernels
+# --------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _fwd_chunk_map_kernel(
+    v_ptr, lam_ptr, eta_ptr, beta_ptr, map_ptr,
+    N, C, L, K,
+    BLOCK_C: tl.constexpr, F64: tl.constexpr,
+):  # fmt: skip
+    """map[(b*K + k)*8 + j, c]: columns (p, r), (q, s) of chunk k's Möbius product."""
+    CDT = tl.float64 if F64 else tl.float32
+    pid_c = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    pid_b = tl.program_id(2)
+    offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    cm = offs < C
+    zc = tl.zeros([BLOCK_C], tl.int32)  # vector row masks (the interpreter needs them)
+    lam = tl.load(lam_ptr + offs, mask=cm, other=0.0).to(CDT)
+    eta = tl.load(eta_ptr + offs, mask=cm, other=1.0).to(CDT)
+    beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
+    start = pid_k * L
+    end = tl.minimum(start + L, N)
+    vb = v_ptr + pid_b.to(tl.int64) * N * C + offs
+    C64 = C.to(tl.int64)
+    # M = identity: first column (p, r), second column (q, s).
+    p_re = tl.full([BLOCK_C], 1.0, CDT)
+    p_im = tl.zeros([BLOCK_C], CDT)
+    q_re = tl.zeros([BLOCK_C], CDT)
+    q_im = tl.zeros([BLOCK_C], CDT)
+    r_re = tl.zeros([BLOCK_C], CDT)
+    r_im = tl.zeros([BLOCK_C], CDT)
+    s_re = tl.full([BLOCK_C], 1.0, CDT)
+    s_im = tl.zeros([BLOCK_C], CDT)
+    a_im = -eta
+    # four rows in flight (rotating registers)
+    x0 = tl.load(vb + start * C64, mask=cm & (zc + start < end), other=0.0)
+    x1 = tl.load(vb + (start + 1) * C64, mask=cm & (zc + start + 1 < end), other=0.0)
+    x2 = tl.load(vb + (start + 2) * C64, mask=cm & (zc + start + 2 < end), other=0.0)
+    x3 = tl.load(vb + (start + 3) * C64, mask=cm & (zc + start + 3 < end), other=0.0)
+    for n in range(start, end):
+        x4 = tl.load(vb + (n + 4) * C64, mask=cm & (zc + n + 4 < end), other=0.0)
+        a_re = x0.to(CDT) - lam
+        # new second row: alpha * (r, s) - beta * (p, q)
+        nr_re = a_re * r_re - a_im * r_im - beta * p_re
+        nr_im = a_re * r_im + a_im * r_re - beta * p_im
+        ns_re = a_re * s_re - a_im * s_im - beta * q_re
+        ns_im = a_re * s_im + a_im * s_re - beta * q_im
+        sc = 1.0 / (tl.abs(nr_re) + tl.abs(nr_im) + tl.abs(ns_re) + tl.abs(ns_im))
+        p_re = r_re * sc
+        p_im = r_im * sc
+        q_re = s_re * sc
+        q_im = s_im * sc
+        r_re = nr_re * sc
+        r_im = nr_im * sc
+        s_re = ns_re * sc
+        s_im = ns_im * sc
+        x0 = x1
+        x1 = x2
+        x2 = x3
+        x3 = x4
+    mb = map_ptr + (pid_b.to(tl.int64) * K + pid_k) * 8 * C64 + offs
+    tl.store(mb + 0 * C64, p_re, mask=cm)
+    tl.store(mb + 1 * C64, p_im, mask=cm)
+    tl.store(mb + 2 * C64, q_re, mask=cm)
+    tl.store(mb + 3 * C64, q_im, mask=cm)
+    tl.store(mb + 4 * C64, r_re, mask=cm)
+    tl.store(mb + 5 * C64, r_im, mask=cm)
+    tl.store(mb + 6 * C64, s_re, mask=cm)
+    tl.store(mb + 7 * C64, s_im, mask=cm)
+
+
+@triton.jit
+def _fwd_carry_kernel(
+    map_ptr, init_ptr, C, K,
+    BLOCK_C: tl.constexpr, F64: tl.constexpr,
+):  # fmt: skip
+    """init[(b*K + k)*2 + {0,1}, c] = value entering chunk k: s_0 = 0, s_{k+1} = P_k(s_k)."""
+    CDT = tl.float64 if F64 else tl.float32
+    pid_c = tl.program_id(0)
+    pid_b = tl.program_id(1)
+    offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    cm = offs < C
+    C64 = C.to(tl.int64)
+    g_re = tl.zeros([BLOCK_C], CDT)
+    g_im = tl.zeros([BLOCK_C], CDT)
+    for k in range(0, K):
+        row = pid_b.to(tl.int64) * K + k
+        ib = init_ptr + row * 2 * C64 + offs
+        tl.store(ib, g_re, mask=cm)
+        tl.store(ib + C64, g_im, mask=cm)
+        mb = map_ptr + row * 8 * C64 + offs
+        p_re = tl.load(mb + 0 * C64, mask=cm, other=1.0)
+        p_im = tl.load(mb + 1 * C64, mask=cm, other=0.0)
+        q_re = tl.load(mb + 2 * C64, mask=cm, other=0.0)
+        q_im = tl.load(mb + 3 * C64, mask=cm, other=0.0)
+        r_re = tl.load(mb + 4 * C64, mask=cm, other=0.0)
+        r_im = tl.load(mb + 5 * C64, mask=cm, other=0.0)
+        s_re = tl.load(mb + 6 * C64, mask=cm, other=1.0)
+        s_im = tl.load(mb + 7 * C64, mask=cm, other=0.0)
+        n_re = p_re * g_re - p_im * g_im + q_re
+        n_im = p_re * g_im + p_im * g_re + q_im
+        d_re = r_re * g_re - r_im * g_im + s_re
+        d_im = r_re * g_im + r_im * g_re + s_im
+        inv = 1.0 / (d_re * d_re + d_im * d_im)
+        g_re = (n_re * d_re + n_im * d_im) * inv
+        g_im = (n_im * d_re - n_re * d_im) * inv
+
+
+@triton.jit
+def _fwd_kernel(
+    v_ptr, lam_ptr, eta_ptr, beta_ptr, init_ptr, gre_ptr, gim_ptr, stats_ptr,
+    N, C, L, K, tol, one_tol,
+    HAS_INIT: tl.constexpr, STATS: tl.constexpr, BLOCK_C: tl.constexpr, F64: tl.constexpr,
+):  # fmt: skip
+    """g inside chunk k from its entering value; optional fused certificate counters."""
+    CDT = tl.float64 if F64 else tl.float32
+    pid_c = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    pid_b = tl.program_id(2)
+    offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    cm = offs < C
+    zc = tl.zeros([BLOCK_C], tl.int32)  # vector row masks (the interpreter needs them)
+    C64 = C.to(tl.int64)
+    lam = tl.load(lam_ptr + offs, mask=cm, other=0.0).to(CDT)
+    eta = tl.load(eta_ptr + offs, mask=cm, other=1.0).to(CDT)
+    beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
+    start = pid_k * L
+    end = tl.minimum(start + L, N)
+    if HAS_INIT:
+        ib = init_ptr + (pid_b.to(tl.int64) * K + pid_k) * 2 * C64 + offs
+        g_re = tl.load(ib, mask=cm, other=0.0).to(CDT)
+        g_im = tl.load(ib + C64, mask=cm, other=0.0).to(CDT)
+    else:
+        g_re = tl.zeros([BLOCK_C], CDT)
+        g_im = tl.zeros([BLOCK_C], CDT)
+    inv_eta = 1.0 / eta
+    herg = -tol * inv_eta  # Im g below this: Herglotz violation
+    bnd = one_tol * inv_eta
+    bnd2 = bnd * bnd  # |g|^2 above this: bound violation
+    n_nf = tl.zeros([BLOCK_C], tl.int32)
+    n_hg = tl.zeros([BLOCK_C], tl.int32)
+    n_bd = tl.zeros([BLOCK_C], tl.int32)
+    base = pid_b.to(tl.int64) * N * C64 + offs
+    vb = v_ptr + base
+    x0 = tl.load(vb + start * C64, mask=cm & (zc + start < end), other=0.0)
+    x1 = tl.load(vb + (start + 1) * C64, mask=cm & (zc + start + 1 < end), other=0.0)
+    x2 = tl.load(vb + (start + 2) * C64, mask=cm & (zc + start + 2 < end), other=0.0)
+    x3 = tl.load(vb + (start + 3) * C64, mask=cm & (zc + start + 3 < end), other=0.0)
+    for n in range(start, end):
+        x4 = tl.load(vb + (n + 4) * C64, mask=cm & (zc + n + 4 < end), other=0.0)
+        d_re = x0.to(CDT) - lam - beta * g_re
+        d_im = -eta - beta * g_im
+        inv = 1.0 / (d_re * d_re + d_im * d_im)
+        g_re = d_re * inv
+        g_im = -d_im * inv
+        off = n * C64
+        tl.store(gre_ptr + base + off, g_re, mask=cm)
+        tl.store(gim_ptr + base + off, g_im, mask=cm)
+        if STATS:
+            # x - x is 0 exactly for finite x and NaN for +-inf and NaN
+            fin = ((g_re - g_re) == 0) & ((g_im - g_im) == 0)
+            n_nf += (cm & (~fin)).to(tl.int32)
+            n_hg += (cm & (g_im < herg)).to(tl.int32)
+            n_bd += (cm & (g_re * g_re + g_im * g_im > bnd2)).to(tl.int32)
+        x0 = x1
+        x1 = x2
+        x2 = x3
+        x3 = x4
+    if STATS:
+        tl.atomic_add(stats_ptr + 0, tl.sum(n_nf, axis=0).to(tl.int64))
+        tl.atomic_add(stats_ptr + 1, tl.sum(n_hg, axis=0).to(tl.int64))
+        tl.atomic_add(stats_ptr + 2, tl.sum(n_bd, axis=0).to(tl.int64))
+
+
+@triton.jit
+def _bwd_chunk_map_kernel(
+    gre_ptr, gim_ptr, dre_ptr, dim_ptr, beta_ptr, map_ptr,
+    N, C, L, K,
+    BLOCK_C: tl.constexpr, F64: tl.constexpr,
+):  # fmt: skip
+    """map[(b*K + k)*4 + j, c] = (Re P, Im P, Re Q, Im Q): the carry leaving chunk k to the
+    left is P * (carry entering from the right) + Q."""
+    CDT = tl.float64 if F64 else tl.float32
+    pid_c = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    pid_b = tl.program_id(2)
+    offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    cm = offs < C
+    zc = tl.zeros([BLOCK_C], tl.int32)  # vector row masks (the interpreter needs them)
+    C64 = C.to(tl.int64)
+    beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
+    start = pid_k * L
+    end = tl.minimum(start + L, N)
+    base = pid_b.to(tl.int64) * N * C64 + offs
+    P_re = tl.full([BLOCK_C], 1.0, CDT)
+    P_im = tl.zeros([BLOCK_C], CDT)
+    Q_re = tl.zeros([BLOCK_C], CDT)
+    Q_im = tl.zeros([BLOCK_C], CDT)
+    i0 = end - 1
+    gr0 = tl.load(gre_ptr + base + i0 * C64, mask=cm & (zc + i0 >= start), other=0.0)
+    gi0 = tl.load(gim_ptr + base + i0 * C64, mask=cm & (zc + i0 >= start), other=0.0)
+    Gr0 = tl.load(dre_ptr + base + i0 * C64, mask=cm & (zc + i0 >= start), other=0.0)
+    Gi0 = tl.load(dim_ptr + base + i0 * C64, mask=cm & (zc + i0 >= start), other=0.0)
+    gr1 = tl.load(gre_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= start), other=0.0)
+    gi1 = tl.load(gim_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= start), other=0.0)
+    Gr1 = tl.load(dre_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= start), other=0.0)
+    Gi1 = tl.load(dim_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= start), other=0.0)
+    for t in range(0, end - start):
+        i2 = i0 - t - 2
+        m2 = cm & (zc + i2 >= start)
+        gr2 = tl.load(gre_ptr + base + i2 * C64, mask=m2, other=0.0)
+        gi2 = tl.load(gim_ptr + base + i2 * C64, mask=m2, other=0.0)
+        Gr2 = tl.load(dre_ptr + base + i2 * C64, mask=m2, other=0.0)
+        Gi2 = tl.load(dim_ptr + base + i2 * C64, mask=m2, other=0.0)
+        gr = gr0.to(CDT)
+        gi = gi0.to(CDT)
+        m_re = beta * (gr * gr - gi * gi)  # m = beta conj(g)^2
+        m_im = -2.0 * beta * gr * gi
+        S_re = Gr0.to(CDT) + Q_re
+        S_im = Gi0.to(CDT) + Q_im
+        Q_re = m_re * S_re - m_im * S_im
+        Q_im = m_re * S_im + m_im * S_re
+        t_re = m_re * P_re - m_im * P_im
+        P_im = m_re * P_im + m_im * P_re
+        P_re = t_re
+        gr0 = gr1
+        gi0 = gi1
+        Gr0 = Gr1
+        Gi0 = Gi1
+        gr1 = gr2
+        gi1 = gi2
+        Gr1 = Gr2
+        Gi1 = Gi2
+    mb = map_ptr + (pid_b.to(tl.int64) * K + pid_k) * 4 * C64 + offs
+    tl.store(mb + 0 * C64, P_re, mask=cm)
+    tl.store(mb + 1 * C64, P_im, mask=cm)
+    tl.store(mb + 2 * C64, Q_re, mask=cm)
+    tl.store(mb + 3 * C64, Q_im, mask=cm)
+
+
+@triton.jit
+def _bwd_carry_kernel(
+    map_ptr, init_ptr, C, K,
+    BLOCK_C: tl.constexpr, F64: tl.constexpr,
+):  # fmt: skip
+    """init[(b*K + k)*2 + {0,1}, c] = carry entering chunk k from the right (0 for the last)."""
+    CDT = tl.float64 if F64 else tl.float32
+    pid_c = tl.program_id(0)
+    pid_b = tl.program_id(1)
+    offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    cm = offs < C
+    C64 = C.to(tl.int64)
+    c_re = tl.zeros([BLOCK_C], CDT)
+    c_im = tl.zeros([BLOCK_C], CDT)
+    for t in range(0, K):
+        row = pid_b.to(tl.int64) * K + (K - 1 - t)
+        ib = init_ptr + row * 2 * C64 + offs
+        tl.store(ib, c_re, mask=cm)
+        tl.store(ib + C64, c_im, mask=cm)
+        mb = map_ptr + row * 4 * C64 + offs
+        P_re = tl.load(mb + 0 * C64, mask=cm, other=0.0)
+        P_im = tl.load(mb + 1 * C64, mask=cm, other=0.0)
+        Q_re = tl.load(mb + 2 * C64, mask=cm, other=0.0)
+        Q_im = tl.load(mb + 3 * C64, mask=cm, other=0.0)
+        t_re = P_re * c_re - P_im * c_im + Q_re
+        c_im = P_re * c_im + P_im * c_re + Q_im
+        c_re = t_re
+
+
+@triton.jit
+def _bwd_kernel(
+    gre_ptr, gim_ptr, dre_ptr, dim_ptr, beta_ptr, init_ptr, dv_ptr, part_ptr,
+    N, C, L, K,
+    HAS_INIT: tl.constexpr, BLOCK_C: tl.constexpr, F64: tl.constexpr,
+):  # fmt: skip
+    """Exact adjoint inside chunk k; dv and partial sums part[(b*K + k)*3 + {lam, eta, beta}]."""
+    CDT = tl.float64 if F64 else tl.float32
+    pid_c = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    pid_b = tl.program_id(2)
+    offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    cm = offs < C
+    zc = tl.zeros([BLOCK_C], tl.int32)  # vector row masks (the interpreter needs them)
+    C64 = C.to(tl.int64)
+    beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
+    start = pid_k * L
+    end = tl.minimum(start + L, N)
+    row = pid_b.to(tl.int64) * K + pid_k
+    if HAS_INIT:
+        ib = init_ptr + row * 2 * C64 + offs
+        c_re = tl.load(ib, mask=cm, other=0.0).to(CDT)
+        c_im = tl.load(ib + C64, mask=cm, other=0.0).to(CDT)
+    else:
+        c_re = tl.zeros([BLOCK_C], CDT)
+        c_im = tl.zeros([BLOCK_C], CDT)
+    s_lam = tl.zeros([BLOCK_C], CDT)
+    s_eta = tl.zeros([BLOCK_C], CDT)
+    s_beta = tl.zeros([BLOCK_C], CDT)
+    base = pid_b.to(tl.int64) * N * C64 + offs
+    i0 = end - 1
+    # g is needed one row before the chunk (g_{s-1}, zero before the sequence), G only inside
+    lo = tl.maximum(start - 1, 0)
+    gr0 = tl.load(gre_ptr + base + i0 * C64, mask=cm & (zc + i0 >= start), other=0.0)
+    gi0 = tl.load(gim_ptr + base + i0 * C64, mask=cm & (zc + i0 >= start), other=0.0)
+    Gr0 = tl.load(dre_ptr + base + i0 * C64, mask=cm & (zc + i0 >= start), other=0.0)
+    Gi0 = tl.load(dim_ptr + base + i0 * C64, mask=cm & (zc + i0 >= start), other=0.0)
+    gr1 = tl.load(gre_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= lo), other=0.0)
+    gi1 = tl.load(gim_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= lo), other=0.0)
+    Gr1 = tl.load(dre_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= start), other=0.0)
+    Gi1 = tl.load(dim_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= start), other=0.0)
+    for t in range(0, end - start):
+        i = i0 - t
+        i2 = i - 2
+        mg = cm & (zc + i2 >= lo)
+        mG = cm & (zc + i2 >= start)
+        gr2 = tl.load(gre_ptr + base + i2 * C64, mask=mg, other=0.0)
+        gi2 = tl.load(gim_ptr + base + i2 * C64, mask=mg, other=0.0)
+        Gr2 = tl.load(dre_ptr + base + i2 * C64, mask=mG, other=0.0)
+        Gi2 = tl.load(dim_ptr + base + i2 * C64, mask=mG, other=0.0)
+        gr = gr0.to(CDT)
+        gi = gi0.to(CDT)
+        u = gr * gr - gi * gi  # conj(g)^2 = u + i w
+        w = -2.0 * gr * gi
+        S_re = Gr0.to(CDT) + c_re
+        S_im = Gi0.to(CDT) + c_im
+        A_re = -(u * S_re - w * S_im)
+        A_im = -(u * S_im + w * S_re)
+        tl.store(dv_ptr + base + i * C64, A_re.to(dv_ptr.dtype.element_ty), mask=cm)
+        s_lam -= A_re
+        s_eta -= A_im
+        s_beta -= gr1.to(CDT) * A_re + gi1.to(CDT) * A_im  # Re(-conj(g_{i-1}) A_i)
+        c_re = -beta * A_re
+        c_im = -beta * A_im
+        gr0 = gr1
+        gi0 = gi1
+        Gr0 = Gr1
+        Gi0 = Gi1
+        gr1 = gr2
+        gi1 = gi2
+        Gr1 = Gr2
+        Gi1 = Gi2
+    pb = part_ptr + row * 3 * C64 + offs
+    tl.store(pb, s_lam, mask=cm)
+    tl.store(pb + C64, s_eta, mask=cm)
+    tl.store(pb + 2 * C64, s_beta, mask=cm)
+
+
+# --------------------------------------------------------------------------------------
+# Host wrappers
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Launch parameters (tuned on an H100 by ``benchmarks/bench_kernel.py``).
+
+    ``block_c`` channels per program, ``num_warps`` warps per program; the number of chunks
+    K is chosen so that about ``target_programs`` programs run (but chunks stay at least
+    ``min_chunk`` long), unless a chunk length is forced.
+    """
+
+    block_c: int = 128
+    num_warps: int = 1
+    target_programs: int = 4096
+    min_chunk: int = 64
+
+
+_DEFAULT_GPU = ScanConfig()
+# The interpreter runs one program at a time: as few, wide programs as possible.
+_DEFAULT_CPU = ScanConfig(block_c=128, num_warps=1, target_programs=1, min_chunk=1)
+
+
+def _default_config(device: torch.device) -> ScanConfig:
+    return _DEFAULT_GPU if device.type == "cuda" else _DEFAULT_CPU
+
+
+def _plan(B: int, N: int, C: int, cfg: ScanConfig, chunk: int | None) -> tuple[int, int, int]:
+    """(BLOCK_C, L, K): channel block, chunk length and number of chunks."""
+    block_c = min(cfg.block_c, triton.next_power_of_2(max(C, 1)))
+    n_cb = triton.cdiv(C, block_c)
+    if chunk is None:
+        want = max(1, math.ceil(cfg.target_programs / (B * n_cb)))
+        k_max = max(1, N // max(cfg.min_chunk, 1))
+        k = min(want, k_max)
+        L = triton.cdiv(N, k)
+    else:
+        L = min(int(chunk), N)
+    K = triton.cdiv(N, L)
+    return block_c, L, K
+
+
+def _compute_dtype(v: torch.Tensor) -> torch.dtype:
+    return torch.float64 if v.dtype == torch.float64 else torch.float32
+
+
+def _scan_forward(
+    v: torch.Tensor,
+    lam: torch.Tensor,
+    eta: torch.Tensor,
+    beta: torch.Tensor,
+    *,
+    stats: bool,
+    tol: float,
+    chunk: int | None = None,
+    cfg: ScanConfig | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Launch the forward kernels. ``beta`` is the hopping squared (any real sign: the
+    tests pass beta < 0 to make the certificate counters fire). Returns g_re, g_im, stats."""
+    B, N, C = v.shape
+    cfg = cfg or _default_config(v.device)
+    cdt = _compute_dtype(v)
+    f64 = cdt == torch.float64
+    lam, eta, beta = (t.to(cdt).contiguous() for t in (lam, eta, beta))
+    g_re = torch.empty((B, N, C), dtype=cdt, device=v.device)
+    g_im = torch.empty((B, N, C), dtype=cdt, device=v.device)
+    counts = torch.zeros(3, dtype=torch.int64, device=v.device)
+    if B * N * C == 0:
+        return g_re, g_im, counts
+    block_c, L, K = _plan(B, N, C, cfg, chunk)
+    n_cb = triton.cdiv(C, block_c)
+    nw = cfg.num_warps
+    init = v  # placeholder pointer when K == 1 (never read)
+    if K > 1:
+        maps = torch.empty((B * K * 8, C), dtype=cdt, device=v.device)
+        init = torch.empty((B * K * 2, C), dtype=cdt, device=v.device)
+        _fwd_chunk_map_kernel[(n_cb, K, B)](
+            v, lam, eta, beta, maps, N, C, L, K, BLOCK_C=block_c, F64=f64, num_warps=nw
+        )
+        _fwd_carry_kernel[(n_cb, B)](maps, init, C, K, BLOCK_C=block_c, F64=f64, num_warps=nw)
+    _fwd_kernel[(n_cb, K, B)](
+        v, lam, eta, beta, init, g_re, g_im, counts,
+        N, C, L, K, float(tol), float(1.0 + tol),
+        HAS_INIT=K > 1, STATS=stats, BLOCK_C=block_c, F64=f64, num_warps=nw,
+    )  # fmt: skip
+    return g_re, g_im, counts
+
+
+def _scan_backward(
+    g_re: torch.Tensor,
+    g_im: torch.Tensor,
+    G_re: torch.Tensor,
+    G_im: torch.Tensor,
+    beta: torch.Tensor,
+    v_dtype: torch.dtype,
+    *,
+    chunk: int | None = None,
+    cfg: ScanConfig | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Launch the backward kernels. Returns dv (dtype ``v_dtype``) and the (C,) sums
+    ``-sum Re A`` (d lam), ``-sum Im A`` (d eta), ``sum Re(-conj(g_{i-1}) A_i)`` (d beta)."""
+    B, N, C = g_re.shape
+    cfg = cfg or _default_config(g_re.device)
+    cdt = g_re.dtype
+    f64 = cdt == torch.float64
+    beta = beta.to(cdt).contiguous()
+    G_re = G_re.to(cdt).contiguous()
+    G_im = G_im.to(cdt).contiguous()
+    dv = torch.empty((B, N, C), dtype=v_dtype, device=g_re.device)
+    if B * N * C == 0:
+        z = torch.zeros(C, dtype=cdt, device=g_re.device)
+        return dv, z, z.clone(), z.clone()
+    block_c, L, K = _plan(B, N, C, cfg, chunk)
+    n_cb = triton.cdiv(C, block_c)
+    nw = cfg.num_warps
+    init = g_re  # placeholder pointer when K == 1 (never read)
+    if K > 1:
+        maps = torch.empty((B * K * 4, C), dtype=cdt, device=g_re.device)
+        init = torch.empty((B * K * 2, C), dtype=cdt, device=g_re.device)
+        _bwd_chunk_map_kernel[(n_cb, K, B)](
+            g_re, g_im, G_re, G_im, beta, maps, N, C, L, K,
+            BLOCK_C=block_c, F64=f64, num_warps=nw,
+        )  # fmt: skip
+        _bwd_carry_kernel[(n_cb, B)](maps, init, C, K, BLOCK_C=block_c, F64=f64, num_warps=nw)
+    part = torch.empty((B * K, 3, C), dtype=cdt, device=g_re.device)
+    _bwd_kernel[(n_cb, K, B)](
+        g_re, g_im, G_re, G_im, beta, init, dv, part, N, C, L, K,
+        HAS_INIT=K > 1, BLOCK_C=block_c, F64=f64, num_warps=nw,
+    )  # fmt: skip
+    sums = part.sum(dim=0)  # (3, C)
+    return dv, sums[0], sums[1], sums[2]
+
+
+# --------------------------------------------------------------------------------------
+# Autograd
+# --------------------------------------------------------------------------------------
+
+
+class _BKScanTriton(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, v, lam, eta, b, stats, tol, chunk, cfg):  # type: ignore[override]
+        beta = b.to(_compute_dtype(v)).square()
+        g_re, g_im, counts = _scan_forward(
+            v, lam, eta, beta, stats=stats, tol=tol, chunk=chunk, cfg=cfg
+        )
+        ctx.save_for_backward(g_re, g_im, b)
+        ctx.v_dtype = v.dtype
+        ctx.lam_dtype = lam.dtype
+        ctx.eta_dtype = eta.dtype
+        ctx.chunk = chunk
+        ctx.cfg = cfg
+        ctx.mark_non_differentiable(counts)
+        return g_re, g_im, counts
+
+    @staticmethod
+    def backward(ctx, G_re, G_im, _counts):  # type: ignore[override]
+        g_re, g_im, b = ctx.saved_tensors
+        bc = b.to(g_re.dtype)
+        dv, s_lam, s_eta, s_beta = _scan_backward(
+            g_re, g_im, G_re, G_im, bc.square(), ctx.v_dtype, chunk=ctx.chunk, cfg=ctx.cfg
+        )
+        need = ctx.needs_input_grad
+        return (
+            dv if need[0] else None,
+            s_lam.to(ctx.lam_dtype) if need[1] else None,
+            s_eta.to(ctx.eta_dtype) if need[2] else None,
+            (2.0 * bc * s_beta).to(b.dtype) if need[3] else None,
+            None,
+            None,
+            None,
+            None,
+        )
+
+
+# --------------------------------------------------------------------------------------
+# Public function
+# --------------------------------------------------------------------------------------
+
+_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def bk_scan_triton(
+    v: torch.Tensor,
+    lam: torch.Tensor,
+    eta: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    return_stats: bool = False,
+    tol: float = 1e-3,
+    chunk: int | None = None,
+) -> tuple[torch.Tensor, ...]:
+    """Causal BK scan by Triton kernels, differentiable (exact adjoint backward kernels).
+
+    Computes, for every batch row and channel c, ``g_1 = 1/(v_1 - z_c)`` and
+    ``g_i = 1/(v_i - z_c - b_c**2 g_{i-1})`` with ``z_c = lam_c + i eta_c``, ``eta_c > 0``:
+    ``g_i = [(H_{1..i} - z_c)^{-1}]_{ii}`` for ``H = tridiag(b_c, v, b_c)`` (design.md §3).
+    For real v, b and ``eta > 0`` every g_i is Herglotz: ``Im g_i > 0``, ``|g_i| <= 1/eta_c``.
+
+    Parameters
+    ----------
+    v : (B, N, C) tensor, float32 or bfloat16 (float16, float64 also accepted)
+        Potentials; channels contiguous. CUDA tensor, or CPU under ``TRITON_INTERPRET=1``.
+    lam, eta : (C,) real tensors
+        ``z_c = lam_c + i eta_c``; eta must be > 0.
+    b : (C,) real tensor
+        Hopping of each channel.
+    return_stats : bool
+        Also return the int64 (3,) counters ``[non-finite, Im g < -tol/eta,
+        |g| > (1 + tol)/eta]``, counted inside the forward kernel (no extra pass); they
+        equal :func:`bkmodel.ops.bk_scan.scan_stats` of the outputs.
+    tol : float
+        Relative tolerance of the counters, finite and >= 0.
+    chunk : int, optional
+        Force the chunk length of the sequence-parallel scan (default: chosen from the
+        shape so that the GPU is full; one chunk when batch × channels suffices).
+
+    Returns
+    -------
+    ``(g_re, g_im)`` or ``(g_re, g_im, stats)``: (B, N, C) float32 (float64 for float64
+    ``v``); gradients flow to v, lam, eta and b.
+
+    Notes
+    -----
+    O(B·N·C) work; sequential depth ``L + K`` with K chunks of length L. State arithmetic in
+    float32 (float64 for float64 input). One forward + backward moves about 32 bytes per
+    element for float32 v with one chunk (read v, write g; read dg and g, write dv), and
+    about 52 with several chunks.
+
+    Examples
+    --------
+    >>> import torch
+    >>> v = torch.zeros(1, 2, 1, dtype=torch.float64)
+    >>> one = torch.ones(1, dtype=torch.float64)
+    >>> g_re, g_im = bk_scan_triton(v, 0 * one, one, one)  # doctest: +SKIP
+    >>> complex(g_re[0, 0, 0], g_im[0, 0, 0])  # 1 / (0 - i)  # doctest: +SKIP
+    1j
+    """
+    if not isinstance(v, torch.Tensor):
+        raise TypeError(f"v must be a torch.Tensor, got {type(v).__name__}")
+    if v.ndim != 3:
+        raise ValueError(f"v must have shape (B, N, C), got {tuple(v.shape)}")
+    if v.dtype not in _FLOAT_DTYPES:
+        raise TypeError(f"v must be float16/bfloat16/float32/float64, got {v.dtype}")
+    if v.device.type != "cuda" and not _interpreting():
+        raise ValueError(
+            f"v must be a CUDA tensor for the triton backend (got device {v.device}); "
+            "on CPU set TRITON_INTERPRET=1 before importing triton, or use backend='torch'"
+        )
+    C = v.shape[2]
+    for name, t in (("lam", lam), ("eta", eta), ("b", b)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating tensor, got {t.dtype}")
+        if t.shape != (C,):
+            raise ValueError(f"{name} must have shape ({C},) to match v, got {tuple(t.shape)}")
+        if t.device != v.device:
+            raise ValueError(f"{name} must be on the device of v ({v.device}), got {t.device}")
+    if not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
+        raise ValueError(f"tol must be a finite number >= 0, got {tol}")
+    if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
+        raise ValueError(f"chunk must be a positive int or None, got {chunk!r}")
+    with torch.no_grad():
+        ok = torch.stack(
+            [(eta > 0).all(), torch.isfinite(eta).all(), torch.isfinite(lam).all(),
+             torch.isfinite(b).all()]
+        ).tolist()  # one device sync  # fmt: skip
+    if not ok[0]:
+        raise ValueError("eta must be > 0 (Im z > 0) in every channel")
+    for name, good in zip(("eta", "lam", "b"), ok[1:], strict=True):
+        if not good:
+            raise ValueError(f"{name} must be finite")
+    g_re, g_im, counts = _BKScanTriton.apply(
+        v.contiguous(), lam, eta, b, bool(return_stats), float(tol), chunk, None
+    )
+    if return_stats:
+        return g_re, g_im, counts
+    return g_re, g_im

@@ -1,0 +1,334 @@
+"""Tests of the Triton BK scan (``bkmodel/ops/bk_scan/triton_scan.py``).
+
+On a machine without CUDA the kernels run in Triton's interpreter (``tests/conftest.py``
+sets ``TRITON_INTERPRET=1``), so every test below except the ``gpu`` ones runs in CI; sizes
+are small because the interpreter executes one program at a time in numpy.
+
+References: ``bk_scan_naive`` (sequential loop, autograd) in float64, and the chunked torch
+reference ``bk_scan_torch``. Tolerances:
+
+* float64 kernels: the recurrence is a contraction for Im z > 0 (design.md §3), so forward
+  rounding errors do not accumulate; we allow 1e-10 relative RMS, ~10^6 eps of slack for
+  the stiff cases (eta = 1e-4 makes each step's map nearly an isometry, condition ~1/eta).
+* float32 kernels: within 10 × the error of the *same* recurrence evaluated sequentially in
+  float32 (the naive loop on float32 input), plus 1e-5 (an absolute floor for errors that
+  happen to be ~0). Chunking reassociates the scan, so bitwise equality is not expected.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bkmodel.ops.bk_scan import bk_scan, scan_stats
+from bkmodel.ops.bk_scan.naive import bk_scan_naive
+from bkmodel.ops.bk_scan.triton_scan import (
+    _scan_forward,
+    bk_scan_triton,
+)
+
+NAMES = ("g_re", "g_im", "dv", "dlam", "deta", "db")
+HAS_CUDA = torch.cuda.is_available()
+DEV = "cuda" if HAS_CUDA else "cpu"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Relative RMS error ||a - b|| / ||b|| in float64."""
+    a, b = a.detach().double().cpu(), b.detach().double().cpu()
+    return float((a - b).norm() / b.norm().clamp_min(1e-300))
+
+
+def make_inputs(B, N, C, *, dtype=torch.float64, scale=1.0, eta=None, seed=0, device=DEV):
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn(B, N, C, generator=g, dtype=torch.float64) * scale
+    lam = torch.rand(C, generator=g, dtype=torch.float64) * 4.0 - 0.5
+    eta_t = torch.rand(C, generator=g, dtype=torch.float64) * 0.5 + 0.05
+    if eta is not None:
+        eta_t = torch.full((C,), float(eta), dtype=torch.float64)
+    b = torch.rand(C, generator=g, dtype=torch.float64) * 0.5 + 0.75
+    return (v.to(device, dtype), lam.to(device), eta_t.to(device), b.to(device))
+
+
+def forward_backward(fn, inputs, dtype, seed=1):
+    """Outputs and gradients of the loss sum(W1 * g_re + W2 * g_im) for inputs cast to dtype."""
+    xs = [x.detach().to(dtype).requires_grad_() for x in inputs]
+    gen = torch.Generator().manual_seed(seed)
+    shape = inputs[0].shape
+    W1 = torch.randn(shape, generator=gen, dtype=torch.float64).to(inputs[0].device)
+    W2 = torch.randn(shape, generator=gen, dtype=torch.float64).to(inputs[0].device)
+    gr, gi = fn(*xs)[:2]
+    (gr.double() * W1 + gi.double() * W2).sum().backward()
+    # a parameter the loss does not reach (b when N = 1) has no gradient: zero
+    grads = [x.grad if x.grad is not None else torch.zeros_like(x) for x in xs]
+    return [gr.detach(), gi.detach()] + grads
+
+
+def check_against_naive(inputs, dtype, chunk, *, f64_tol=1e-10):
+    ref = forward_backward(bk_scan_naive, inputs, torch.float64)
+    out = forward_backward(lambda *a: bk_scan_triton(*a, chunk=chunk), inputs, dtype)
+    errs = {n: rel(o, r) for n, o, r in zip(NAMES, out, ref, strict=True)}
+    if dtype == torch.float64:
+        bad = {n: e for n, e in errs.items() if not e <= f64_tol}
+    else:
+        base = forward_backward(bk_scan_naive, inputs, torch.float32)
+        errs32 = {n: rel(o, r) for n, o, r in zip(NAMES, base, ref, strict=True)}
+        bad = {n: (e, errs32[n]) for n, e in errs.items() if not e <= 10 * errs32[n] + 1e-5}
+    assert not bad, f"errors beyond tolerance: {bad} (all: {errs})"
+    return errs
+
+
+@pytest.fixture
+def poison_empty(monkeypatch):
+    """torch.empty returns NaN-filled float tensors: any output element the kernels fail to
+    write stays NaN and fails the comparison."""
+    real_empty = torch.empty
+
+    def poisoned(*args, **kwargs):
+        t = real_empty(*args, **kwargs)
+        if t.is_floating_point():
+            t.fill_(float("nan"))
+        elif t.dtype in (torch.int32, torch.int64):
+            t.fill_(-(2**30))
+        return t
+
+    monkeypatch.setattr(torch, "empty", poisoned)
+    return poisoned
+
+
+# ----------------------------------------------------------------------------- values and grads
+
+SHAPES = [  # (B, N, C, chunk)
+    (2, 63, 5, None),
+    (2, 31, 5, 7),  # 5 chunks, the last one short
+    (1, 1, 3, None),
+    (1, 3, 1, 1),
+    (1, 17, 130, 4),  # two channel blocks, the second partial
+]
+
+
+@pytest.mark.parametrize(
+    "B,N,C,chunk", SHAPES, ids=[f"B{b}-N{n}-C{c}-L{ch}" for b, n, c, ch in SHAPES]
+)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_values_and_gradients_match_naive(B, N, C, chunk, dtype, poison_empty):
+    check_against_naive(make_inputs(B, N, C), dtype, chunk)
+
+
+@pytest.mark.parametrize(
+    "case,kw",
+    [
+        ("stiff-eta1e-4", dict(eta=1e-4)),
+        ("bigV-x100", dict(scale=100.0)),
+        ("stiff-bigV", dict(eta=1e-4, scale=30.0)),
+    ],
+    ids=lambda x: x if isinstance(x, str) else "",
+)
+@pytest.mark.parametrize("chunk", [None, 5], ids=["L-auto", "L5"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_stiff_cases(case, kw, chunk, dtype):
+    # eta = 1e-4 : |g| up to 1e4 and gradients up to 1e8: relative errors stay float-sized
+    check_against_naive(make_inputs(1, 29, 6, **kw), dtype, chunk, f64_tol=1e-9)
+
+
+def test_bf16_input_matches_naive_on_the_rounded_input(poison_empty):
+    v, lam, eta, b = make_inputs(2, 33, 7, dtype=torch.bfloat16)
+    v = v.requires_grad_()
+    gr, gi = bk_scan_triton(v, lam, eta, b, chunk=8)
+    assert gr.dtype == torch.float32 and gi.dtype == torch.float32
+    rr, ri = bk_scan_naive(v.detach().double(), lam, eta, b)  # same (rounded) potentials
+    assert rel(gr, rr) < 1e-5 and rel(gi, ri) < 1e-5
+    (gr.sum() + 2 * gi.sum()).backward()
+    assert v.grad.dtype == torch.bfloat16
+    v64 = v.detach().double().requires_grad_()
+    rr, ri = bk_scan_naive(v64, lam, eta, b)
+    (rr.sum() + 2 * ri.sum()).backward()
+    assert rel(v.grad, v64.grad) < 1e-2  # bf16 rounding of the stored gradient (2^-8)
+
+
+def test_agrees_with_torch_reference():
+    torch_scan = pytest.importorskip(
+        "bkmodel.ops.bk_scan.torch_scan", reason="torch reference (helper H4) not present"
+    )
+    inputs = make_inputs(2, 50, 9, seed=3)
+    ref = forward_backward(torch_scan.bk_scan_torch, inputs, torch.float64)
+    out = forward_backward(lambda *a: bk_scan_triton(*a, chunk=6), inputs, torch.float64)
+    for n, o, r in zip(NAMES, out, ref, strict=True):
+        assert rel(o, r) < 1e-11, n
+
+
+def test_gradcheck_float64():
+    v, lam, eta, b = (x.requires_grad_() for x in make_inputs(1, 5, 1, seed=4))
+    assert torch.autograd.gradcheck(
+        lambda *a: bk_scan_triton(*a, chunk=2), (v, lam, eta, b), eps=1e-6, atol=1e-7
+    )
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    B=st.integers(1, 2),
+    N=st.integers(1, 24),
+    C=st.integers(1, 4),
+    chunk=st.one_of(st.none(), st.integers(1, 30)),
+    seed=st.integers(0, 2**16),
+)
+def test_property_random_shapes_float64(B, N, C, chunk, seed):
+    check_against_naive(make_inputs(B, N, C, seed=seed), torch.float64, chunk)
+
+
+def test_causal():
+    v, lam, eta, b = make_inputs(1, 20, 3, seed=5)
+    gr, gi = bk_scan_triton(v, lam, eta, b, chunk=6)
+    v2 = v.clone()
+    v2[:, 13:] += torch.randn_like(v2[:, 13:])
+    gr2, gi2 = bk_scan_triton(v2, lam, eta, b, chunk=6)
+    assert torch.equal(gr[:, :13], gr2[:, :13]) and torch.equal(gi[:, :13], gi2[:, :13])
+    assert not torch.equal(gr[:, 13:], gr2[:, 13:])
+
+
+def test_empty_sequence():
+    v, lam, eta, b = make_inputs(2, 0, 3)
+    gr, gi, stats = bk_scan_triton(v, lam, eta, b, return_stats=True)
+    assert gr.shape == (2, 0, 3) and gi.shape == (2, 0, 3)
+    assert stats.tolist() == [0, 0, 0]
+
+
+def test_dispatcher_routes_to_triton():
+    v, lam, eta, b = make_inputs(1, 9, 2, dtype=torch.float32)
+    gr, gi, stats = bk_scan(v, lam, eta, b, backend="triton", return_stats=True)
+    rr, ri = bk_scan_naive(v.double(), lam, eta, b)
+    assert rel(gr, rr) < 1e-5 and stats.dtype == torch.int64 and stats.tolist() == [0, 0, 0]
+
+
+# ----------------------------------------------------------------------------- certificates
+
+
+@pytest.mark.parametrize("chunk", [None, 4], ids=["L-auto", "L4"])
+@pytest.mark.parametrize("tol", [0.0, 1e-3, 0.5])
+def test_fused_stats_equal_scan_stats_when_violated(chunk, tol, poison_empty):
+    # beta < 0 (imaginary hopping) breaks the Herglotz property: Im g < 0 and |g| > 1/eta
+    # happen, so all three counters are exercised; NaN and inf potentials add non-finite g.
+    v, lam, eta, _ = make_inputs(2, 30, 5, dtype=torch.float32, seed=7)
+    v[0, 20, 1] = float("nan")
+    v[1, 5, 3] = float("inf")
+    beta = torch.tensor([-2.0, -0.5, 1.0, -4.0, -1.0], dtype=torch.float64)
+    gr, gi, counts = _scan_forward(v, lam, eta, beta, stats=True, tol=tol, chunk=chunk)
+    expected = scan_stats(gr, gi, eta, tol)
+    assert counts.tolist() == expected.tolist()
+    assert counts[0] > 0 and counts[2] > 0
+    if tol <= 1e-3:
+        assert counts[1] > 0
+
+
+def test_fused_stats_zero_for_herglotz_input():
+    v, lam, eta, b = make_inputs(2, 40, 6, dtype=torch.float32, scale=10.0, eta=1e-3)
+    gr, gi, stats = bk_scan_triton(v, lam, eta, b, return_stats=True, chunk=9)
+    assert stats.tolist() == scan_stats(gr, gi, eta, 1e-3).tolist() == [0, 0, 0]
+    assert not stats.requires_grad
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def test_rejects_bad_arguments(monkeypatch):
+    v, lam, eta, b = make_inputs(1, 4, 3, dtype=torch.float32)
+    with pytest.raises(ValueError, match="eta must be > 0"):
+        bk_scan_triton(v, lam, torch.tensor([0.1, 0.0, 0.2]), b)
+    with pytest.raises(ValueError, match="eta must be > 0"):
+        bk_scan_triton(v, lam, -eta, b)
+    with pytest.raises(ValueError, match="lam must be finite"):
+        bk_scan_triton(v, lam + float("inf"), eta, b)
+    with pytest.raises(ValueError, match="b must be finite"):
+        bk_scan_triton(v, lam, eta, b * float("nan"))
+    with pytest.raises(ValueError, match="v must have shape"):
+        bk_scan_triton(v[0], lam, eta, b)
+    with pytest.raises(TypeError, match="v must be a torch.Tensor"):
+        bk_scan_triton(v.numpy(), lam, eta, b)
+    with pytest.raises(TypeError, match="v must be float"):
+        bk_scan_triton(v.to(torch.int32), lam, eta, b)
+    with pytest.raises(ValueError, match="lam must have shape"):
+        bk_scan_triton(v, lam[:2], eta, b)
+    with pytest.raises(TypeError, match="b must be a torch.Tensor"):
+        bk_scan_triton(v, lam, eta, 1.0)
+    with pytest.raises(TypeError, match="eta must be a floating"):
+        bk_scan_triton(v, lam, torch.ones(3, dtype=torch.int64), b)
+    with pytest.raises(ValueError, match="tol must be"):
+        bk_scan_triton(v, lam, eta, b, tol=-1.0)
+    with pytest.raises(ValueError, match="tol must be"):
+        bk_scan_triton(v, lam, eta, b, tol=math.inf)
+    with pytest.raises(ValueError, match="chunk must be"):
+        bk_scan_triton(v, lam, eta, b, chunk=0)
+    if not HAS_CUDA:
+        monkeypatch.setitem(os.environ, "TRITON_INTERPRET", "0")
+        with pytest.raises(ValueError, match="CUDA tensor"):
+            bk_scan_triton(v, lam, eta, b)
+
+
+# ----------------------------------------------------------------------------- GPU (large N)
+
+
+@pytest.fixture
+def cuda_device(request):
+    """CUDA or an explicit outcome: fail when gpu tests were asked for (``-m gpu``) on a
+    machine without CUDA, otherwise a skip whose reason shows in the ``-ra`` summary."""
+    if HAS_CUDA:
+        return torch.device("cuda")
+    markexpr = request.config.getoption("-m") or ""
+    if "gpu" in markexpr and "not gpu" not in markexpr:
+        pytest.fail("gpu tests requested but no CUDA device is available")
+    pytest.skip("needs a CUDA GPU (run `pytest -m gpu` there); covered on CPU by the tests above")
+
+
+GPU_CASES = [  # (B, N, C, eta, scale, chunk)
+    (1, 131072, 64, None, 1.0, None),
+    (1, 131072, 64, 1e-4, 1.0, None),
+    (2, 65536, 32, None, 30.0, 1000),
+    (4, 8192, 1024, None, 1.0, None),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    "B,N,C,eta,scale,chunk",
+    GPU_CASES,
+    ids=[f"B{b}-N{n}-C{c}-eta{e}-x{s}-L{ch}" for b, n, c, e, s, ch in GPU_CASES],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
+def test_gpu_large_n_against_torch_reference(B, N, C, eta, scale, chunk, dtype, cuda_device):
+    from bkmodel.ops.bk_scan.torch_scan import bk_scan_torch
+
+    inputs = make_inputs(B, N, C, eta=eta, scale=scale, device=cuda_device, dtype=dtype)
+    # the reference sees the same (possibly bf16-rounded) potentials, in float64
+    ref_in = [x.double() for x in inputs]
+    ref = forward_backward(bk_scan_torch, ref_in, torch.float64)
+    out = forward_backward(lambda *a: bk_scan_triton(*a, chunk=chunk), inputs, dtype)
+    errs = {n: rel(o, r) for n, o, r in zip(NAMES, out, ref, strict=True)}
+    # float32 state: the recurrence's conditioning (1/eta for the stiff case) times eps32;
+    # bf16 only rounds the stored dv (2^-8) — the forward values are float32.
+    tol = {n: 2e-3 if eta else 1e-4 for n in NAMES}
+    if dtype == torch.bfloat16:
+        tol["dv"] = 1e-2
+    bad = {n: e for n, e in errs.items() if not e <= tol[n]}
+    assert not bad, f"{bad} (all {errs})"
+    _, _, stats = bk_scan_triton(*inputs, return_stats=True)
+    assert stats.tolist() == [0, 0, 0]
+
+
+@pytest.mark.gpu
+def test_gpu_fused_stats_and_poisoned_outputs(cuda_device, poison_empty):
+    v, lam, eta, _ = make_inputs(3, 5000, 300, dtype=torch.float32, device=cuda_device)
+    v[0, 100, 5] = float("nan")
+    beta = -torch.rand(300, device=cuda_device, dtype=torch.float64)
+    gr, gi, counts = _scan_forward(v, lam, eta, beta, stats=True, tol=1e-3)
+    assert counts.tolist() == scan_stats(gr, gi, eta, 1e-3).tolist()
+    assert counts[0] > 0 and counts[1] > 0 and counts[2] > 0
+    v2, lam2, eta2, b2 = make_inputs(2, 70000, 96, dtype=torch.float32, device=cuda_device)
+    gr, gi = bk_scan_triton(v2, lam2, eta2, b2)  # default chunking on the GPU
+    assert torch.isfinite(gr).all() and torch.isfinite(gi).all()
