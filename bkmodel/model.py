@@ -365,6 +365,12 @@ class _BKNetwork(nn.Module):
         except (SafetensorError, OSError, ValueError) as exc:
             raise ValueError(f"{w_path} could not be read as safetensors: {exc}") from None
         model = cls(config)
+        expected = model.state_dict()
+        wrong = [f"{k}: file {tuple(t.shape)} vs config {tuple(expected[k].shape)}"
+                 for k, t in state.items() if k in expected and t.shape != expected[k].shape]
+        if wrong:
+            raise ValueError(f"{w_path} does not match the config (shape mismatch): "
+                             + "; ".join(wrong[:5]))
         missing, unexpected = model.load_state_dict(state, strict=False)
         if config.tie_embeddings:
             missing = [k for k in missing if k != "lm_head.weight"]

@@ -1,0 +1,166 @@
+"""Runtime certificate guards: each check fires on an injected fault, with each action."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import pytest
+import torch
+
+import bkmodel.guards as guards
+from bkmodel.config import GuardConfig
+from bkmodel.guards import GuardError, ScanGuard, recurrence_residual
+from bkmodel.model import LanguageModel
+from bkmodel.ops.bk_scan import bk_scan
+
+
+def inputs(B=2, N=30, C=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn(B, N, C, generator=g)
+    lam = torch.randn(C, generator=g)
+    eta = torch.rand(C, generator=g) + 0.1
+    b = torch.rand(C, generator=g) + 0.5
+    return v, lam, eta, b
+
+
+def faulty_scan(fault: str):
+    """A bk_scan that corrupts its float32 output (float64 calls stay exact)."""
+
+    def scan(v, lam, eta, b, *, backend="auto", return_stats=False, tol=1e-3):
+        out = bk_scan(v, lam, eta, b, backend="torch", return_stats=False)
+        if v.dtype == torch.float64:
+            return out
+        g_re, g_im = (t.clone() for t in out)
+        if fault == "herglotz":
+            g_im[0, 5, 0] = -1.0  # Im g < 0
+        elif fault == "bound":
+            g_re[1, 3, 2] = 10.0 / float(eta[2])  # |g| > 1/eta
+        elif fault == "nan":
+            g_re[0, 0, 1] = float("nan")
+        elif fault == "residual":  # Herglotz-valid but not the recurrence's solution
+            g_re, g_im = g_re.roll(1, dims=1), g_im.roll(1, dims=1)
+        if return_stats:
+            from bkmodel.ops.bk_scan import scan_stats
+
+            return g_re, g_im, scan_stats(g_re, g_im, eta, tol)
+        return g_re, g_im
+
+    return scan
+
+
+class TestCleanScan:
+    def test_no_event_and_same_output(self):
+        guard = ScanGuard(GuardConfig(action="raise"))
+        g = guard.scan(*inputs())
+        ref = bk_scan(*inputs(), backend="torch")
+        assert torch.equal(g[0], ref[0]) and torch.equal(g[1], ref[1])
+        rep = guard.report()
+        assert rep["scans"] == 1 and rep["residual_checks"] == 1
+        assert rep["violating_scans"] == 0 and rep["events"] == 0
+
+    def test_disabled_counts_nothing(self):
+        guard = ScanGuard(GuardConfig(enabled=False))
+        guard.scan(*inputs())
+        assert guard.report()["scans"] == 0
+
+    def test_residual_of_true_solution_is_small(self):
+        v, lam, eta, b = inputs()
+        g_re, g_im = bk_scan(v, lam, eta, b, backend="torch")
+        r = recurrence_residual(v, lam, eta, b, g_re, g_im, 200, random.Random(0))
+        # float32 rounding of g: a few eps32 relative to the normalisation
+        assert float(r.max()) < 10 * torch.finfo(torch.float32).eps
+
+
+@pytest.mark.parametrize("fault", ["herglotz", "bound", "nan", "residual"])
+class TestInjectedFaults:
+    def test_raise(self, fault, monkeypatch, caplog):
+        monkeypatch.setattr(guards, "bk_scan", faulty_scan(fault))
+        guard = ScanGuard(GuardConfig(action="raise", residual_samples=500))
+        with caplog.at_level(logging.WARNING, logger="bkmodel.guards"), \
+                pytest.raises(GuardError, match="layer 7"):
+            guard.scan(*inputs(), layer="7")
+        rep = guard.report()
+        kind = "nonfinite" if fault == "nan" else fault
+        assert rep[kind] == 1 and rep["raised"] == 1 and rep["events"] == 1
+        assert "BK guard" in caplog.text
+
+    def test_recompute_fp64_recovers(self, fault, monkeypatch):
+        monkeypatch.setattr(guards, "bk_scan", faulty_scan(fault))
+        guard = ScanGuard(GuardConfig(action="recompute_fp64", residual_samples=500))
+        v, lam, eta, b = inputs()
+        g_re, g_im = guard.scan(v, lam, eta, b)
+        assert g_re.dtype == torch.float32
+        r_re, r_im = bk_scan(v.double(), lam.double(), eta.double(), b.double(),
+                             backend="torch")
+        assert torch.allclose(g_re.double(), r_re, rtol=1e-6, atol=1e-7)
+        assert torch.allclose(g_im.double(), r_im, rtol=1e-6, atol=1e-7)
+        rep = guard.report()
+        assert rep["recomputed_fp64"] == 1 and rep["recovered"] == 1 and rep["raised"] == 0
+
+    def test_skip_step(self, fault, monkeypatch):
+        monkeypatch.setattr(guards, "bk_scan", faulty_scan(fault))
+        guard = ScanGuard(GuardConfig(action="skip_step", residual_samples=500))
+        g_re, g_im = guard.scan(*inputs())
+        assert guard.skip_requested
+        assert torch.isfinite(g_re).all() and torch.isfinite(g_im).all()
+        assert guard.report()["skip_requests"] == 1
+        guard.begin_forward()
+        assert not guard.skip_requested
+
+
+class TestGenuineFailure:
+    def test_nan_potential_not_recoverable(self):
+        # A NaN in v is not a rounding problem: float64 recompute fails too -> raise.
+        v, lam, eta, b = inputs()
+        v[0, 4, 0] = float("nan")
+        guard = ScanGuard(GuardConfig(action="recompute_fp64"))
+        with pytest.raises(GuardError, match="float64 recompute fails too"):
+            guard.scan(v, lam, eta, b)
+        rep = guard.report()
+        assert rep["nonfinite"] == 1 and rep["recomputed_fp64"] == 1 and rep["raised"] == 1
+
+    def test_sample_rate_zero_skips_residual(self, monkeypatch):
+        monkeypatch.setattr(guards, "bk_scan", faulty_scan("residual"))
+        guard = ScanGuard(GuardConfig(action="raise", sample_rate=0.0))
+        guard.scan(*inputs())  # the residual fault is invisible to the other checks
+        assert guard.report()["residual_checks"] == 0
+
+
+class TestModelGuards:
+    def tiny(self, action):
+        torch.manual_seed(0)
+        return LanguageModel(vocab_size=20, d_model=16, n_layers=2, n_seq=16, n_channels=2,
+                             num_experts=2, top_k=1, guard={"action": action})
+
+    def test_counters_on_clean_model(self):
+        m = self.tiny("raise")
+        m(torch.randint(0, 20, (2, 10)))
+        rep = m.guard_report()
+        assert rep["scans"] == 2 and rep["violating_scans"] == 0
+        assert m.last_aux["guard"] == rep
+
+    def test_nan_weight_skip_step(self):
+        m = self.tiny("skip_step")
+        with torch.no_grad():
+            m.blocks[1].bk.v_proj.bias[0] = float("nan")
+        x = torch.randint(0, 20, (2, 10))
+        m(x, x)
+        assert m.last_aux["skip_step"] is True
+        assert m.guard_report()["nonfinite"] == 1
+
+    def test_nan_weight_raise(self):
+        m = self.tiny("raise")
+        with torch.no_grad():
+            m.blocks[0].bk.v_proj.bias[1] = float("nan")
+        with pytest.raises(GuardError, match="layer 0"):
+            m(torch.randint(0, 20, (2, 10)))
+
+    def test_decoding_step_guard(self):
+        m = self.tiny("raise")
+        m.generate(torch.randint(0, 20, (1, 3)), 4)
+        assert m.guard_report()["scans"] == 2 + 4 * 2  # prefill scans + per-step checks
+        with torch.no_grad():
+            m.blocks[0].bk.v_proj.bias[1] = float("nan")
+        with pytest.raises(GuardError):
+            m.generate(torch.randint(0, 20, (1, 3)), 2)
