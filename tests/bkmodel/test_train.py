@@ -1,0 +1,218 @@
+"""Tests of the training loop, evaluation, generation, presets and the Transformer baseline.
+
+Every run uses the ``ci`` preset (Macbeth, byte tokenizer, d_model 32, T 32): seconds each.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bkmodel import cli
+from bkmodel.baseline import TransformerBaseline, TransformerConfig, matched_config
+from bkmodel.data import eval_windows, load_split
+from bkmodel.evaluate import evaluate_checkpoint
+from bkmodel.generation import generate_text
+from bkmodel.presets import PRESETS, TrainConfig
+from bkmodel.tokenizer import ByteTokenizer, encode_documents
+from bkmodel.train import (
+    CheckpointError,
+    build_model,
+    evaluate_stream,
+    load_run,
+    lr_at,
+    tiny_demo,
+    train,
+)
+
+
+def ci(model: str = "transformer", **kw) -> TrainConfig:
+    return TrainConfig.from_preset("ci", model=model, **kw)
+
+
+def losses(run_dir) -> list[tuple[int, float]]:
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [(r["step"], r["loss"]) for r in rows if "loss" in r and "event" not in r]
+
+
+@pytest.fixture(scope="module")
+def bk_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bk_run")
+    summary = train(ci("bk", max_steps=20), out, progress=False)
+    return out, summary
+
+
+class TestSchedule:
+    def test_warmup_then_cosine(self):
+        c = TrainConfig(lr=2.0, warmup_steps=4, max_steps=24, min_lr_ratio=0.25)
+        lrs = [lr_at(s, c) for s in range(25)]
+        assert lrs[:4] == [0.5, 1.0, 1.5, 2.0]
+        assert all(a >= b for a, b in zip(lrs[3:], lrs[4:], strict=False))  # non-increasing
+        assert lrs[24] == pytest.approx(0.5) and lrs[14] == pytest.approx(1.25)
+
+
+class TestConfig:
+    @pytest.mark.parametrize("field,value,match", [
+        ("model", "rnn", "model"), ("max_steps", -1, "max_steps"), ("lr", 0.0, "lr"),
+        ("batch_size", 0, "batch_size"), ("spike_factor", 1.0, "spike_factor"),
+        ("precision", "fp8", "precision"), ("dropout", 1.0, "dropout"),
+        ("eval_tokens", 4, "eval_tokens"),
+    ])
+    def test_bad_fields_are_named(self, field, value, match):
+        with pytest.raises(ValueError, match=match):
+            ci(**{field: value})
+
+    def test_unknown_preset_and_field(self):
+        with pytest.raises(ValueError, match="preset"):
+            TrainConfig.from_preset("huge")
+        with pytest.raises(ValueError, match="unknown TrainConfig fields"):
+            ci(n_experts=3)
+
+    def test_presets_build(self):
+        assert {"ci", "tiny", "small", "medium"} <= set(PRESETS)
+        for name in PRESETS:
+            TrainConfig.from_preset(name)
+
+
+class TestBaseline:
+    cfg = TransformerConfig(vocab_size=61, d_model=16, n_layers=2, n_heads=2, d_ff=24,
+                            max_seq_len=12)
+
+    def test_param_count_formula(self):
+        m = TransformerBaseline(self.cfg)
+        assert m.num_params() == self.cfg.param_count()
+
+    def test_matched_budget(self):
+        target = build_model(ci("bk"), 257).num_params()
+        t = matched_config(target, vocab_size=257, d_model=32, n_layers=2, n_heads=2)
+        assert abs(t.param_count() - target) <= 2 * 32 * 2 * 4  # half a d_ff step of 8
+        assert build_model(ci("transformer"), 257).num_params() == t.param_count()
+        with pytest.raises(ValueError, match="too small"):
+            matched_config(1000, vocab_size=257, d_model=32, n_layers=2, n_heads=2)
+
+    def test_causal(self):
+        m = TransformerBaseline(self.cfg).eval()
+        x = torch.randint(0, 61, (2, 10))
+        y = x.clone()
+        y[:, 6:] = (y[:, 6:] + 7) % 61  # perturb the future of position 5
+        with torch.no_grad():
+            a, _ = m(x)
+            b, _ = m(y)
+        torch.testing.assert_close(a[:, :6], b[:, :6], rtol=0, atol=1e-6)
+        assert not torch.allclose(a[:, 6:], b[:, 6:])
+
+    def test_loss_is_cross_entropy_and_bad_input_is_named(self):
+        m = TransformerBaseline(self.cfg)
+        x = torch.randint(0, 61, (3, 7))
+        with torch.no_grad():
+            logits, loss = m(x, x)
+        ref = F.cross_entropy(logits.reshape(-1, 61), x.reshape(-1))
+        assert float(loss) == pytest.approx(float(ref), rel=1e-6)
+        with pytest.raises(TypeError, match="input_ids"):
+            m(x.float())
+        with pytest.raises(ValueError, match="input_ids must lie in"):
+            m(x + 61)
+        with pytest.raises(ValueError, match="targets"):
+            m(x, x[:, :3])
+        with pytest.raises(ValueError, match="divisible"):
+            TransformerConfig(d_model=30, n_heads=4)
+
+    def test_save_load_and_generate(self, tmp_path):
+        m = TransformerBaseline(self.cfg)
+        m.save_pretrained(tmp_path)
+        m2 = TransformerBaseline.from_pretrained(tmp_path)
+        x = torch.randint(0, 61, (2, 5))
+        torch.testing.assert_close(m(x)[0], m2(x)[0])
+        g = m.generate(x, 20, temperature=0)  # beyond max_seq_len: context is cropped
+        assert g.shape == (2, 25) and torch.equal(g[:, :5], x)
+        assert torch.equal(g, m2.generate(x, 20, temperature=0))
+        with pytest.raises(ValueError, match="top_k"):
+            m.generate(x, 2, top_k=0)
+
+
+class TestTraining:
+    def test_bk_run_learns_and_writes_every_artifact(self, bk_run):
+        out, summary = bk_run
+        for name in ("checkpoint.pt", "checkpoint.prev.pt", "metrics.jsonl", "config.json",
+                     "tokenizer.json", "summary.json", "model/config.json"):
+            assert (out / name).exists(), name
+        assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        curve = losses(out)
+        assert [s for s, _ in curve] == list(range(1, 21))
+        assert curve[-1][1] < curve[0][1] - 1.0  # from ~log(257) = 5.55 towards char stats
+        assert summary["val_ppl"] == pytest.approx(math.exp(summary["val_loss"]))
+        assert summary["val_ppl"] < 257
+        rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+        assert any("guard.scans" in r and r["guard.scans"] > 0 for r in rows)
+        assert summary["counters"]["nonfinite_skips"] == 0
+
+    def test_eval_is_held_out_and_matches_a_naive_computation(self, bk_run):
+        out, summary = bk_run
+        model, tok, _ = load_run(out)
+        tokens = encode_documents(tok, load_split("validation", "tiny"))
+        fast = evaluate_stream(model, tokens, 32, batch_size=7)
+        nll, n = 0.0, 0
+        with torch.no_grad():  # one window at a time, log-softmax by hand
+            for s in eval_windows(len(tokens), 32):
+                w = torch.from_numpy(tokens[s:s + 33].astype(np.int64))[None]
+                logp = torch.log_softmax(model(w[:, :-1])[0].double(), dim=-1)
+                nll -= float(logp[0].gather(1, w[0, 1:, None]).sum())
+                n += 32
+        assert fast["tokens"] == n
+        assert fast["loss"] == pytest.approx(nll / n, rel=1e-5)
+        res = evaluate_checkpoint(out)
+        assert res["validation"]["loss"] == pytest.approx(summary["val_loss"], rel=1e-6)
+        assert res["test"]["tokens"] > 0 and res["test"]["ppl"] > 1
+
+    def test_seeded_runs_are_identical(self, tmp_path):
+        a = train(ci(max_steps=6), tmp_path / "a", progress=False)
+        b = train(ci(max_steps=6), tmp_path / "b", progress=False)
+        assert losses(tmp_path / "a") == losses(tmp_path / "b")
+        assert a["val_loss"] == b["val_loss"]
+        c = train(ci(max_steps=6, seed=7), tmp_path / "c", progress=False)
+        assert c["val_loss"] != a["val_loss"]
+
+    def test_existing_run_needs_resume_and_same_config(self, bk_run, tmp_path):
+        out, _ = bk_run
+        with pytest.raises(CheckpointError, match="--resume"):
+            train(ci("bk", max_steps=20), out, progress=False)
+        with pytest.raises(CheckpointError, match="lr: checkpoint 0.003 vs now 0.1"):
+            train(ci("bk", max_steps=20, lr=0.1), out, resume=True, progress=False)
+        with pytest.raises(CheckpointError, match="missing"):
+            train(ci(), tmp_path / "empty", resume=True, progress=False)
+
+    def test_generation(self, bk_run):
+        out, _ = bk_run
+        model, tok, _ = load_run(out)
+        a = generate_text(model, tok, "MACBETH.\n", 30, seed=3)
+        assert a.startswith("MACBETH.\n") and a == generate_text(model, tok, "MACBETH.\n", 30,
+                                                                 seed=3)
+        assert isinstance(generate_text(model, tok, "", 5), str)
+        with pytest.raises(ValueError, match="max_new_tokens"):
+            generate_text(model, tok, "x", -1)
+
+    def test_cli_train_eval_generate(self, tmp_path, capsys):
+        out = tmp_path / "cli"
+        assert cli.main(["train", "--preset", "ci", "--model", "transformer", "--max-steps",
+                         "4", "--eval-every", "2", "--out", str(out), "--no-progress"]) == 0
+        assert "validation perplexity" in capsys.readouterr().out
+        assert cli.main(["eval", str(out), "--max-tokens", "256"]) == 0
+        text = capsys.readouterr().out
+        assert "validation" in text and "test" in text and "ppl" in text
+        assert cli.main(["generate", str(out), "--max-new-tokens", "10"]) == 0
+        assert capsys.readouterr().out.startswith("ROMEO.")
+        assert cli.main(["eval", str(tmp_path / "none")]) == 1
+        assert "missing" in capsys.readouterr().err
+        assert cli.main(["train", "--preset", "ci", "--lr", "-1", "--out", str(out)]) == 2
+
+    def test_tiny_demo_interface(self, tmp_path):
+        r = tiny_demo(tmp_path, corpus="tiny", tokenizer="byte", d_model=32, seq_len=32,
+                      max_steps=3, eval_every=3, ckpt_every=3, eval_tokens=256)
+        assert set(r) >= {"val_ppl", "sample"} and r["sample"].startswith("ROMEO.")
+        assert math.isfinite(r["val_ppl"])
+        assert isinstance(ByteTokenizer().decode([65]), str)
