@@ -56,57 +56,103 @@ def _recip(x, y):
 # --------------------------------------------------------------------------------------
 
 
+@njit(cache=True, inline="always")
+def _div(px, py, qx, qy):
+    """(u, v) with u + iv = (px + i py) / (qx + i qy)."""
+    r2 = qx * qx + qy * qy
+    if r2 > _LO and r2 < _HI:
+        s = 1.0 / r2
+        return (px * qx + py * qy) * s, (py * qx - px * qy) * s
+    ux, uy = _recip(qx, qy)
+    return px * ux - py * uy, px * uy + py * ux
+
+
+@njit(cache=True, inline="always")
+def _renorm(tx, ty, px, py):
+    """Rescale the continuant pair by a power of two when it leaves [_SMALL, _BIG].
+
+    Returns (tx, ty, px, py, k, ok): the pair times 2**-k; ok=False on inf/nan or a zero pair.
+    """
+    m = max(abs(tx), abs(ty))
+    if m > _BIG or m < _SMALL:
+        m = max(m, max(abs(px), abs(py)))
+        if m > _BIG or m < _SMALL:
+            if m == 0.0 or not (m < math.inf):
+                return tx, ty, px, py, 0, False
+            k = math.frexp(m)[1]
+            s = math.ldexp(1.0, -k)
+            return tx * s, ty * s, px * s, py * s, k, True
+    return tx, ty, px, py, 0, True
+
+
+# One-sided sweeps run the continuant recursion (a complex multiply-add on the dependency
+# chain, no division) and form each ratio g = theta_{i-1} / theta_i off the chain. Scaling the
+# pair by a power of two leaves the ratio unchanged, so no exponent is kept.
+
+
 @njit(cache=True)
 def _rd_left_real(a, b, c, lam, eta, sr, si, o):
     n = a.shape[0]
-    chk = 0.0
-    x = a[0] - lam - sr
-    y = -eta - si
+    ay = -eta
+    tx = a[0] - lam - sr
+    ty = ay - si
     if n == 1:
-        x -= sr
-        y -= si
-    gx, gy = _recip(x, y)
+        tx -= sr
+        ty -= si
+    px = 1.0
+    py = 0.0
+    gx, gy = _div(px, py, tx, ty)
     o[0, 0] = gx
     o[0, 1] = gy
-    chk += gx + gy
+    chk = gx + gy
     for i in range(1, n):
-        bt = b[i - 1] * c[i - 1]
-        x = a[i] - lam - bt * gx
-        y = -eta - bt * gy
+        ax = a[i] - lam
         if i == n - 1:
-            x -= sr
-            y -= si
-        gx, gy = _recip(x, y)
+            ax -= sr
+            ay -= si
+        bt = b[i - 1] * c[i - 1]
+        nx = ax * tx - ay * ty - bt * px
+        ny = ax * ty + ay * tx - bt * py
+        gx, gy = _div(tx, ty, nx, ny)
         o[i, 0] = gx
         o[i, 1] = gy
         chk += gx + gy
+        tx, ty, px, py, k, ok = _renorm(nx, ny, tx, ty)
+        if not ok:
+            return math.nan
     return chk
 
 
 @njit(cache=True)
 def _rd_right_real(a, b, c, lam, eta, sr, si, o):
     n = a.shape[0]
-    chk = 0.0
-    x = a[n - 1] - lam - sr
-    y = -eta - si
+    ay = -eta
+    tx = a[n - 1] - lam - sr
+    ty = ay - si
     if n == 1:
-        x -= sr
-        y -= si
-    gx, gy = _recip(x, y)
+        tx -= sr
+        ty -= si
+    px = 1.0
+    py = 0.0
+    gx, gy = _div(px, py, tx, ty)
     o[n - 1, 0] = gx
     o[n - 1, 1] = gy
-    chk += gx + gy
+    chk = gx + gy
     for i in range(n - 2, -1, -1):
-        bt = b[i] * c[i]
-        x = a[i] - lam - bt * gx
-        y = -eta - bt * gy
+        ax = a[i] - lam
         if i == 0:
-            x -= sr
-            y -= si
-        gx, gy = _recip(x, y)
+            ax -= sr
+            ay -= si
+        bt = b[i] * c[i]
+        nx = ax * tx - ay * ty - bt * px
+        ny = ax * ty + ay * tx - bt * py
+        gx, gy = _div(tx, ty, nx, ny)
         o[i, 0] = gx
         o[i, 1] = gy
         chk += gx + gy
+        tx, ty, px, py, k, ok = _renorm(nx, ny, tx, ty)
+        if not ok:
+            return math.nan
     return chk
 
 
@@ -187,56 +233,70 @@ def _cmul(xr, xi, yr, yi):
 @njit(cache=True)
 def _rd_left_cplx(a, b, c, zr, zi, sr, si, o):
     n = a.shape[0]
-    chk = 0.0
-    x = a[0].real - zr - sr
-    y = a[0].imag - zi - si
+    tx = a[0].real - zr - sr
+    ty = a[0].imag - zi - si
     if n == 1:
-        x -= sr
-        y -= si
-    gx, gy = _recip(x, y)
+        tx -= sr
+        ty -= si
+    px = 1.0
+    py = 0.0
+    gx, gy = _div(px, py, tx, ty)
     o[0, 0] = gx
     o[0, 1] = gy
-    chk += gx + gy
+    chk = gx + gy
     for i in range(1, n):
-        btr, bti = _cmul(b[i - 1].real, b[i - 1].imag, c[i - 1].real, c[i - 1].imag)
-        px, py = _cmul(btr, bti, gx, gy)
-        x = a[i].real - zr - px
-        y = a[i].imag - zi - py
+        ax = a[i].real - zr
+        ay = a[i].imag - zi
         if i == n - 1:
-            x -= sr
-            y -= si
-        gx, gy = _recip(x, y)
+            ax -= sr
+            ay -= si
+        btr, bti = _cmul(b[i - 1].real, b[i - 1].imag, c[i - 1].real, c[i - 1].imag)
+        ux, uy = _cmul(ax, ay, tx, ty)
+        vx, vy = _cmul(btr, bti, px, py)
+        nx = ux - vx
+        ny = uy - vy
+        gx, gy = _div(tx, ty, nx, ny)
         o[i, 0] = gx
         o[i, 1] = gy
         chk += gx + gy
+        tx, ty, px, py, k, ok = _renorm(nx, ny, tx, ty)
+        if not ok:
+            return math.nan
     return chk
 
 
 @njit(cache=True)
 def _rd_right_cplx(a, b, c, zr, zi, sr, si, o):
     n = a.shape[0]
-    chk = 0.0
-    x = a[n - 1].real - zr - sr
-    y = a[n - 1].imag - zi - si
+    tx = a[n - 1].real - zr - sr
+    ty = a[n - 1].imag - zi - si
     if n == 1:
-        x -= sr
-        y -= si
-    gx, gy = _recip(x, y)
+        tx -= sr
+        ty -= si
+    px = 1.0
+    py = 0.0
+    gx, gy = _div(px, py, tx, ty)
     o[n - 1, 0] = gx
     o[n - 1, 1] = gy
-    chk += gx + gy
+    chk = gx + gy
     for i in range(n - 2, -1, -1):
-        btr, bti = _cmul(b[i].real, b[i].imag, c[i].real, c[i].imag)
-        px, py = _cmul(btr, bti, gx, gy)
-        x = a[i].real - zr - px
-        y = a[i].imag - zi - py
+        ax = a[i].real - zr
+        ay = a[i].imag - zi
         if i == 0:
-            x -= sr
-            y -= si
-        gx, gy = _recip(x, y)
+            ax -= sr
+            ay -= si
+        btr, bti = _cmul(b[i].real, b[i].imag, c[i].real, c[i].imag)
+        ux, uy = _cmul(ax, ay, tx, ty)
+        vx, vy = _cmul(btr, bti, px, py)
+        nx = ux - vx
+        ny = uy - vy
+        gx, gy = _div(tx, ty, nx, ny)
         o[i, 0] = gx
         o[i, 1] = gy
         chk += gx + gy
+        tx, ty, px, py, k, ok = _renorm(nx, ny, tx, ty)
+        if not ok:
+            return math.nan
     return chk
 
 
@@ -332,14 +392,24 @@ rd_both_cplx = _make_batch(_rd_both_cplx)
 
 
 @njit(cache=True, inline="always")
-def _upper(x, y):
-    # Arg(x + iy) in (0, pi]
-    return y > 0.0 or (y == 0.0 and x < 0.0)
+def _wind(tx, ty, nx, ny, u0):
+    """Winding update for the step theta_{i-1} = (tx, ty) -> theta_i = (nx, ny).
+
+    ``u`` says Arg in (0, pi]. When u changes, the rotation (by the principal Arg of the pivot,
+    |.| <= pi) crossed the real axis; it crossed the *negative* half (Arg jumps by 2 pi) iff
+    the chord between the two points meets the real axis left of 0:
+    ``tx |ny| + nx |ty| < 0`` (scale invariant); a chord through 0 is a rotation by exactly pi,
+    counted as +pi (principal Arg of a negative real pivot). Branch-free.
+    """
+    u1 = (ny > 0.0) | ((ny == 0.0) & (nx < 0.0))
+    ch = tx * abs(ny) + nx * abs(ty)
+    thr = (ch < 0.0) | ((ch == 0.0) & u0 & (not u1))
+    return (np.int64(u0) - np.int64(u1)) * np.int64(thr), u1
 
 
 @njit(cache=True)
 def _ld_row(a, b, c, zr, zi, sr, si, flip):
-    """Return (log|det|, sum of principal Arg of the pivots, ok).
+    """Return (log|det|, sum of principal Arg of the pivots, ok) for one chain.
 
     The pivots are d_i = theta_i / theta_{i-1}; their arguments are summed by counting how
     often the continuant crosses the negative real axis (no atan2 per site). ``flip = -1``
@@ -349,54 +419,69 @@ def _ld_row(a, b, c, zr, zi, sr, si, flip):
     n = a.shape[0]
     e = 0  # theta_true = theta * 2**e
     wrap = 0
-    # theta_{-1} := 0 (stored as (0,0)), theta_0 := 1
-    px = 0.0
+    tx = a[0].real - zr - sr
+    ty = flip * (a[0].imag - zi - si)
+    if n == 1:
+        tx -= sr
+        ty -= flip * si
+    px = 1.0
     py = 0.0
-    tx = 1.0
-    ty = 0.0
-    for i in range(n):
+    dw, u0 = _wind(px, py, tx, ty, False)
+    wrap += dw
+    for i in range(1, n):
         ax = a[i].real - zr
         ay = flip * (a[i].imag - zi)
-        if i == 0:
-            ax -= sr
-            ay -= flip * si
         if i == n - 1:
             ax -= sr
             ay -= flip * si
-        if i > 0:
-            btr, bti = _cmul(b[i - 1].real, b[i - 1].imag, c[i - 1].real, c[i - 1].imag)
-            bti = flip * bti
-        else:
-            btr = 0.0
-            bti = 0.0
+        btr, bti = _cmul(b[i - 1].real, b[i - 1].imag, c[i - 1].real, c[i - 1].imag)
         ux, uy = _cmul(ax, ay, tx, ty)
-        vx, vy = _cmul(btr, bti, px, py)
+        vx, vy = _cmul(btr, flip * bti, px, py)
         nx = ux - vx
         ny = uy - vy
-        # winding: rotation from theta_{i-1} = (tx, ty) to theta_i = (nx, ny)
-        cross = tx * ny - ty * nx
-        dot = tx * nx + ty * ny
-        up0 = _upper(tx, ty)
-        up1 = _upper(nx, ny)
-        if up0 and not up1 and (cross > 0.0 or (cross == 0.0 and dot < 0.0)):
-            wrap += 1
-        elif up1 and not up0 and cross < 0.0:
-            wrap -= 1
-        px = tx
-        py = ty
-        tx = nx
-        ty = ny
-        m = max(max(abs(tx), abs(ty)), max(abs(px), abs(py)))
-        if m > _BIG or m < _SMALL:
-            if m == 0.0 or not (m < math.inf):
-                return 0.0, 0.0, False
-            k = math.frexp(m)[1]
-            s = math.ldexp(1.0, -k)
-            tx *= s
-            ty *= s
-            px *= s
-            py *= s
-            e += k
+        dw, u0 = _wind(tx, ty, nx, ny, u0)
+        wrap += dw
+        tx, ty, px, py, k, ok = _renorm(nx, ny, tx, ty)
+        e += k
+        if not ok:
+            return 0.0, 0.0, False
+    if tx == 0.0 and ty == 0.0:
+        return -math.inf, 0.0, True
+    lab = math.log(math.hypot(tx, ty)) + e * math.log(2.0)
+    ang = math.atan2(ty, tx) + 2.0 * math.pi * wrap
+    return lab, flip * ang, True
+
+
+@njit(cache=True)
+def _ld_row_real(a, b, c, zr, zi, sr, si, flip):
+    """As :func:`_ld_row` for real a and real beta = b c (fewer multiplications)."""
+    n = a.shape[0]
+    e = 0
+    wrap = 0
+    ay = flip * (-zi)
+    tx = a[0] - zr - sr
+    ty = ay - flip * si
+    if n == 1:
+        tx -= sr
+        ty -= flip * si
+    px = 1.0
+    py = 0.0
+    dw, u0 = _wind(px, py, tx, ty, False)
+    wrap += dw
+    for i in range(1, n):
+        ax = a[i] - zr
+        if i == n - 1:
+            ax -= sr
+            ay -= flip * si
+        bt = b[i - 1] * c[i - 1]
+        nx = ax * tx - ay * ty - bt * px
+        ny = ax * ty + ay * tx - bt * py
+        dw, u0 = _wind(tx, ty, nx, ny, u0)
+        wrap += dw
+        tx, ty, px, py, k, ok = _renorm(nx, ny, tx, ty)
+        e += k
+        if not ok:
+            return 0.0, 0.0, False
     if tx == 0.0 and ty == 0.0:
         return -math.inf, 0.0, True
     lab = math.log(math.hypot(tx, ty)) + e * math.log(2.0)
@@ -439,17 +524,24 @@ def _ld_row_safe(a, b, c, zr, zi, sr, si, flip):
     return lab, flip * ang, True
 
 
-@njit(cache=True, parallel=True)
-def log_det_batch(a2, ia, b2, c2, ib, zr, zi, sr, si, flip, out2):
-    for r in prange(out2.shape[0]):
-        aa = a2[ia[r]]
-        bb = b2[ib[r]]
-        cc = c2[ib[r]]
-        lab, ang, ok = _ld_row(aa, bb, cc, zr[r], zi[r], sr[r], si[r], flip[r])
-        if not ok:
-            lab, ang, ok = _ld_row_safe(aa, bb, cc, zr[r], zi[r], sr[r], si[r], flip[r])
-        out2[r, 0] = lab
-        out2[r, 1] = ang
+def _make_ld_batch(row_kernel):
+    @njit(cache=True, parallel=True)
+    def batch(a2, ia, b2, c2, ib, zr, zi, sr, si, flip, out2):
+        for r in prange(out2.shape[0]):
+            aa = a2[ia[r]]
+            bb = b2[ib[r]]
+            cc = c2[ib[r]]
+            lab, ang, ok = row_kernel(aa, bb, cc, zr[r], zi[r], sr[r], si[r], flip[r])
+            if not ok:  # over/underflow beyond the rescaling (entries near 1e±300)
+                lab, ang, ok = _ld_row_safe(aa, bb, cc, zr[r], zi[r], sr[r], si[r], flip[r])
+            out2[r, 0] = lab
+            out2[r, 1] = ang
+
+    return batch
+
+
+log_det_batch = _make_ld_batch(_ld_row)
+log_det_batch_real = _make_ld_batch(_ld_row_real)
 
 
 # --------------------------------------------------------------------------------------
@@ -531,7 +623,7 @@ __all__ = [
     "rd_right_cplx",
     "rd_both_cplx",
     "log_det_batch",
+    "log_det_batch_real",
     "sturm_batch",
     "sturm_batch_safe",
-    "np",
 ]

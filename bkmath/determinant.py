@@ -71,12 +71,12 @@ def log_det(op: JacobiOperator, z: object) -> np.ndarray | complex:
         if op.boundary == "transparent"
         else np.zeros_like(zf)
     )
-    _, a2, b2, c2 = _coeff_arrays(op, a2, b2, c2)
+    real, a2, b2, c2 = _coeff_arrays(op, a2, b2, c2)
     flip = np.where(zf.imag == 0, -1.0, 1.0)
     rows = ia.shape[0]
     out = np.empty(rows, dtype=np.complex128)
     out2 = out.view(np.float64).reshape(rows, 2)
-    K.log_det_batch(
+    (K.log_det_batch_real if real else K.log_det_batch)(
         a2, ia, b2, c2, ib,
         np.ascontiguousarray(zf.real), np.ascontiguousarray(zf.imag),
         np.ascontiguousarray(sig.real), np.ascontiguousarray(sig.imag),
