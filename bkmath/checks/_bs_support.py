@@ -1,0 +1,52 @@
+"""Small helpers shared by the Birman–Schwinger / determinant / Schatten / scattering checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from bkmath.certificate import Certificate, Kind, Status
+
+__all__ = ["make_cert", "loglog_rate", "EPS"]
+
+EPS = float(np.finfo(np.float64).eps)
+
+
+def make_cert(
+    theorem: str,
+    statement: str,
+    holds: bool,
+    *,
+    kind: Kind = Kind.THEOREM,
+    counterexample: dict[str, Any] | None = None,
+    **fields: Any,
+) -> Certificate:
+    """A certificate whose status is ``verified`` if ``holds`` else ``refuted``.
+
+    A refuted certificate must carry the counterexample; if the caller gave none, the
+    inputs/value/bound are recorded as the counterexample (they are what breaks the claim).
+    """
+    status = Status.VERIFIED if holds else Status.REFUTED
+    if not holds and counterexample is None:
+        counterexample = {
+            k: fields.get(k) for k in ("inputs", "value", "bound", "margin") if k in fields
+        }
+    return Certificate(
+        theorem=theorem,
+        statement=statement,
+        status=status,
+        kind=kind,
+        counterexample=None if holds else counterexample,
+        **fields,
+    )
+
+
+def loglog_rate(h: np.ndarray, err: np.ndarray) -> float:
+    """Least-squares slope p of log err ≈ p log h + c (the measured convergence order)."""
+    h = np.asarray(h, dtype=float)
+    err = np.asarray(err, dtype=float)
+    ok = err > 0
+    if ok.sum() < 2:
+        return float("nan")
+    return float(np.polyfit(np.log(h[ok]), np.log(err[ok]), 1)[0])
