@@ -62,6 +62,14 @@ from bkmodel.tokenizer import (
     save_tokenizer,
 )
 
+try:
+    from bkmodel.guards import GuardError as _GuardError
+except ImportError:  # pragma: no cover - the ResNet-BK model is not installed
+
+    class _GuardError(Exception):  # type: ignore[no-redef]
+        pass
+
+
 __all__ = [
     "CheckpointError",
     "TrainingDiverged",
@@ -626,7 +634,8 @@ def _train(cfg, out, dist, resume, fault, progress, cache_dir, say) -> dict[str,
     # mutable training state (everything below goes into a checkpoint)
     st: dict[str, Any] = {"step": 0, "skip": 0, "window": [], "gn_window": [], "tokens": 0,
                           "counters": {"nonfinite_skips": 0, "spikes": 0, "rollbacks": 0,
-                                       "grad_norm_flags": 0, "guard_skips": 0},
+                                       "grad_norm_flags": 0, "guard_skips": 0,
+                                       "guard_errors": 0},
                           "guard_offset": {}}
 
     def snapshot() -> dict[str, Any]:
@@ -661,10 +670,12 @@ def _train(cfg, out, dist, resume, fault, progress, cache_dir, say) -> dict[str,
     def save() -> None:
         if dist.is_main:
             _write_checkpoint(ckpt_path, snapshot())
+        st["saved_step"] = st["step"]
         dist.barrier()
 
     if saved_state is not None:
         restore(saved_state, keep_counters=False)
+        st["saved_step"] = st["step"]
         metrics.truncate(st["step"], keep_events=False)
     else:
         if dist.is_main and metrics.path.exists():
@@ -715,26 +726,37 @@ def _train(cfg, out, dist, resume, fault, progress, cache_dir, say) -> dict[str,
             for g in opt.param_groups:
                 g["lr"] = lr
             raw.train()
-            with torch.autocast(dist.device.type, dtype=amp_dtype or torch.float32,
-                                enabled=amp_dtype is not None):
-                _, loss = model(batch[:, :-1], batch[:, 1:])
-            loss.backward()
-            loss_val = float(dist.mean(loss.detach().float()))
-            gnorm = float(torch.nn.utils.clip_grad_norm_(raw.parameters(), cfg.grad_clip))
-            guard_skip = dist.any(bool((getattr(raw, "last_aux", None) or {}).get("skip_step")))
-            finite = math.isfinite(loss_val) and math.isfinite(gnorm)
-            if not finite or guard_skip:
+            guard_error: Exception | None = None
+            try:
+                with torch.autocast(dist.device.type, dtype=amp_dtype or torch.float32,
+                                    enabled=amp_dtype is not None):
+                    _, loss = model(batch[:, :-1], batch[:, 1:])
+            except _GuardError as exc:  # a certificate the configured action could not repair
+                guard_error, loss = exc, None
+            loss_val, gnorm, reason = math.nan, math.nan, None
+            if dist.any(guard_error is not None):  # every rank skips the backward together
+                reason = "guard_errors"
+                say(f"step {step + 1}: {guard_error or 'guard error on another rank'}")
+            else:
+                loss.backward()
+                loss_val = float(dist.mean(loss.detach().float()))
+                gnorm = float(torch.nn.utils.clip_grad_norm_(raw.parameters(), cfg.grad_clip))
+                aux = getattr(raw, "last_aux", None) or {}
+                if dist.any(bool(aux.get("skip_step"))):
+                    reason = "guard_skips"
+                if not (math.isfinite(loss_val) and math.isfinite(gnorm)):
+                    reason = "nonfinite_skips"
+            if reason is not None:
                 opt.zero_grad(set_to_none=True)
-                key = "nonfinite_skips" if not finite else "guard_skips"
-                st["counters"][key] += 1
+                st["counters"][reason] = st["counters"].get(reason, 0) + 1
                 consecutive_bad += 1
                 metrics.write({"event": "skip", "step": step + 1, "loss": loss_val,
-                               "grad_norm": gnorm, "reason": key})
-                say(f"step {step + 1}: skipped ({key}: loss={loss_val}, grad_norm={gnorm})")
+                               "grad_norm": gnorm, "reason": reason})
+                say(f"step {step + 1}: skipped ({reason}: loss={loss_val}, grad_norm={gnorm})")
                 weights_ok = _params_finite(raw)
                 if not weights_ok or consecutive_bad >= cfg.max_consecutive_nonfinite:
                     rollback("non-finite weights" if not weights_ok else
-                             f"{consecutive_bad} non-finite steps in a row", step)
+                             f"{consecutive_bad} bad steps in a row", step)
                     consecutive_bad = 0
                     continue
                 st["step"] += 1  # the batch is consumed, no update is made
@@ -804,7 +826,7 @@ def _train(cfg, out, dist, resume, fault, progress, cache_dir, say) -> dict[str,
             say(f"interrupted: checkpoint written at step {st['step']}; continue with --resume")
         raise
     bar.close()
-    if _params_finite(raw):
+    if st.get("saved_step") != st["step"] and _params_finite(raw):
         save()
     summary: dict[str, Any] = {}
     if dist.is_main:

@@ -31,6 +31,15 @@ from bkmodel.train import (
 )
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models: one thread avoids oversubscription under ``pytest -n 2``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def ci(model: str = "transformer", **kw) -> TrainConfig:
     return TrainConfig.from_preset("ci", model=model, **kw)
 
