@@ -49,79 +49,103 @@ def _as_complex(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.float64).to(torch.complex128)
 
 
-def _forward(alpha: torch.Tensor, beta: torch.Tensor, chunk: int) -> torch.Tensor:
-    """g (B, N, C) complex from alpha (B, N, C) and beta (C,), chunked (see module doc)."""
-    B, N, C = alpha.shape
+_RENORM_EVERY = 4  # growth per step <= |alpha| + |beta|: 4 steps stay far inside float64
+
+
+def _forward(ar: torch.Tensor, eta: torch.Tensor, beta: torch.Tensor, chunk: int) -> torch.Tensor:
+    """g (B, N, C) complex128, chunked (see module doc).
+
+    ``ar = v - lam`` (B, N, C), ``eta`` and ``beta = b**2`` (C,), all float64; so
+    ``alpha = ar - i eta``. Pass 1 (chunk maps) and the carries use complex products;
+    pass 3 is written in real arithmetic — complex ``reciprocal`` / ``abs`` are several
+    times slower than the equivalent real ops on CPU::
+
+        d = alpha - beta g = x - i y,  x = ar - beta Re g,  y = eta + beta Im g
+        g_new = 1/d = (x + i y) / (x^2 + y^2)
+    """
+    B, N, C = ar.shape
     L = max(1, min(chunk, N))
     K = -(-N // L)
     pad = K * L - N
     if pad:
-        alpha = torch.cat([alpha, alpha.new_ones(B, pad, C)], dim=1)
-    a = alpha.view(B, K, L, C)  # (B, K, L, C)
+        ar = torch.cat([ar, ar.new_ones(B, pad, C)], dim=1)
+    a = ar.view(B, K, L, C)  # (B, K, L, C)
     if K > 1:
-        ac = a[:, :-1]  # the last chunk's map is never needed
-        one = torch.ones(B, K - 1, C, dtype=alpha.dtype, device=alpha.device)
+        ac = torch.complex(a[:, :-1], (-eta).expand_as(a[:, :-1]))  # the last map is unused
+        one = torch.ones(B, K - 1, C, dtype=ac.dtype, device=ac.device)
         p00, p01 = one, torch.zeros_like(one)
         p10, p11 = torch.zeros_like(one), one
         for j in range(L):
             aj = ac[:, :, j]  # (B, K-1, C)
             n10 = aj * p10 - beta * p00
             n11 = aj * p11 - beta * p01
-            s = (n10.abs() + n11.abs()).reciprocal_()  # renormalise (the map is unchanged)
-            p00, p01 = p10 * s, p11 * s
-            p10, p11 = n10 * s, n11 * s
-        carry = [torch.zeros(B, C, dtype=alpha.dtype, device=alpha.device)]
+            p00, p01, p10, p11 = p10, p11, n10, n11
+            if j % _RENORM_EVERY == _RENORM_EVERY - 1:  # only the Möbius map matters
+                s = (n10.real.abs() + n10.imag.abs() + n11.real.abs() + n11.imag.abs())
+                s = s.reciprocal_()
+                p00, p01, p10, p11 = p00 * s, p01 * s, p10 * s, p11 * s
+        carry = [torch.zeros(B, C, dtype=ac.dtype, device=ac.device)]
         s_k = carry[0]
         for k in range(K - 1):
             s_k = (p00[:, k] * s_k + p01[:, k]) / (p10[:, k] * s_k + p11[:, k])
             carry.append(s_k)
-        g = torch.stack(carry, dim=1)  # (B, K, C)
+        start = torch.stack(carry, dim=1)  # (B, K, C)
+        gr, gi = start.real.contiguous(), start.imag.contiguous()
     else:
-        g = torch.zeros(B, 1, C, dtype=alpha.dtype, device=alpha.device)
-    out = []
+        gr = ar.new_zeros(B, 1, C)
+        gi = ar.new_zeros(B, 1, C)
+    out = ar.new_empty(B, K, L, C, 2)  # (Re, Im) interleaved = a complex128 buffer
     for j in range(L):
-        g = (a[:, :, j] - beta * g).reciprocal()
-        out.append(g)
-    return torch.stack(out, dim=2).view(B, K * L, C)[:, :N]  # (B, N, C)
+        x = torch.addcmul(a[:, :, j], beta, gr, value=-1.0)
+        y = torch.addcmul(eta, beta, gi)
+        inv = torch.addcmul(x * x, y, y).reciprocal_()
+        gr, gi = x * inv, y * inv
+        out[:, :, j, :, 0] = gr
+        out[:, :, j, :, 1] = gi
+    return torch.view_as_complex(out).view(B, K * L, C)[:, :N]  # (B, N, C)
 
 
-def _adjoint(G: torch.Tensor, g: torch.Tensor, beta: torch.Tensor, chunk: int) -> torch.Tensor:
-    """Total gradient Gt on g: Gt_i = G_i + conj(beta g_{i+1}^2) Gt_{i+1}, Gt_N = G_N."""
-    B, N, C = G.shape
+def _adjoint(grad_re: torch.Tensor, grad_im: torch.Tensor, gsq: torch.Tensor,
+             beta: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Total gradient Gt on g: Gt_i = G_i + conj(beta g_{i+1}^2) Gt_{i+1}, Gt_N = G_N.
+
+    ``G = grad_re + i grad_im`` (B, N, C); ``gsq = g**2`` (B, N, C) complex; ``beta`` (C,).
+    """
+    B, N, C = grad_re.shape
     L = max(1, min(chunk, N))
     K = -(-N // L)
-    pad = K * L - N
-    coef = torch.zeros(B, K * L, C, dtype=G.dtype, device=G.device)
-    coef[:, : N - 1] = (beta * g[:, 1:].square()).conj()  # links position i to i+1
-    if pad:
-        G = torch.cat([G, G.new_zeros(B, pad, C)], dim=1)
-    Gc = G.view(B, K, L, C)
+    buf = grad_re.new_zeros(B, K * L, C, 2, dtype=torch.float64)  # zero-padded G
+    buf[:, :N, :, 0] = grad_re
+    buf[:, :N, :, 1] = grad_im
+    Gc = torch.view_as_complex(buf).view(B, K, L, C)
+    # coef_i = conj(beta g_{i+1}^2) links position i to i+1; zero from position N on
+    coef = torch.zeros(B, K * L, C, dtype=gsq.dtype, device=gsq.device)
+    coef[:, : N - 1] = (beta * gsq[:, 1:]).conj()
     cc = coef.view(B, K, L, C)
-    loc = torch.zeros(B, K, C, dtype=G.dtype, device=G.device)
+    loc_all = torch.empty_like(Gc)  # local solution with nothing entering from the right
+    q_all = torch.empty_like(Gc)  # d g_(first of next chunk) / d g_j
+    loc = torch.zeros(B, K, C, dtype=Gc.dtype, device=Gc.device)
     q = torch.ones_like(loc)
-    locs: list[torch.Tensor] = [loc] * L
-    qs: list[torch.Tensor] = [q] * L
-    for j in reversed(range(L)):  # local solution with nothing entering from the right
+    for j in reversed(range(L)):
         cj = cc[:, :, j]
         loc = Gc[:, :, j] + cj * loc
         q = cj * q
-        locs[j], qs[j] = loc, q
-    loc_all = torch.stack(locs, dim=2)  # (B, K, L, C)
-    q_all = torch.stack(qs, dim=2)  # (B, K, L, C): d g_(first of next chunk) / d g_j
-    X = [torch.zeros(B, C, dtype=G.dtype, device=G.device)]  # Gt at the next chunk's start
+        loc_all[:, :, j] = loc
+        q_all[:, :, j] = q
+    X = [torch.zeros(B, C, dtype=Gc.dtype, device=Gc.device)]  # Gt at the next chunk's start
     for k in range(K - 1, 0, -1):
         X.append(loc_all[:, k, 0] + q_all[:, k, 0] * X[-1])
     Xs = torch.stack(X[::-1], dim=1)  # (B, K, C)
-    Gt = loc_all + q_all * Xs[:, :, None]
+    Gt = torch.addcmul(loc_all, q_all, Xs[:, :, None])
     return Gt.view(B, K * L, C)[:, :N]
 
 
 class _BKScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, v, lam, eta, b, chunk):  # type: ignore[override]
-        z = torch.complex(lam.to(torch.float64), eta.to(torch.float64))  # (C,)
-        beta = _as_complex(b).square()  # (C,)
-        g = _forward(_as_complex(v) - z, beta, chunk)  # (B, N, C) complex128
+        d = torch.float64
+        ar = v.to(d) - lam.to(d)  # (B, N, C): alpha = ar - i eta
+        g = _forward(ar, eta.to(d), b.to(d).square(), chunk)  # (B, N, C) complex128
         ctx.save_for_backward(g, b)
         ctx.chunk = chunk
         ctx.dtypes = (v.dtype, lam.dtype, eta.dtype, b.dtype)
@@ -132,10 +156,10 @@ class _BKScan(torch.autograd.Function):
     def backward(ctx, grad_re, grad_im):  # type: ignore[override]
         g, b = ctx.saved_tensors
         vd, ld, ed, bd = ctx.dtypes
-        G = torch.complex(grad_re.to(torch.float64), grad_im.to(torch.float64))
-        beta = _as_complex(b).square()
-        Gt = _adjoint(G, g, beta, ctx.chunk)
-        Ga = -Gt * g.square().conj()  # gradient on alpha_i = v_i - z
+        beta = b.to(torch.float64).square()  # real (C,)
+        gsq = g * g  # (complex pow is slow on CPU)
+        Gt = _adjoint(grad_re, grad_im, gsq, beta, ctx.chunk)
+        Ga = -Gt * gsq.conj()  # gradient on alpha_i = v_i - z
         gv = gl = ge = gb = None
         if ctx.needs_input_grad[0]:
             gv = Ga.real.to(vd)
@@ -144,8 +168,8 @@ class _BKScan(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             ge = (-Ga.imag.sum(dim=(0, 1))).to(ed)
         if ctx.needs_input_grad[3]:
-            gprev = torch.cat([torch.zeros_like(g[:, :1]), g[:, :-1]], dim=1)
-            dbeta = -(Ga * gprev.conj()).real.sum(dim=(0, 1))  # (C,)
+            # d g_i / d beta = g_i^2 g_{i-1} (g_0 = 0): sum over i >= 2
+            dbeta = -(Ga[:, 1:] * g[:, :-1].conj()).real.sum(dim=(0, 1))  # (C,)
             gb = (2.0 * b.to(torch.float64) * dbeta).to(bd)
         return gv, gl, ge, gb, None
 
