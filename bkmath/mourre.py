@@ -59,7 +59,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import scipy.linalg
+import scipy.special
 
 from bkmath._validation import as_real_array, check_positive
 
@@ -152,15 +152,21 @@ def _function_of_position(v: Callable, m: int, k: int) -> np.ndarray:
     ``< 2m - j - k`` in entry ``(j, k)``, spectrally accurate for entire ``v``. No overflow.
     Cost ``O(m²)`` for the nodes plus ``O(k² m)``.
     """
-    off = np.sqrt(np.arange(1, m, dtype=float) / 2.0)
-    nodes, q = scipy.linalg.eigh_tridiagonal(np.zeros(m), off)
+    nodes, weights = scipy.special.roots_hermite(m)
     vals = np.asarray(v(nodes), dtype=float)
     if vals.shape != nodes.shape:
         raise ValueError("v must be a vectorised callable returning an array of the input shape")
     if not np.all(np.isfinite(vals)):
         raise ValueError("v returned NaN or Inf at a quadrature node")
-    qk = q[:k]
-    return (qk * vals) @ qk.T
+    # rows of the Golub–Welsch eigenvector matrix, Q_{j,i} = sqrt(w_i) p_j(x_i), by the
+    # (stable, forward) three-term recurrence of the orthonormal Hermite polynomials p_j
+    q = np.empty((k, m))
+    q[0] = np.sqrt(weights) * np.pi**-0.25
+    if k > 1:
+        q[1] = math.sqrt(2.0) * nodes * q[0]
+    for j in range(1, k - 1):
+        q[j + 1] = math.sqrt(2.0 / (j + 1)) * nodes * q[j] - math.sqrt(j / (j + 1)) * q[j - 1]
+    return (q * vals) @ q.T
 
 
 def default_quadrature_nodes(size: int, length: float) -> int:
@@ -384,7 +390,7 @@ class MourreEstimate:
     c_claim : float
         The constant tested (default ``c``).
     delta : float
-        Slack in ``count_below`` (``μ < c_claim - δ``), the float64 resolution of the spectrum.
+        Slack in ``count_below`` (``μ < c_claim - δ``); see :func:`mourre_constant`.
     sizes : list of MourreSize
     stable : bool
         ``count_below`` is the same on the two largest sections and never exceeds the rank of
@@ -438,7 +444,7 @@ def _support_norm(e: np.ndarray) -> float:
     idx = np.nonzero(np.abs(e).max(axis=1) > 0)[0]
     if idx.size == 0:
         return 0.0
-    return float(np.linalg.norm(e[np.ix_(idx, idx)], 2))
+    return float(np.abs(np.linalg.eigvalsh(e[np.ix_(idx, idx)])).max())
 
 
 def _section_data(
@@ -523,7 +529,12 @@ def mourre_constant(
     c_claim : float, optional
         Constant to test (default: the exact ``c``).
     delta : float, optional
-        Resolution slack (default ``1e-9 · max(1, s · max|f|)``: float64 eigenvalue error).
+        Slack: eigenvalues below ``c_claim - δ`` are counted. Default ``0.1 · c_claim`` (plus
+        ``1e-9 · max(1, s·max|f|)`` for float64 round-off). A Mourre estimate with constant
+        ``c`` allows the eigenvalues of ``E_I M E_I`` below ``c`` to accumulate at ``c`` (their
+        number below ``c - δ`` is finite for every ``δ > 0``, not for ``δ = 0``), so the count is
+        made at ``c - δ`` with ``δ > 0`` fixed: the estimate checked is the one with constant
+        ``c - δ``, for every section.
     rtol : float
         Singular values of ``K_n`` above ``rtol · max(1, max|M_n|)`` count towards its rank.
     length : float
@@ -553,7 +564,10 @@ def mourre_constant(
     if not math.isfinite(cc):
         cc = 0.0 if not math.isfinite(c) else cc
     fmax = {"momentum": 1.0, "continuum": 2.0 * max(abs(iv[0]), abs(iv[1])), "lattice": 4.0}[model]
-    dl = 1e-9 * max(1.0, scale * fmax) if delta is None else check_positive(delta, "delta")
+    if delta is None:
+        dl = 0.1 * max(cc, 0.0) + 1e-9 * max(1.0, scale * fmax)
+    else:
+        dl = check_positive(delta, "delta")
     rows = []
     for n in sizes:
         d = mourre_commutator(model, n, v=v, scale=scale, length=length)

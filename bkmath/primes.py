@@ -269,17 +269,27 @@ class GaussianTestFunction:
         return math.sqrt(self.sigma**2 + self.eps**2)
 
 
-@functools.lru_cache(maxsize=8)
-def _zeros_cached(n: int, dps: int) -> tuple[mpmath.mpf, ...]:
-    with mpmath.workdps(dps):
-        return tuple(+mpmath.zetazero(k).imag for k in range(1, n + 1))
+_ZEROS: dict[int, list[mpmath.mpf]] = {}  # dps -> ordinates γ_1, γ_2, ... computed so far
 
 
 def zeta_zeros(n: int, dps: int = 30) -> list[mpmath.mpf]:
-    """Ordinates ``γ_1 < … < γ_n`` of the first nontrivial zeros of ζ (mpmath.zetazero)."""
+    """Ordinates ``γ_1 < … < γ_n`` of the first nontrivial zeros of ζ (mpmath.zetazero).
+
+    Computed at ``dps`` digits and cached; a request is served from any cached list of at least
+    that precision (values are then correctly rounded only to the higher precision's accuracy,
+    which is more than ``dps`` digits).
+    """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
-    return list(_zeros_cached(int(n), int(dps)))
+    n = int(n)
+    for d in sorted(_ZEROS):
+        if d >= dps and len(_ZEROS[d]) >= n:
+            return list(_ZEROS[d][:n])
+    have = _ZEROS.setdefault(int(dps), [])
+    with mpmath.workdps(dps):
+        for k in range(len(have) + 1, n + 1):
+            have.append(+mpmath.zetazero(k).imag)
+    return list(have[:n])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -372,6 +382,20 @@ def default_n_max(test: GaussianTestFunction, target: float = 1e-40) -> int:
     return N_MAX_LIMIT
 
 
+@functools.lru_cache(maxsize=32)
+def _archimedean(test: GaussianTestFunction, dps: int) -> mpmath.mpf:
+    """``(1/2π) ∫ h(r) Re ψ(1/4 + ir/2) dr`` by mpmath.quad (cached: the costly term)."""
+    with mpmath.workdps(dps):
+
+        def integrand(r: mpmath.mpf) -> mpmath.mpf:
+            return test.h(r) * mpmath.digamma(mpmath.mpf(1) / 4 + mpmath.mpc(0, 1) * r / 2).real
+
+        s = test.width()
+        pts = [0, test.gamma0, test.gamma0 + 8 / s, test.gamma0 + 16 / s]
+        pts = sorted(set(mpmath.mpf(p) for p in pts)) + [mpmath.inf]
+        return mpmath.quad(integrand, pts) / mpmath.pi  # h even: (1/2π)∫_R = (1/π)∫_0^∞
+
+
 def explicit_formula(
     sigma: float,
     *,
@@ -435,13 +459,7 @@ def explicit_formula(
             pole = -pole
         log_pi = -test.g(mpmath.mpf(0)) * mpmath.log(mpmath.pi)
 
-        def integrand(r: mpmath.mpf) -> mpmath.mpf:
-            return h(r) * mpmath.digamma(mpmath.mpf(1) / 4 + mpmath.mpc(0, 1) * r / 2).real
-
-        s = test.width()
-        pts = [0, test.gamma0, test.gamma0 + 8 / s, test.gamma0 + 16 / s, mpmath.inf]
-        pts = sorted(set(mpmath.mpf(p) for p in pts[:-1])) + [mpmath.inf]
-        arch = mpmath.quad(integrand, pts) / mpmath.pi  # h even: (1/2π)∫_R = (1/π)∫_0^∞
+        arch = _archimedean(test, dps)
         if variant == "no_archimedean":
             arch = mpmath.mpf(0)
         # the seeds place the bump of p^k at log p instead of k log p

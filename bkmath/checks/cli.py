@@ -1,0 +1,183 @@
+"""``bk certify``: run the theorem checks and print the certificate table.
+
+Runs the registry of :mod:`bkmath.checks` (the same checks as ``pytest proofs_checks``) with a
+tqdm progress bar, prints one row per certificate (theorem, kind, status, margin, time) and,
+with ``--out DIR``, writes ``DIR/certificates.json`` and ``DIR/certificates.md``.
+
+Exit code: 0 when every certificate has an expected outcome (a *refuted seed claim* and a
+*refuted negative control* are expected: they are reported, not errors); 1 when some
+certificate is unexpected (a theorem not verified, a negative control not refuted, a seed
+claim inconclusive, or a check that raised); 2 for a usage error (unknown check name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from pathlib import Path
+
+from bkmath.certificate import Certificate, Kind, Status, write_report
+from bkmath.checks import CHECK_MODULES, Profile, registry, run_checks
+
+__all__ = ["configure_parser", "run", "format_table"]
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        choices=("quick", "default", "thorough"),
+        default="default",
+        help="sizes and precisions: quick (seconds), default (the pytest run), thorough",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="NAME",
+        default=None,
+        help="run only these checks (names as in --list)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write DIR/certificates.json and DIR/certificates.md",
+    )
+    parser.add_argument("--list", action="store_true", help="list the registered checks and exit")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _fmt_margin(c: Certificate) -> str:
+    return "—" if c.margin is None else f"{c.margin:.3g}"
+
+
+def format_table(certs: list[Certificate]) -> str:
+    """Plain-text table: theorem / kind / status / margin / time, unexpected rows marked ``!``."""
+    rows = [("", "theorem", "kind", "status", "margin", "time (s)")]
+    for c in certs:
+        rows.append(
+            (
+                " " if c.expected else "!",
+                c.theorem,
+                c.kind.value,
+                c.status.value,
+                _fmt_margin(c),
+                f"{c.wall_time:.2f}",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for k, r in enumerate(rows):
+        lines.append(
+            "  ".join(
+                cell.rjust(w) if i >= 4 else cell.ljust(w)
+                for i, (cell, w) in enumerate(zip(r, widths, strict=True))
+            ).rstrip()
+        )
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _import_failures() -> list[Certificate]:
+    """Import every check module; a module that fails becomes an unexpected certificate."""
+    out = []
+    for mod in CHECK_MODULES:
+        try:
+            importlib.import_module(mod)
+        except Exception as exc:  # reported, never hidden
+            out.append(
+                Certificate(
+                    theorem=mod.rsplit(".", 1)[-1],
+                    statement=f"check module {mod} could not be imported",
+                    status=Status.INCONCLUSIVE,
+                    kind=Kind.THEOREM,
+                    details={"error": f"{type(exc).__name__}: {exc}"},
+                )
+            )
+    return out
+
+
+def _run_loaded(names: list[str], profile: Profile, progress: bool) -> list[Certificate]:
+    """Fallback when some module failed to import: run the loaded checks one by one."""
+    from bkmath.checks import _REGISTRY
+
+    out: list[Certificate] = []
+    it = names
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(names, desc="certificates", unit="check")
+    for name in it:
+        spec = _REGISTRY[name]
+        t0 = time.perf_counter()
+        try:
+            certs = spec.func(profile)
+            if not certs:
+                raise RuntimeError(f"check {name!r} returned no certificate")
+        except Exception as exc:
+            certs = [
+                Certificate(
+                    theorem=name,
+                    statement=spec.description,
+                    status=Status.INCONCLUSIVE,
+                    kind=Kind.THEOREM,
+                    details={"error": f"{type(exc).__name__}: {exc}"},
+                    wall_time=time.perf_counter() - t0,
+                )
+            ]
+        out.extend(certs)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    failures = _import_failures()
+    if failures:
+        from bkmath.checks import _REGISTRY
+
+        specs = dict(_REGISTRY)
+    else:
+        specs = registry()
+    if args.list:
+        for name, spec in specs.items():
+            print(f"{name:32s} {spec.description}")
+        for f in failures:
+            print(f"{f.theorem:32s} IMPORT ERROR: {f.details['error']}")
+        return 1 if failures else 0
+    names = list(specs) if args.only is None else list(args.only)
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        print(
+            f"bk certify: unknown check(s) {unknown}; known: {sorted(specs)}",
+            file=sys.stderr,
+        )
+        return 2
+    profile = Profile(args.profile)
+    progress = not args.no_progress
+    t0 = time.perf_counter()
+    if failures:
+        certs = _run_loaded(names, profile, progress)
+        if args.only is None:
+            certs = failures + certs
+    else:
+        certs = run_checks(names, profile, progress=progress)
+    total = time.perf_counter() - t0
+    print(format_table(certs))
+    bad = [c for c in certs if not c.expected]
+    counts = {s.value: sum(c.status is s for c in certs) for s in Status}
+    print(
+        f"\n{len(certs)} certificates from {len(names)} checks in {total:.1f} s "
+        f"(profile {profile.name}): "
+        + ", ".join(f"{v} {k}" for k, v in counts.items())
+        + f"; {len(bad)} unexpected"
+    )
+    for c in bad:
+        why = c.details.get("error") if c.details else None
+        print(f"  UNEXPECTED {c.summary()}" + (f" — {why}" if why else ""))
+    if args.out is not None:
+        out = Path(args.out)
+        write_report(certs, out / "certificates.json", out / "certificates.md")
+        print(f"wrote {out / 'certificates.json'} and {out / 'certificates.md'}")
+    return 1 if bad else 0
