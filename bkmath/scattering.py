@@ -282,30 +282,56 @@ def bound_state_counts(v: np.ndarray, lam: float) -> int:
     return int(round(-xi)) if lam < 0 else int(round(xi))
 
 
-def continued_arg(f, path: np.ndarray, *, max_step: float = 0.5, max_refine: int = 30) -> float:
-    """arg f continued along a polyline ``path`` (complex points) from the principal value at
-    ``path[0]``; each segment is bisected until consecutive args differ by < ``max_step``.
+def _segment_points(a: complex, b: complex, n: int) -> list[complex]:
+    """n points from a (excluded) to b (included): geometric in Im z on a vertical segment
+    descending to the real axis (where the phase of a boundary value varies fastest)."""
+    if a.real == b.real and a.imag > b.imag >= 0:
+        lo = max(b.imag, 1e-12 * a.imag)
+        ys = np.geomspace(a.imag, lo, n + 1)[1:]
+        pts = [complex(a.real, y) for y in ys]
+        if pts[-1] != b:
+            pts.append(b)
+        return pts
+    return [a + (b - a) * t for t in np.linspace(0, 1, n + 1)[1:]]
 
-    Independent of any branch argument: used to confirm the pivot branch of arg D.
+
+def continued_arg(f, path: np.ndarray, *, n_init: int = 64, max_step: float = 0.5,
+                  max_refine: int = 40) -> float:
+    """arg f continued along a polyline ``path`` (complex points) from the principal value at
+    ``path[0]``.
+
+    Each segment is first sampled at ``n_init`` points (geometric in Im z on vertical
+    segments towards the real axis), then every step a → b is accepted only if its
+    principal phase increment is below ``max_step`` *and* equals the sum of the increments
+    over its two halves (to 1e-8); otherwise it is bisected. Aliasing (a rotation by 2πk +
+    small between two samples) would need f to wind fully between samples that are already
+    fine; the checks use this only on smooth boundary values, and confirm the result
+    against the exact pivot branch. Raises ``RuntimeError`` when ``max_refine`` nested
+    bisections do not suffice (a zero of f on or next to the path).
     """
-    pts = [complex(p) for p in np.asarray(path).ravel()]
-    total = 0.0
-    prev_z = pts[0]
-    prev = f(prev_z)
-    total = float(np.angle(prev))
-    for z1 in pts[1:]:
-        stack = [z1]
-        depth = {z1: 0}
+    raw = [complex(p) for p in np.asarray(path).ravel()]
+    if not isinstance(n_init, (int, np.integer)) or n_init < 1:
+        raise ValueError(f"n_init must be a positive integer, got {n_init!r}")
+    pts = [raw[0]]
+    for a, b in zip(raw[:-1], raw[1:], strict=True):
+        pts.extend(_segment_points(a, b, int(n_init)))
+    a = pts[0]
+    fa = complex(f(a))
+    total = float(np.angle(fa))
+    for b in pts[1:]:
+        stack = [(b, complex(f(b)), 0)]
         while stack:
-            tgt = stack[-1]
-            val = f(tgt)
-            d = float(np.angle(val / prev))
-            if abs(d) > max_step and depth[tgt] < max_refine:
-                mid = (prev_z + tgt) / 2
-                depth[mid] = depth[tgt] + 1
-                stack.append(mid)
+            tb, fb, depth = stack[-1]
+            d = float(np.angle(fb / fa))
+            mid = (a + tb) / 2
+            fm = complex(f(mid))
+            d1, d2 = float(np.angle(fm / fa)), float(np.angle(fb / fm))
+            if abs(d) <= max_step and abs(d1 + d2 - d) < 1e-8:
+                total += d
+                a, fa = tb, fb
+                stack.pop()
                 continue
-            total += d
-            prev, prev_z = val, tgt
-            stack.pop()
+            if depth >= max_refine:
+                raise RuntimeError(f"continued_arg: no convergence near z = {mid}")
+            stack.append((mid, fm, depth + 1))
     return total
