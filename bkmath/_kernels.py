@@ -1,8 +1,10 @@
 """Compiled O(N) kernels for tridiagonal operators (numba, private).
 
-Every kernel works on one chain ("row") and has a batched driver that runs rows in parallel
-(``prange``). Arithmetic is always float64 internally, whatever the input dtype (float32
-inputs are widened on load; the caller chooses the output dtype). Complex numbers are carried
+Every kernel works on one chain ("row"); a batched driver runs rows ``[r0, r1)`` without the
+GIL, and :func:`run_rows` splits the rows over threads (one per core). Plain ``nogil``
+kernels + threads compile several times faster than ``parallel=True``/``prange`` and run as
+fast here. Arithmetic is float64 (inputs are float64 / complex128; the callers widen
+float32). Complex numbers are carried
 as pairs of reals, so the hot loops use one real division per complex reciprocal:
 ``1/(x + iy) = (x - iy) / (x² + y²)``, with Smith's scaled formula as a fallback when
 ``x² + y²`` would over- or underflow.
@@ -20,7 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 # x² + y² is trusted inside (_LO, _HI); outside, Smith's formula avoids over/underflow.
 _LO = 2.0**-960
@@ -32,7 +34,7 @@ _SMALL = 2.0**-400
 _PIVREL = 2.0**-500
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _recip(x, y):
     """(u, v) with u + iv = 1 / (x + iy)."""
     r2 = x * x + y * y
@@ -56,7 +58,7 @@ def _recip(x, y):
 # --------------------------------------------------------------------------------------
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _div(px, py, qx, qy):
     """(u, v) with u + iv = (px + i py) / (qx + i qy)."""
     r2 = qx * qx + qy * qy
@@ -67,7 +69,7 @@ def _div(px, py, qx, qy):
     return px * ux - py * uy, px * uy + py * ux
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _renorm(tx, ty, px, py):
     """Rescale the continuant pair by a power of two when it leaves [_SMALL, _BIG].
 
@@ -87,76 +89,105 @@ def _renorm(tx, ty, px, py):
 
 # One-sided sweeps run the continuant recursion (a complex multiply-add on the dependency
 # chain, no division) and form each ratio g = theta_{i-1} / theta_i off the chain. Scaling the
-# pair by a power of two leaves the ratio unchanged, so no exponent is kept.
+# pair by a power of two leaves the ratio unchanged, so no exponent is kept. The edge sites
+# (lead self-energy) are peeled out of the loops: a data-dependent edge test inside the hot
+# loop costs a factor ~2 here.
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", error_model="numpy")
+def _cont_step(ax, ay, btr, bti, tx, ty, px, py, o, i):
+    """theta_i = alpha theta_{i-1} - beta theta_{i-2}; store g = theta_{i-1}/theta_i in o[i]."""
+    nx = ax * tx - ay * ty - (btr * px - bti * py)
+    ny = ax * ty + ay * tx - (btr * py + bti * px)
+    gx, gy = _div(tx, ty, nx, ny)
+    o[i, 0] = gx
+    o[i, 1] = gy
+    tx, ty, px, py, k, ok = _renorm(nx, ny, tx, ty)
+    return tx, ty, px, py, gx + gy, ok
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _cont_step_real(ax, ay, bt, tx, ty, px, py, o, i):
+    nx = ax * tx - ay * ty - bt * px
+    ny = ax * ty + ay * tx - bt * py
+    gx, gy = _div(tx, ty, nx, ny)
+    o[i, 0] = gx
+    o[i, 1] = gy
+    tx, ty, px, py, k, ok = _renorm(nx, ny, tx, ty)
+    return tx, ty, px, py, gx + gy, ok
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _rd_left_real(a, b, c, lam, eta, sr, si, o):
     n = a.shape[0]
-    ay = -eta
     tx = a[0] - lam - sr
-    ty = ay - si
+    ty = -eta - si
     if n == 1:
         tx -= sr
         ty -= si
-    px = 1.0
-    py = 0.0
-    gx, gy = _div(px, py, tx, ty)
+    gx, gy = _div(1.0, 0.0, tx, ty)
     o[0, 0] = gx
     o[0, 1] = gy
     chk = gx + gy
-    for i in range(1, n):
-        ax = a[i] - lam
-        if i == n - 1:
-            ax -= sr
-            ay -= si
-        bt = b[i - 1] * c[i - 1]
-        nx = ax * tx - ay * ty - bt * px
-        ny = ax * ty + ay * tx - bt * py
-        gx, gy = _div(tx, ty, nx, ny)
-        o[i, 0] = gx
-        o[i, 1] = gy
-        chk += gx + gy
-        tx, ty, px, py, k, ok = _renorm(nx, ny, tx, ty)
+    px = 1.0
+    py = 0.0
+    for i in range(1, n - 1):
+        tx, ty, px, py, dc, ok = _cont_step_real(
+            a[i] - lam, -eta, b[i - 1] * c[i - 1], tx, ty, px, py, o, i
+        )
+        chk += dc
         if not ok:
             return math.nan
+    if n > 1:
+        i = n - 1
+        tx, ty, px, py, dc, ok = _cont_step_real(
+            a[i] - lam - sr, -eta - si, b[i - 1] * c[i - 1], tx, ty, px, py, o, i
+        )
+        chk += dc
     return chk
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _rd_right_real(a, b, c, lam, eta, sr, si, o):
     n = a.shape[0]
-    ay = -eta
     tx = a[n - 1] - lam - sr
-    ty = ay - si
+    ty = -eta - si
     if n == 1:
         tx -= sr
         ty -= si
-    px = 1.0
-    py = 0.0
-    gx, gy = _div(px, py, tx, ty)
+    gx, gy = _div(1.0, 0.0, tx, ty)
     o[n - 1, 0] = gx
     o[n - 1, 1] = gy
     chk = gx + gy
-    for i in range(n - 2, -1, -1):
-        ax = a[i] - lam
-        if i == 0:
-            ax -= sr
-            ay -= si
-        bt = b[i] * c[i]
-        nx = ax * tx - ay * ty - bt * px
-        ny = ax * ty + ay * tx - bt * py
-        gx, gy = _div(tx, ty, nx, ny)
-        o[i, 0] = gx
-        o[i, 1] = gy
-        chk += gx + gy
-        tx, ty, px, py, k, ok = _renorm(nx, ny, tx, ty)
+    px = 1.0
+    py = 0.0
+    for i in range(n - 2, 0, -1):
+        tx, ty, px, py, dc, ok = _cont_step_real(
+            a[i] - lam, -eta, b[i] * c[i], tx, ty, px, py, o, i
+        )
+        chk += dc
         if not ok:
             return math.nan
+    if n > 1:
+        tx, ty, px, py, dc, ok = _cont_step_real(
+            a[0] - lam - sr, -eta - si, b[0] * c[0], tx, ty, px, py, o, 0
+        )
+        chk += dc
     return chk
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", error_model="numpy")
+def _both_inner_real(ax, ay, btl, gx_prev, gy_prev, btr, ox, oy):
+    """Phase-2 step of one sweep: d = alpha - beta_l g_prev (the sweep's own pivot),
+    G = 1/(d - beta_r g_other) with the other sweep's stored ratio; returns (G, 1/d)."""
+    x = ax - btl * gx_prev
+    y = ay - btl * gy_prev
+    gx, gy = _recip(x - btr * ox, y - btr * oy)
+    lx, ly = _recip(x, y)
+    return gx, gy, lx, ly
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _rd_both_real(a, b, c, lam, eta, sr, si, o):
     """Two-sided diagonal G_ii; the left and right sweeps run interleaved in one loop.
 
@@ -164,6 +195,8 @@ def _rd_both_real(a, b, c, lam, eta, sr, si, o):
     o[n-1-k]. Phase 2: each sweep continues into the other half, where the other side's
     ratio is already stored next door, and overwrites it with
     G_ii = 1 / (alpha_i - beta_{i-1} g^L_{i-1} - beta_i g^R_{i+1}).
+    The two independent dependency chains overlap in the pipeline (one reciprocal each per
+    site on the chain, plus one off-chain reciprocal per site for G).
     """
     n = a.shape[0]
     if n == 1:
@@ -189,34 +222,31 @@ def _rd_both_real(a, b, c, lam, eta, sr, si, o):
         o[j, 0] = rx
         o[j, 1] = ry
     chk = 0.0
-    for i in range(h, n):
-        j = n - 1 - i
-        # left sweep at site i (i >= 1)
-        bt = b[i - 1] * c[i - 1]
-        x = a[i] - lam - bt * lx
-        y = -eta - bt * ly
-        if i == n - 1:
-            gx, gy = _recip(x - sr, y - si)
-        else:
-            bt = b[i] * c[i]
-            gx, gy = _recip(x - bt * o[i + 1, 0], y - bt * o[i + 1, 1])
-            lx, ly = _recip(x, y)
+    for i in range(h, n - 1):
+        j = n - 1 - i  # 1 <= j, i <= n - 2
+        gx, gy, lx, ly = _both_inner_real(
+            a[i] - lam, -eta, b[i - 1] * c[i - 1], lx, ly, b[i] * c[i], o[i + 1, 0], o[i + 1, 1]
+        )
         o[i, 0] = gx
         o[i, 1] = gy
         chk += gx + gy
-        # right sweep at site j (j <= n - 2)
-        bt = b[j] * c[j]
-        x = a[j] - lam - bt * rx
-        y = -eta - bt * ry
-        if j == 0:
-            gx, gy = _recip(x - sr, y - si)
-        else:
-            bt = b[j - 1] * c[j - 1]
-            gx, gy = _recip(x - bt * o[j - 1, 0], y - bt * o[j - 1, 1])
-            rx, ry = _recip(x, y)
+        gx, gy, rx, ry = _both_inner_real(
+            a[j] - lam, -eta, b[j] * c[j], rx, ry, b[j - 1] * c[j - 1], o[j - 1, 0], o[j - 1, 1]
+        )
         o[j, 0] = gx
         o[j, 1] = gy
         chk += gx + gy
+    # last step: left at site n-1, right at site 0 (lead self-energy, no other-side ratio)
+    bt = b[n - 2] * c[n - 2]
+    gx, gy = _recip(a[n - 1] - lam - sr - bt * lx, -eta - si - bt * ly)
+    o[n - 1, 0] = gx
+    o[n - 1, 1] = gy
+    chk += gx + gy
+    bt = b[0] * c[0]
+    gx, gy = _recip(a[0] - lam - sr - bt * rx, -eta - si - bt * ry)
+    o[0, 0] = gx
+    o[0, 1] = gy
+    chk += gx + gy
     return chk
 
 
@@ -225,12 +255,17 @@ def _rd_both_real(a, b, c, lam, eta, sr, si, o):
 # --------------------------------------------------------------------------------------
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _cmul(xr, xi, yr, yi):
     return xr * yr - xi * yi, xr * yi + xi * yr
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", error_model="numpy")
+def _beta(b, c, i):
+    return _cmul(b[i].real, b[i].imag, c[i].real, c[i].imag)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _rd_left_cplx(a, b, c, zr, zi, sr, si, o):
     n = a.shape[0]
     tx = a[0].real - zr - sr
@@ -238,34 +273,31 @@ def _rd_left_cplx(a, b, c, zr, zi, sr, si, o):
     if n == 1:
         tx -= sr
         ty -= si
-    px = 1.0
-    py = 0.0
-    gx, gy = _div(px, py, tx, ty)
+    gx, gy = _div(1.0, 0.0, tx, ty)
     o[0, 0] = gx
     o[0, 1] = gy
     chk = gx + gy
-    for i in range(1, n):
-        ax = a[i].real - zr
-        ay = a[i].imag - zi
-        if i == n - 1:
-            ax -= sr
-            ay -= si
-        btr, bti = _cmul(b[i - 1].real, b[i - 1].imag, c[i - 1].real, c[i - 1].imag)
-        ux, uy = _cmul(ax, ay, tx, ty)
-        vx, vy = _cmul(btr, bti, px, py)
-        nx = ux - vx
-        ny = uy - vy
-        gx, gy = _div(tx, ty, nx, ny)
-        o[i, 0] = gx
-        o[i, 1] = gy
-        chk += gx + gy
-        tx, ty, px, py, k, ok = _renorm(nx, ny, tx, ty)
+    px = 1.0
+    py = 0.0
+    for i in range(1, n - 1):
+        btr, bti = _beta(b, c, i - 1)
+        tx, ty, px, py, dc, ok = _cont_step(
+            a[i].real - zr, a[i].imag - zi, btr, bti, tx, ty, px, py, o, i
+        )
+        chk += dc
         if not ok:
             return math.nan
+    if n > 1:
+        i = n - 1
+        btr, bti = _beta(b, c, i - 1)
+        tx, ty, px, py, dc, ok = _cont_step(
+            a[i].real - zr - sr, a[i].imag - zi - si, btr, bti, tx, ty, px, py, o, i
+        )
+        chk += dc
     return chk
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _rd_right_cplx(a, b, c, zr, zi, sr, si, o):
     n = a.shape[0]
     tx = a[n - 1].real - zr - sr
@@ -273,34 +305,41 @@ def _rd_right_cplx(a, b, c, zr, zi, sr, si, o):
     if n == 1:
         tx -= sr
         ty -= si
-    px = 1.0
-    py = 0.0
-    gx, gy = _div(px, py, tx, ty)
+    gx, gy = _div(1.0, 0.0, tx, ty)
     o[n - 1, 0] = gx
     o[n - 1, 1] = gy
     chk = gx + gy
-    for i in range(n - 2, -1, -1):
-        ax = a[i].real - zr
-        ay = a[i].imag - zi
-        if i == 0:
-            ax -= sr
-            ay -= si
-        btr, bti = _cmul(b[i].real, b[i].imag, c[i].real, c[i].imag)
-        ux, uy = _cmul(ax, ay, tx, ty)
-        vx, vy = _cmul(btr, bti, px, py)
-        nx = ux - vx
-        ny = uy - vy
-        gx, gy = _div(tx, ty, nx, ny)
-        o[i, 0] = gx
-        o[i, 1] = gy
-        chk += gx + gy
-        tx, ty, px, py, k, ok = _renorm(nx, ny, tx, ty)
+    px = 1.0
+    py = 0.0
+    for i in range(n - 2, 0, -1):
+        btr, bti = _beta(b, c, i)
+        tx, ty, px, py, dc, ok = _cont_step(
+            a[i].real - zr, a[i].imag - zi, btr, bti, tx, ty, px, py, o, i
+        )
+        chk += dc
         if not ok:
             return math.nan
+    if n > 1:
+        btr, bti = _beta(b, c, 0)
+        tx, ty, px, py, dc, ok = _cont_step(
+            a[0].real - zr - sr, a[0].imag - zi - si, btr, bti, tx, ty, px, py, o, 0
+        )
+        chk += dc
     return chk
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", error_model="numpy")
+def _both_inner_cplx(ax, ay, blr, bli, gx_prev, gy_prev, brr, bri, ox, oy):
+    px, py = _cmul(blr, bli, gx_prev, gy_prev)
+    x = ax - px
+    y = ay - py
+    qx, qy = _cmul(brr, bri, ox, oy)
+    gx, gy = _recip(x - qx, y - qy)
+    lx, ly = _recip(x, y)
+    return gx, gy, lx, ly
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _rd_both_cplx(a, b, c, zr, zi, sr, si, o):
     # same two-phase scheme as _rd_both_real
     n = a.shape[0]
@@ -318,47 +357,47 @@ def _rd_both_cplx(a, b, c, zr, zi, sr, si, o):
     o[n - 1, 1] = ry
     for i in range(1, h):
         j = n - 1 - i
-        btr, bti = _cmul(b[i - 1].real, b[i - 1].imag, c[i - 1].real, c[i - 1].imag)
+        btr, bti = _beta(b, c, i - 1)
         px, py = _cmul(btr, bti, lx, ly)
         lx, ly = _recip(a[i].real - zr - px, a[i].imag - zi - py)
         o[i, 0] = lx
         o[i, 1] = ly
-        btr, bti = _cmul(b[j].real, b[j].imag, c[j].real, c[j].imag)
+        btr, bti = _beta(b, c, j)
         px, py = _cmul(btr, bti, rx, ry)
         rx, ry = _recip(a[j].real - zr - px, a[j].imag - zi - py)
         o[j, 0] = rx
         o[j, 1] = ry
     chk = 0.0
-    for i in range(h, n):
+    for i in range(h, n - 1):
         j = n - 1 - i
-        btr, bti = _cmul(b[i - 1].real, b[i - 1].imag, c[i - 1].real, c[i - 1].imag)
-        px, py = _cmul(btr, bti, lx, ly)
-        x = a[i].real - zr - px
-        y = a[i].imag - zi - py
-        if i == n - 1:
-            gx, gy = _recip(x - sr, y - si)
-        else:
-            btr, bti = _cmul(b[i].real, b[i].imag, c[i].real, c[i].imag)
-            px, py = _cmul(btr, bti, o[i + 1, 0], o[i + 1, 1])
-            gx, gy = _recip(x - px, y - py)
-            lx, ly = _recip(x, y)
+        blr, bli = _beta(b, c, i - 1)
+        brr, bri = _beta(b, c, i)
+        gx, gy, lx, ly = _both_inner_cplx(
+            a[i].real - zr, a[i].imag - zi, blr, bli, lx, ly, brr, bri, o[i + 1, 0], o[i + 1, 1]
+        )
         o[i, 0] = gx
         o[i, 1] = gy
         chk += gx + gy
-        btr, bti = _cmul(b[j].real, b[j].imag, c[j].real, c[j].imag)
-        px, py = _cmul(btr, bti, rx, ry)
-        x = a[j].real - zr - px
-        y = a[j].imag - zi - py
-        if j == 0:
-            gx, gy = _recip(x - sr, y - si)
-        else:
-            btr, bti = _cmul(b[j - 1].real, b[j - 1].imag, c[j - 1].real, c[j - 1].imag)
-            px, py = _cmul(btr, bti, o[j - 1, 0], o[j - 1, 1])
-            gx, gy = _recip(x - px, y - py)
-            rx, ry = _recip(x, y)
+        blr, bli = _beta(b, c, j)
+        brr, bri = _beta(b, c, j - 1)
+        gx, gy, rx, ry = _both_inner_cplx(
+            a[j].real - zr, a[j].imag - zi, blr, bli, rx, ry, brr, bri, o[j - 1, 0], o[j - 1, 1]
+        )
         o[j, 0] = gx
         o[j, 1] = gy
         chk += gx + gy
+    btr, bti = _beta(b, c, n - 2)
+    px, py = _cmul(btr, bti, lx, ly)
+    gx, gy = _recip(a[n - 1].real - zr - sr - px, a[n - 1].imag - zi - si - py)
+    o[n - 1, 0] = gx
+    o[n - 1, 1] = gy
+    chk += gx + gy
+    btr, bti = _beta(b, c, 0)
+    px, py = _cmul(btr, bti, rx, ry)
+    gx, gy = _recip(a[0].real - zr - sr - px, a[0].imag - zi - si - py)
+    o[0, 0] = gx
+    o[0, 1] = gy
+    chk += gx + gy
     return chk
 
 
@@ -368,9 +407,9 @@ def _rd_both_cplx(a, b, c, zr, zi, sr, si, o):
 
 
 def _make_batch(row_kernel):
-    @njit(cache=True, parallel=True)
-    def batch(a2, ia, b2, c2, ib, zr, zi, sr, si, o3, chk):
-        for r in prange(o3.shape[0]):
+    @njit(cache=True, nogil=True, error_model="numpy")
+    def batch(r0, r1, a2, ia, b2, c2, ib, zr, zi, sr, si, o3, chk):
+        for r in range(r0, r1):
             chk[r] = row_kernel(
                 a2[ia[r]], b2[ib[r]], c2[ib[r]], zr[r], zi[r], sr[r], si[r], o3[r]
             )
@@ -391,7 +430,7 @@ rd_both_cplx = _make_batch(_rd_both_cplx)
 # --------------------------------------------------------------------------------------
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always", error_model="numpy")
 def _wind(tx, ty, nx, ny, u0):
     """Winding update for the step theta_{i-1} = (tx, ty) -> theta_i = (nx, ny).
 
@@ -407,7 +446,40 @@ def _wind(tx, ty, nx, ny, u0):
     return (np.int64(u0) - np.int64(u1)) * np.int64(thr), u1
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always", error_model="numpy")
+def _ld_step(ax, ay, btr, bti, tx, ty, px, py, u0):
+    """theta_i = alpha theta_{i-1} - beta theta_{i-2} with winding and rescaling.
+
+    Returns (tx, ty, px, py, dwrap, u, k, ok): the new pair (times 2**-k), the winding
+    increment, the half-plane flag of theta_i, the exponent shift, and ok=False on
+    overflow/underflow beyond rescaling.
+    """
+    nx = ax * tx - ay * ty - (btr * px - bti * py)
+    ny = ax * ty + ay * tx - (btr * py + bti * px)
+    dw, u1 = _wind(tx, ty, nx, ny, u0)
+    tx, ty, px, py, k, ok = _renorm(nx, ny, tx, ty)
+    return tx, ty, px, py, dw, u1, k, ok
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _ld_step_real(ax, ay, bt, tx, ty, px, py, u0):
+    nx = ax * tx - ay * ty - bt * px
+    ny = ax * ty + ay * tx - bt * py
+    dw, u1 = _wind(tx, ty, nx, ny, u0)
+    tx, ty, px, py, k, ok = _renorm(nx, ny, tx, ty)
+    return tx, ty, px, py, dw, u1, k, ok
+
+
+@njit(cache=True, inline="always", error_model="numpy")
+def _ld_finish(tx, ty, e, wrap, flip):
+    if tx == 0.0 and ty == 0.0:
+        return -math.inf, 0.0, True
+    lab = math.log(math.hypot(tx, ty)) + e * math.log(2.0)
+    ang = math.atan2(ty, tx) + 2.0 * math.pi * wrap
+    return lab, flip * ang, True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _ld_row(a, b, c, zr, zi, sr, si, flip):
     """Return (log|det|, sum of principal Arg of the pivots, ok) for one chain.
 
@@ -417,79 +489,75 @@ def _ld_row(a, b, c, zr, zi, sr, si, flip):
     result back).
     """
     n = a.shape[0]
-    e = 0  # theta_true = theta * 2**e
-    wrap = 0
     tx = a[0].real - zr - sr
     ty = flip * (a[0].imag - zi - si)
     if n == 1:
         tx -= sr
         ty -= flip * si
+    dw, u0 = _wind(1.0, 0.0, tx, ty, False)
+    wrap = dw
+    e = 0
     px = 1.0
     py = 0.0
-    dw, u0 = _wind(px, py, tx, ty, False)
-    wrap += dw
-    for i in range(1, n):
-        ax = a[i].real - zr
-        ay = flip * (a[i].imag - zi)
-        if i == n - 1:
-            ax -= sr
-            ay -= flip * si
-        btr, bti = _cmul(b[i - 1].real, b[i - 1].imag, c[i - 1].real, c[i - 1].imag)
-        ux, uy = _cmul(ax, ay, tx, ty)
-        vx, vy = _cmul(btr, flip * bti, px, py)
-        nx = ux - vx
-        ny = uy - vy
-        dw, u0 = _wind(tx, ty, nx, ny, u0)
+    for i in range(1, n - 1):
+        btr, bti = _beta(b, c, i - 1)
+        tx, ty, px, py, dw, u0, k, ok = _ld_step(
+            a[i].real - zr, flip * (a[i].imag - zi), btr, flip * bti, tx, ty, px, py, u0
+        )
         wrap += dw
-        tx, ty, px, py, k, ok = _renorm(nx, ny, tx, ty)
         e += k
         if not ok:
             return 0.0, 0.0, False
-    if tx == 0.0 and ty == 0.0:
-        return -math.inf, 0.0, True
-    lab = math.log(math.hypot(tx, ty)) + e * math.log(2.0)
-    ang = math.atan2(ty, tx) + 2.0 * math.pi * wrap
-    return lab, flip * ang, True
+    if n > 1:
+        i = n - 1
+        btr, bti = _beta(b, c, i - 1)
+        tx, ty, px, py, dw, u0, k, ok = _ld_step(
+            a[i].real - zr - sr, flip * (a[i].imag - zi - si), btr, flip * bti,
+            tx, ty, px, py, u0,
+        )  # fmt: skip
+        wrap += dw
+        e += k
+        if not ok:
+            return 0.0, 0.0, False
+    return _ld_finish(tx, ty, e, wrap, flip)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _ld_row_real(a, b, c, zr, zi, sr, si, flip):
     """As :func:`_ld_row` for real a and real beta = b c (fewer multiplications)."""
     n = a.shape[0]
-    e = 0
-    wrap = 0
-    ay = flip * (-zi)
+    ay = -flip * zi
     tx = a[0] - zr - sr
     ty = ay - flip * si
     if n == 1:
         tx -= sr
         ty -= flip * si
+    dw, u0 = _wind(1.0, 0.0, tx, ty, False)
+    wrap = dw
+    e = 0
     px = 1.0
     py = 0.0
-    dw, u0 = _wind(px, py, tx, ty, False)
-    wrap += dw
-    for i in range(1, n):
-        ax = a[i] - zr
-        if i == n - 1:
-            ax -= sr
-            ay -= flip * si
-        bt = b[i - 1] * c[i - 1]
-        nx = ax * tx - ay * ty - bt * px
-        ny = ax * ty + ay * tx - bt * py
-        dw, u0 = _wind(tx, ty, nx, ny, u0)
+    for i in range(1, n - 1):
+        tx, ty, px, py, dw, u0, k, ok = _ld_step_real(
+            a[i] - zr, ay, b[i - 1] * c[i - 1], tx, ty, px, py, u0
+        )
         wrap += dw
-        tx, ty, px, py, k, ok = _renorm(nx, ny, tx, ty)
         e += k
         if not ok:
             return 0.0, 0.0, False
-    if tx == 0.0 and ty == 0.0:
-        return -math.inf, 0.0, True
-    lab = math.log(math.hypot(tx, ty)) + e * math.log(2.0)
-    ang = math.atan2(ty, tx) + 2.0 * math.pi * wrap
-    return lab, flip * ang, True
+    if n > 1:
+        i = n - 1
+        tx, ty, px, py, dw, u0, k, ok = _ld_step_real(
+            a[i] - zr - sr, ay - flip * si, b[i - 1] * c[i - 1], tx, ty, px, py, u0
+        )
+        wrap += dw
+        e += k
+        if not ok:
+            return 0.0, 0.0, False
+    return _ld_finish(tx, ty, e, wrap, flip)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _ld_row_safe(a, b, c, zr, zi, sr, si, flip):
     """Slow fallback: pivot ratios d_i = alpha_i - beta_{i-1}/d_{i-1} with a log per site."""
     n = a.shape[0]
@@ -525,9 +593,9 @@ def _ld_row_safe(a, b, c, zr, zi, sr, si, flip):
 
 
 def _make_ld_batch(row_kernel):
-    @njit(cache=True, parallel=True)
-    def batch(a2, ia, b2, c2, ib, zr, zi, sr, si, flip, out2):
-        for r in prange(out2.shape[0]):
+    @njit(cache=True, nogil=True, error_model="numpy")
+    def batch(r0, r1, a2, ia, b2, c2, ib, zr, zi, sr, si, flip, out2):
+        for r in range(r0, r1):
             aa = a2[ia[r]]
             bb = b2[ib[r]]
             cc = c2[ib[r]]
@@ -549,7 +617,7 @@ log_det_batch_real = _make_ld_batch(_ld_row_real)
 # --------------------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _sturm_row(a, b, lam):
     """Number of negative pivots of H - lam (= eigenvalues strictly below lam).
 
@@ -557,14 +625,13 @@ def _sturm_row(a, b, lam):
     d_i = 0 becomes +pivmin: eigenvalues equal to lam are not counted.
     """
     n = a.shape[0]
-    p = 0.0  # theta_{i-2}
-    t = 1.0  # theta_{i-1}
-    cnt = 0
-    for i in range(n):
-        if i > 0:
-            bt = b[i - 1] * b[i - 1]
-        else:
-            bt = 0.0
+    p = 1.0  # theta_{i-2}
+    t = a[0] - lam  # theta_{i-1}
+    if t == 0.0:
+        t = _PIVREL
+    cnt = np.int64(t < 0.0)
+    for i in range(1, n):
+        bt = b[i - 1] * b[i - 1]
         nt = (a[i] - lam) * t - bt * p
         if nt == 0.0:
             nt = _PIVREL * t
@@ -582,7 +649,7 @@ def _sturm_row(a, b, lam):
     return cnt
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def _sturm_row_safe(a, b, lam):
     """Ratio form d_i = (a_i - lam) - b_{i-1}^2 / d_{i-1} with the same zero convention."""
     n = a.shape[0]
@@ -600,19 +667,55 @@ def _sturm_row_safe(a, b, lam):
     return cnt
 
 
-@njit(cache=True, parallel=True)
-def sturm_batch(a2, ia, b2, ib, lam, out):
-    for r in prange(out.shape[0]):
+@njit(cache=True, nogil=True, error_model="numpy")
+def sturm_batch(r0, r1, a2, ia, b2, ib, lam, out):
+    for r in range(r0, r1):
         cnt = _sturm_row(a2[ia[r]], b2[ib[r]], lam[r])
         if cnt < 0:  # overflow in the continuants (entries near 1e300): ratio form
             cnt = _sturm_row_safe(a2[ia[r]], b2[ib[r]], lam[r])
         out[r] = cnt
 
 
-@njit(cache=True, parallel=True)
-def sturm_batch_safe(a2, ia, b2, ib, lam, out):
-    for r in prange(out.shape[0]):
-        out[r] = _sturm_row_safe(a2[ia[r]], b2[ib[r]], lam[r])
+def run_rows(kernel, rows: int, work: int, *args) -> None:
+    """Run ``kernel(r0, r1, *args)`` over rows [0, rows), split across the CPU cores.
+
+    The kernels release the GIL (``nogil=True``), so plain threads run them in parallel.
+    ``work`` (≈ rows × N) below ~2·10^4 stays on the calling thread (thread start-up costs
+    more than it saves).
+    """
+    nthreads = min(_n_threads(), rows)
+    if nthreads <= 1 or work < 20_000:
+        kernel(0, rows, *args)
+        return
+    bounds = [rows * k // nthreads for k in range(nthreads + 1)]
+    pool = _pool()
+    futs = [pool.submit(kernel, bounds[k], bounds[k + 1], *args) for k in range(nthreads)]
+    for f in futs:
+        f.result()
+
+
+_POOL = None
+
+
+def _n_threads() -> int:
+    import os
+
+    env = os.environ.get("BKMATH_NUM_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover (not Linux)
+        return max(1, os.cpu_count() or 1)
+
+
+def _pool():
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=_n_threads(), thread_name_prefix="bkmath")
+    return _POOL
 
 
 __all__ = [
@@ -625,5 +728,5 @@ __all__ = [
     "log_det_batch",
     "log_det_batch_real",
     "sturm_batch",
-    "sturm_batch_safe",
+    "run_rows",
 ]

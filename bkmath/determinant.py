@@ -76,7 +76,8 @@ def log_det(op: JacobiOperator, z: object) -> np.ndarray | complex:
     rows = ia.shape[0]
     out = np.empty(rows, dtype=np.complex128)
     out2 = out.view(np.float64).reshape(rows, 2)
-    (K.log_det_batch_real if real else K.log_det_batch)(
+    K.run_rows(
+        K.log_det_batch_real if real else K.log_det_batch, rows, rows * op.n,
         a2, ia, b2, c2, ib,
         np.ascontiguousarray(zf.real), np.ascontiguousarray(zf.imag),
         np.ascontiguousarray(sig.real), np.ascontiguousarray(sig.imag),
@@ -127,11 +128,11 @@ def eigenvalue_count(op: JacobiOperator, lam: object) -> np.ndarray | int:
         raise ValueError("op must be Hermitian (real a, c = conj(b)) for a Sturm count")
     ll = as_real_array(lam, "lam")
     out_batch, a2, ia, b2, c2, ib, ip = _rows(op, ll.shape, "lam")
-    a2 = np.ascontiguousarray(a2.real) if a2.dtype.kind == "c" else a2
-    if b2.dtype.kind == "c":
-        b2 = np.ascontiguousarray(np.abs(b2))
+    a2 = np.ascontiguousarray(a2.real if a2.dtype.kind == "c" else a2, dtype=np.float64)
+    b2 = np.ascontiguousarray(np.abs(b2) if b2.dtype.kind == "c" else b2, dtype=np.float64)
     lf = np.ascontiguousarray(ll.ravel()[ip], dtype=np.float64)
-    out = np.empty(ia.shape[0], dtype=np.int64)
-    K.sturm_batch(a2, ia, b2, ib, lf, out)
+    rows = ia.shape[0]
+    out = np.empty(rows, dtype=np.int64)
+    K.run_rows(K.sturm_batch, rows, rows * op.n, a2, ia, b2, ib, lf, out)
     out = out.reshape(out_batch)
     return int(out) if out.ndim == 0 else out

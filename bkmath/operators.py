@@ -204,7 +204,7 @@ class JacobiOperator:
         """True when a and beta = b c are real, so the recursions may use real coefficients."""
         if self._a.dtype.kind == "c" and np.any(self._a.imag != 0):
             return False
-        if self.is_real:
+        if self.is_real or self.is_hermitian:
             return True
         beta = self._b * self.c
         return not np.any(beta.imag != 0)

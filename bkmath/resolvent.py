@@ -193,18 +193,31 @@ def _rows(op: JacobiOperator, pshape: tuple[int, ...], pname: str):
 
 
 def _coeff_arrays(op: JacobiOperator, a2, b2, c2):
-    """Real views for the real-beta kernels (a real, b c real), else complex arrays."""
+    """Arrays for the kernels: (real, a2, b2, c2).
+
+    ``real=True``: a and beta = b c are real; float64 arrays (for Hermitian H with complex
+    hopping, b -> |b| and c -> |b| so that b c = |b|²). Otherwise complex128 arrays.
+    float32/complex64 inputs are widened (the kernels compute in float64).
+    """
     if op.real_beta:
-        if a2.dtype.kind == "c":
-            a2 = np.ascontiguousarray(a2.real)
+        a2 = np.ascontiguousarray(a2.real if a2.dtype.kind == "c" else a2, dtype=np.float64)
         if b2.dtype.kind == "c" or c2.dtype.kind == "c":
-            # Hermitian with complex hopping: beta = |b|^2; pass |b| twice
-            bb = np.ascontiguousarray(np.abs(b2)) if b2.dtype.kind == "c" else b2
-            cc = np.ascontiguousarray(np.real(b2 * c2) / np.where(bb == 0, 1, bb))
+            bb = np.ascontiguousarray(np.abs(b2), dtype=np.float64)
+            if op.is_hermitian:
+                return True, a2, bb, bb
+            beta = np.real(b2 * c2)
+            cc = np.ascontiguousarray(beta / np.where(bb == 0, 1.0, bb), dtype=np.float64)
             return True, a2, bb, cc
+        b2 = np.ascontiguousarray(b2, dtype=np.float64)
+        c2 = b2 if c2 is b2 or op.is_symmetric else np.ascontiguousarray(c2, dtype=np.float64)
         return True, a2, b2, c2
-    cd = np.complex64 if op.dtype == np.complex64 else np.complex128
-    return False, a2.astype(cd, copy=False), b2.astype(cd, copy=False), c2.astype(cd, copy=False)
+    cd = np.complex128
+    return (
+        False,
+        np.ascontiguousarray(a2, dtype=cd),
+        np.ascontiguousarray(b2, dtype=cd),
+        np.ascontiguousarray(c2, dtype=cd),
+    )
 
 
 def resolvent_diagonal(op: JacobiOperator, z: object, side: str = "both") -> np.ndarray:
@@ -281,10 +294,9 @@ def resolvent_diagonal(op: JacobiOperator, z: object, side: str = "both") -> np.
         else np.zeros_like(zf)
     )
     real, a2, b2, c2 = _coeff_arrays(op, a2, b2, c2)
-    cdt = op.dtype
     rows = ia.shape[0]
-    out = np.empty((rows, op.n), dtype=cdt)
-    o3 = out.view(np.float32 if cdt == np.complex64 else np.float64).reshape(rows, op.n, 2)
+    out = np.empty((rows, op.n), dtype=np.complex128)
+    o3 = out.view(np.float64).reshape(rows, op.n, 2)
     chk = np.empty(rows, dtype=np.float64)
     kern = {
         (True, "left"): K.rd_left_real,
@@ -294,15 +306,19 @@ def resolvent_diagonal(op: JacobiOperator, z: object, side: str = "both") -> np.
         (False, "right"): K.rd_right_cplx,
         (False, "both"): K.rd_both_cplx,
     }[(real, side)]
-    kern(
+    K.run_rows(
+        kern, rows, rows * op.n,
         a2, ia, b2, c2, ib,
         np.ascontiguousarray(zf.real), np.ascontiguousarray(zf.imag),
         np.ascontiguousarray(sig.real), np.ascontiguousarray(sig.imag),
         o3, chk,
     )  # fmt: skip
-    if not np.all(np.isfinite(chk)) or (
-        cdt == np.complex64 and not np.all(np.isfinite(out))
-    ):
+    if op.dtype == np.complex64:
+        with np.errstate(over="ignore"):
+            out = out.astype(np.complex64)
+        if not np.all(np.isfinite(out)):
+            chk[~np.all(np.isfinite(out), axis=1)] = np.inf
+    if not np.all(np.isfinite(chk)):
         bad = np.flatnonzero(~np.isfinite(chk))
         raise ValueError(
             "resolvent_diagonal: a pivot of H - z vanished or overflowed (H - z singular or "
