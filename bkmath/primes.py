@@ -300,8 +300,9 @@ class ExplicitFormula:
     ``log_pi = -g(0) log π``, ``archimedean = (1/2π)∫ h(r) Re ψ(1/4 + ir/2) dr``,
     ``prime_sum = -2 Σ_{n ≤ n_max} Λ(n) n^{-1/2} g(log n)``; ``lhs = zero_sum``,
     ``rhs = pole + log_pi + archimedean + prime_sum``; ``residual = lhs - rhs``.
-    ``zero_tail`` and ``prime_tail`` bound the omitted parts (see :func:`explicit_formula`);
-    ``scale`` is the sum of the absolute values of the terms (the size errors are relative to).
+    ``zero_tail`` (zeros ``γ_{K+1}, …``) and ``prime_tail`` bound the omitted parts (see
+    :func:`explicit_formula`); ``scale`` is the sum of the absolute values of the terms
+    (errors are measured relative to it).
     """
 
     test: GaussianTestFunction
@@ -331,15 +332,17 @@ class ExplicitFormula:
 _VARIANTS = ("weil", "pole_sign_flipped", "no_archimedean", "seed_centres")
 
 
-def _zero_tail_bound(test: GaussianTestFunction, gamma_max: float) -> float:
-    """Bound on ``Σ_{|γ| > γ_K} |h(γ)|``.
+def _zero_tail_bound(test: GaussianTestFunction, gamma_next: float) -> float:
+    """Bound on ``Σ_{|γ| ≥ γ_{K+1}} |h(γ)|``, the zeros left out of a sum over ``γ_1..γ_K``.
 
     Zeros in ``[T, T+1]`` number at most ``log T + 6`` for ``T ≥ 14`` (from Trudgian's explicit
     bound ``|N(T) - (T/2π) log(T/2πe) - 7/8| ≤ 0.112 log T + 0.278 log log T + 2.51``,
     J. Number Theory 134 (2014)); ``|h|`` decreases beyond ``γ0``, so on ``[T, T+1]`` it is at
-    most ``|h(T)|`` once ``T ≥ γ0``. Factor 2 for ``-γ``.
+    most ``|h(T)|`` once ``T ≥ γ0``. The sum starts at the first omitted zero ``γ_{K+1}`` (known);
+    if ``γ0`` lies beyond it, the zeros in ``[γ_{K+1}, γ0]`` are bounded with ``|h| ≤ max h``.
+    Factor 2 for ``-γ``.
     """
-    t = max(gamma_max, test.gamma0, 14.0)
+    t = max(gamma_next, test.gamma0, 14.0)
     total = 0.0
     for j in range(100000):
         tj = t + j
@@ -348,8 +351,8 @@ def _zero_tail_bound(test: GaussianTestFunction, gamma_max: float) -> float:
         if term < 1e-80 or (j > 10 and term < 1e-30 * max(total, 1e-300)):
             break
     extra = 0.0
-    if gamma_max < t:  # zeros between gamma_max and t (only when gamma0 is beyond the zeros)
-        n_between = (math.log(t) + 6.0) * (t - gamma_max + 1)
+    if gamma_next < t:  # zeros between γ_{K+1} and γ0 (when γ0 lies beyond the zeros used)
+        n_between = (math.log(t) + 6.0) * (t - gamma_next + 1)
         extra = n_between * float(test.sigma * math.sqrt(2 * math.pi))
     return 2.0 * (total + extra)
 
@@ -448,7 +451,8 @@ def explicit_formula(
     if n_max is None:
         n_max = default_n_max(test)
     n_max = _check_cutoff(n_max)
-    zeros = zeta_zeros(n_zeros, dps)
+    zeros_next = zeta_zeros(n_zeros + 1, dps)  # γ_{K+1} starts the tail bound
+    zeros = zeros_next[:n_zeros]
     ns, ps = _prime_powers(n_max)
     with mpmath.workdps(dps):
         h = test.h
@@ -483,7 +487,7 @@ def explicit_formula(
             log_pi=float(log_pi),
             archimedean=float(arch),
             prime_sum=float(prime_sum),
-            zero_tail=_zero_tail_bound(test, float(zeros[-1])),
+            zero_tail=_zero_tail_bound(test, float(zeros_next[-1])),
             prime_tail=2.0 * _prime_tail_bound(test, n_max),
             lhs=float(lhs),
             rhs=float(rhs),
@@ -513,7 +517,8 @@ def explicit_formula_float64(
     if n_max is None:
         n_max = default_n_max(test)
     n_max = _check_cutoff(n_max)
-    gam = np.array([float(g) for g in zeta_zeros(n_zeros, 20)])
+    gam_next = np.array([float(g) for g in zeta_zeros(n_zeros + 1, 20)])
+    gam = gam_next[:n_zeros]
     ns, lam = von_mangoldt_table(n_max)
 
     def h(r: Any) -> Any:
@@ -552,7 +557,7 @@ def explicit_formula_float64(
         log_pi=log_pi,
         archimedean=arch,
         prime_sum=prime_sum,
-        zero_tail=_zero_tail_bound(test, float(gam[-1])),
+        zero_tail=_zero_tail_bound(test, float(gam_next[-1])),
         prime_tail=2.0 * _prime_tail_bound(test, n_max),
         lhs=zero_sum,
         rhs=rhs,
