@@ -15,6 +15,16 @@ from bkmodel.model import LanguageModel
 from bkmodel.ops.bk_scan import bk_scan
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny tensors: with pytest -n 2 on 2 cores, torch's default 2 threads per worker
+    oversubscribe the CPU and spin-wait (measured 40x slower); run these on one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def inputs(B=2, N=30, C=3, seed=0):
     g = torch.Generator().manual_seed(seed)
     v = torch.randn(B, N, C, generator=g)

@@ -11,6 +11,16 @@ import torch.nn.functional as F
 from bkmodel.moe import MoE, scattering_route
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny tensors: with pytest -n 2 on 2 cores, torch's default 2 threads per worker
+    oversubscribe the CPU and spin-wait (measured 40x slower); run these on one thread."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def make(router="learned", E=4, k=2, d=8, seed=0):
     torch.manual_seed(seed)
     return MoE(d, 16, d, num_experts=E, top_k=k, router=router)
