@@ -58,8 +58,11 @@ def make_inputs(B, N, C, *, dtype=torch.float64, scale=1.0, eta=None, seed=0, de
 
 
 def forward_backward(fn, inputs, dtype, seed=1):
-    """Outputs and gradients of the loss sum(W1 * g_re + W2 * g_im) for inputs cast to dtype."""
-    xs = [x.detach().to(dtype).requires_grad_() for x in inputs]
+    """Outputs and gradients of the loss sum(W1 * g_re + W2 * g_im); v is cast to dtype,
+    the (C,) parameters to float32 at least (a bf16 v keeps float32 lam, eta, b)."""
+    pdt = torch.promote_types(dtype, torch.float32)
+    xs = [inputs[0].detach().to(dtype).requires_grad_()]
+    xs += [x.detach().to(pdt).requires_grad_() for x in inputs[1:]]
     gen = torch.Generator().manual_seed(seed)
     shape = inputs[0].shape
     W1 = torch.randn(shape, generator=gen, dtype=torch.float64).to(inputs[0].device)
