@@ -186,7 +186,8 @@ def sweep(rows: list, v, lam, eta, b, dgr, dgi, log) -> None:
                 log(f"    {direction} {cfg} failed: {type(e).__name__}: {str(e)[:200]}")
                 continue
             row = dict(direction=direction, N=N, B=B, tile=tile, block_c=bc, num_warps=nw,
-                       target_programs=tp, chunks=K, chunk_len=L, ms=t, rel_err_vs_default=err)  # fmt: skip
+                       target_programs=tp, chunks=K, chunk_len=L, ms=t,
+                       rel_err_vs_default=err)  # fmt: skip
             rows.append(row)
             if err < 1e-4 and (direction not in best or t < best[direction]["ms"]):
                 best[direction] = row
