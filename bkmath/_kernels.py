@@ -431,23 +431,35 @@ rd_both_cplx = _make_batch(_rd_both_cplx)
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _wind(tx, ty, nx, ny, u0):
+def _wind(tx, ty, nx, ny, u0, pri):
     """Winding update for the step theta_{i-1} = (tx, ty) -> theta_i = (nx, ny).
 
     ``u`` says Arg in (0, pi]. When u changes, the rotation (by the principal Arg of the pivot,
-    |.| <= pi) crossed the real axis; it crossed the *negative* half (Arg jumps by 2 pi) iff
-    the chord between the two points meets the real axis left of 0:
-    ``tx |ny| + nx |ty| < 0`` (scale invariant); a chord through 0 is a rotation by exactly pi,
-    counted as +pi (principal Arg of a negative real pivot). Branch-free.
+    |.| <= pi) crossed the real axis, either through 0 or through pi (then the principal Arg
+    of theta jumps by 2 pi and ``wrap`` counts it):
+
+    * both points on the same side of the imaginary axis: the crossing is on that side
+      (exact, no cancellation);
+    * opposite sides: the direction of rotation decides. ``pri = -1`` / ``+1`` is the known
+      direction (Herglotz structure: every pivot in the closed lower / upper half-plane), which
+      stays right even when the pivot is so close to the negative real axis that the sign of
+      its computed imaginary part is noise; ``pri = 0`` (no structure) uses the chord test
+      ``tx |ny| + nx |ty| < 0`` (scale invariant), counting a rotation by exactly pi as +pi
+      (principal Arg of a negative real pivot).
+
+    Branch-free (selects), so mispredictions do not stall the loop.
     """
     u1 = (ny > 0.0) | ((ny == 0.0) & (nx < 0.0))
+    same = ((tx > 0.0) & (nx > 0.0)) | ((tx < 0.0) & (nx < 0.0))
     ch = tx * abs(ny) + nx * abs(ty)
-    thr = (ch < 0.0) | ((ch == 0.0) & u0 & (not u1))
+    chord = (ch < 0.0) | ((ch == 0.0) & u0 & (not u1))
+    opp = ((pri > 0.0) & u0 & (not u1)) | ((pri < 0.0) & u1 & (not u0)) | ((pri == 0.0) & chord)
+    thr = (same & (tx < 0.0)) | ((not same) & opp)
     return (np.int64(u0) - np.int64(u1)) * np.int64(thr), u1
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _ld_step(ax, ay, btr, bti, tx, ty, px, py, u0):
+def _ld_step(ax, ay, btr, bti, tx, ty, px, py, u0, pri):
     """theta_i = alpha theta_{i-1} - beta theta_{i-2} with winding and rescaling.
 
     Returns (tx, ty, px, py, dwrap, u, k, ok): the new pair (times 2**-k), the winding
@@ -456,16 +468,16 @@ def _ld_step(ax, ay, btr, bti, tx, ty, px, py, u0):
     """
     nx = ax * tx - ay * ty - (btr * px - bti * py)
     ny = ax * ty + ay * tx - (btr * py + bti * px)
-    dw, u1 = _wind(tx, ty, nx, ny, u0)
+    dw, u1 = _wind(tx, ty, nx, ny, u0, pri)
     tx, ty, px, py, k, ok = _renorm(nx, ny, tx, ty)
     return tx, ty, px, py, dw, u1, k, ok
 
 
 @njit(cache=True, inline="always", error_model="numpy")
-def _ld_step_real(ax, ay, bt, tx, ty, px, py, u0):
+def _ld_step_real(ax, ay, bt, tx, ty, px, py, u0, pri):
     nx = ax * tx - ay * ty - bt * px
     ny = ax * ty + ay * tx - bt * py
-    dw, u1 = _wind(tx, ty, nx, ny, u0)
+    dw, u1 = _wind(tx, ty, nx, ny, u0, pri)
     tx, ty, px, py, k, ok = _renorm(nx, ny, tx, ty)
     return tx, ty, px, py, dw, u1, k, ok
 
@@ -480,7 +492,7 @@ def _ld_finish(tx, ty, e, wrap, flip):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _ld_row(a, b, c, zr, zi, sr, si, flip):
+def _ld_row(a, b, c, zr, zi, sr, si, flip, pri):
     """Return (log|det|, sum of principal Arg of the pivots, ok) for one chain.
 
     The pivots are d_i = theta_i / theta_{i-1}; their arguments are summed by counting how
@@ -494,7 +506,7 @@ def _ld_row(a, b, c, zr, zi, sr, si, flip):
     if n == 1:
         tx -= sr
         ty -= flip * si
-    dw, u0 = _wind(1.0, 0.0, tx, ty, False)
+    dw, u0 = _wind(1.0, 0.0, tx, ty, False, pri)
     wrap = dw
     e = 0
     px = 1.0
@@ -502,8 +514,9 @@ def _ld_row(a, b, c, zr, zi, sr, si, flip):
     for i in range(1, n - 1):
         btr, bti = _beta(b, c, i - 1)
         tx, ty, px, py, dw, u0, k, ok = _ld_step(
-            a[i].real - zr, flip * (a[i].imag - zi), btr, flip * bti, tx, ty, px, py, u0
-        )
+            a[i].real - zr, flip * (a[i].imag - zi), btr, flip * bti,
+            tx, ty, px, py, u0, pri,
+        )  # fmt: skip
         wrap += dw
         e += k
         if not ok:
@@ -513,7 +526,7 @@ def _ld_row(a, b, c, zr, zi, sr, si, flip):
         btr, bti = _beta(b, c, i - 1)
         tx, ty, px, py, dw, u0, k, ok = _ld_step(
             a[i].real - zr - sr, flip * (a[i].imag - zi - si), btr, flip * bti,
-            tx, ty, px, py, u0,
+            tx, ty, px, py, u0, pri,
         )  # fmt: skip
         wrap += dw
         e += k
@@ -523,7 +536,7 @@ def _ld_row(a, b, c, zr, zi, sr, si, flip):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _ld_row_real(a, b, c, zr, zi, sr, si, flip):
+def _ld_row_real(a, b, c, zr, zi, sr, si, flip, pri):
     """As :func:`_ld_row` for real a and real beta = b c (fewer multiplications)."""
     n = a.shape[0]
     ay = -flip * zi
@@ -532,14 +545,14 @@ def _ld_row_real(a, b, c, zr, zi, sr, si, flip):
     if n == 1:
         tx -= sr
         ty -= flip * si
-    dw, u0 = _wind(1.0, 0.0, tx, ty, False)
+    dw, u0 = _wind(1.0, 0.0, tx, ty, False, pri)
     wrap = dw
     e = 0
     px = 1.0
     py = 0.0
     for i in range(1, n - 1):
         tx, ty, px, py, dw, u0, k, ok = _ld_step_real(
-            a[i] - zr, ay, b[i - 1] * c[i - 1], tx, ty, px, py, u0
+            a[i] - zr, ay, b[i - 1] * c[i - 1], tx, ty, px, py, u0, pri
         )
         wrap += dw
         e += k
@@ -548,7 +561,7 @@ def _ld_row_real(a, b, c, zr, zi, sr, si, flip):
     if n > 1:
         i = n - 1
         tx, ty, px, py, dw, u0, k, ok = _ld_step_real(
-            a[i] - zr - sr, ay - flip * si, b[i - 1] * c[i - 1], tx, ty, px, py, u0
+            a[i] - zr - sr, ay - flip * si, b[i - 1] * c[i - 1], tx, ty, px, py, u0, pri
         )
         wrap += dw
         e += k
@@ -558,7 +571,7 @@ def _ld_row_real(a, b, c, zr, zi, sr, si, flip):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _ld_row_safe(a, b, c, zr, zi, sr, si, flip):
+def _ld_row_safe(a, b, c, zr, zi, sr, si, flip, pri):
     """Slow fallback: pivot ratios d_i = alpha_i - beta_{i-1}/d_{i-1} with a log per site."""
     n = a.shape[0]
     lab = 0.0
@@ -588,20 +601,29 @@ def _ld_row_safe(a, b, c, zr, zi, sr, si, flip):
             return -math.inf, 0.0, True
         # log|d| without overflow
         lab += math.log(math.hypot(dx, dy))
-        ang += math.atan2(dy, dx)
+        t = math.atan2(dy, dx)
+        # known half-plane of the pivots (see _wind): fix the sign noise of a pivot on the
+        # negative real axis
+        if pri < 0.0 and t > 0.5 * math.pi:
+            t -= 2.0 * math.pi
+        elif pri > 0.0 and t < -0.5 * math.pi:
+            t += 2.0 * math.pi
+        ang += t
     return lab, flip * ang, True
 
 
 def _make_ld_batch(row_kernel):
     @njit(cache=True, nogil=True, error_model="numpy")
-    def batch(r0, r1, a2, ia, b2, c2, ib, zr, zi, sr, si, flip, out2):
+    def batch(r0, r1, a2, ia, b2, c2, ib, zr, zi, sr, si, flip, pri, out2):
         for r in range(r0, r1):
             aa = a2[ia[r]]
             bb = b2[ib[r]]
             cc = c2[ib[r]]
-            lab, ang, ok = row_kernel(aa, bb, cc, zr[r], zi[r], sr[r], si[r], flip[r])
+            lab, ang, ok = row_kernel(aa, bb, cc, zr[r], zi[r], sr[r], si[r], flip[r], pri[r])
             if not ok:  # over/underflow beyond the rescaling (entries near 1e±300)
-                lab, ang, ok = _ld_row_safe(aa, bb, cc, zr[r], zi[r], sr[r], si[r], flip[r])
+                lab, ang, ok = _ld_row_safe(
+                    aa, bb, cc, zr[r], zi[r], sr[r], si[r], flip[r], pri[r]
+                )
             out2[r, 0] = lab
             out2[r, 1] = ang
 

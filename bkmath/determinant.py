@@ -73,6 +73,10 @@ def log_det(op: JacobiOperator, z: object) -> np.ndarray | complex:
     )
     real, a2, b2, c2 = _coeff_arrays(op, a2, b2, c2)
     flip = np.where(zf.imag == 0, -1.0, 1.0)
+    # Herglotz structure (real a, every beta >= 0, Im z >= 0, lead Im w >= 0): every pivot lies
+    # in the closed lower half-plane; the kernel uses that to count windings robustly.
+    herglotz = real and (op.n == 1 or bool(np.all(b2 * c2 >= 0)))
+    pri = -flip if herglotz else np.zeros_like(flip)
     rows = ia.shape[0]
     out = np.empty(rows, dtype=np.complex128)
     out2 = out.view(np.float64).reshape(rows, 2)
@@ -81,7 +85,7 @@ def log_det(op: JacobiOperator, z: object) -> np.ndarray | complex:
         a2, ia, b2, c2, ib,
         np.ascontiguousarray(zf.real), np.ascontiguousarray(zf.imag),
         np.ascontiguousarray(sig.real), np.ascontiguousarray(sig.imag),
-        flip, out2,
+        flip, np.ascontiguousarray(pri), out2,
     )  # fmt: skip
     out = out.reshape(out_batch)
     return complex(out) if out.ndim == 0 else out
