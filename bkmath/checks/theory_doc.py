@@ -1,0 +1,97 @@
+"""Regenerate the status table of ``docs/theory.md`` from a ``certificates.json``.
+
+Usage::
+
+    python -m bkmath.checks.theory_doc certificates.json [--doc docs/theory.md] [--check]
+
+The table is written between the marker comments ``<!-- BEGIN CERTIFICATE TABLE -->`` and
+``<!-- END CERTIFICATE TABLE -->``; the rest of the document is left untouched. With
+``--check`` nothing is written and the exit code says whether the table is up to date (0) or
+not (1). Rows are sorted by certificate name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+from bkmath.certificate import Certificate
+
+__all__ = ["BEGIN", "END", "load_certificates", "render_table", "update_text", "main"]
+
+BEGIN = "<!-- BEGIN CERTIFICATE TABLE -->"
+END = "<!-- END CERTIFICATE TABLE -->"
+
+_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DOC = _ROOT / "docs" / "theory.md"
+
+
+def load_certificates(path: str | Path) -> list[Certificate]:
+    """Read a ``certificates.json`` written by :func:`bkmath.certificate.write_report`."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, list):
+        raise ValueError(f"{path}: expected a JSON list of certificates")
+    return [Certificate.from_dict(d) for d in data]
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_table(certs: list[Certificate], source: str = "certificates.json") -> str:
+    """The markdown status table (with a one-line summary above it)."""
+    status = Counter(c.status.value for c in certs)
+    unexpected = sum(not c.expected for c in certs)
+    lines = [
+        f"Generated from `{_cell(source)}` by `python -m bkmath.checks.theory_doc`: "
+        f"{len(certs)} certificates — {status.get('verified', 0)} verified, "
+        f"{status.get('refuted', 0)} refuted, {status.get('inconclusive', 0)} inconclusive; "
+        f"**{unexpected} unexpected**.",
+        "",
+        "| certificate | kind | status | expected | margin | precision | time (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in sorted(certs, key=lambda c: c.theorem):
+        m = "—" if c.margin is None else f"{c.margin:.3g}"
+        lines.append(
+            f"| `{_cell(c.theorem)}` | {c.kind.value} | **{c.status.value}** | "
+            f"{'yes' if c.expected else 'NO'} | {m} | {_cell(c.precision)} | "
+            f"{c.wall_time:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def update_text(text: str, table: str) -> str:
+    """Replace what lies between the markers in ``text`` by ``table``."""
+    i, j = text.find(BEGIN), text.find(END)
+    if i < 0 or j < 0 or j < i:
+        raise ValueError(f"the document must contain {BEGIN!r} followed by {END!r}")
+    return text[: i + len(BEGIN)] + "\n\n" + table + "\n" + text[j:]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m bkmath.checks.theory_doc", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument("certificates", type=Path, help="certificates.json from a certificate run")
+    p.add_argument("--doc", type=Path, default=DEFAULT_DOC, help="document to update")
+    p.add_argument("--check", action="store_true", help="only report whether it is up to date")
+    args = p.parse_args(argv)
+    certs = load_certificates(args.certificates)
+    old = args.doc.read_text(encoding="utf-8")
+    new = update_text(old, render_table(certs, args.certificates.name))
+    if args.check:
+        fresh = new == old
+        print(f"{args.doc}: status table {'up to date' if fresh else 'OUT OF DATE'}")
+        return 0 if fresh else 1
+    if new != old:
+        args.doc.write_text(new, encoding="utf-8")
+    print(f"{args.doc}: status table from {len(certs)} certificates")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""``bk certify`` and the docs/theory.md status-table generator."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from bkmath import checks
+from bkmath.certificate import Certificate, Kind, Status, write_report
+from bkmath.checks import cli as certify_cli
+from bkmath.checks import theory_doc
+from bkmodel import cli
+
+
+def _fake(status: Status, kind: Kind):
+    def check(profile):
+        cex = {"x": 1} if status is Status.REFUTED else None
+        return [
+            Certificate("_fake[one]", "a fake claim", status, kind, margin=-1.0, counterexample=cex)
+        ]
+
+    return check
+
+
+@pytest.fixture
+def fake_check(monkeypatch):
+    def install(status: Status, kind: Kind) -> str:
+        spec = checks.CheckSpec("_fake", "fake", _fake(status, kind), __name__)
+        monkeypatch.setitem(checks._REGISTRY, "_fake", spec)
+        return "_fake"
+
+    return install
+
+
+class TestCertify:
+    def test_runs_writes_and_prints(self, tmp_path, capsys):
+        # the seed claims in this check are refuted: an expected outcome, exit code 0
+        code = cli.main(
+            [
+                "certify",
+                "--profile",
+                "quick",
+                "--only",
+                "seed_commutator_identity",
+                "--out",
+                str(tmp_path),
+                "--no-progress",
+            ]
+        )
+        out = capsys.readouterr().out
+        assert code == 0
+        assert "seed_commutator_identity[laplacian_x]" in out
+        assert re.search(r"seed_claim\s+refuted", out)
+        data = json.loads((tmp_path / "certificates.json").read_text())
+        assert {d["theorem"] for d in data} >= {"seed_commutator_identity[momentum]"}
+        assert "| theorem |" in (tmp_path / "certificates.md").read_text()
+
+    def test_progress_bar_on_stderr(self, capsys):
+        assert (
+            cli.main(["certify", "--profile", "quick", "--only", "seed_commutator_identity"]) == 0
+        )
+        assert "certificates" in capsys.readouterr().err
+
+    @pytest.mark.parametrize(
+        ("status", "kind", "code"),
+        [
+            (Status.REFUTED, Kind.THEOREM, 1),  # a theorem refuted: unexpected
+            (Status.VERIFIED, Kind.NEGATIVE_CONTROL, 1),  # a control that cannot fail
+            (Status.INCONCLUSIVE, Kind.SEED_CLAIM, 1),
+            (Status.REFUTED, Kind.SEED_CLAIM, 0),  # a refuted seed claim is a result
+            (Status.REFUTED, Kind.NEGATIVE_CONTROL, 0),
+        ],
+    )
+    def test_exit_code(self, fake_check, capsys, status, kind, code):
+        name = fake_check(status, kind)
+        assert cli.main(["certify", "--only", name, "--no-progress"]) == code
+        out = capsys.readouterr().out
+        assert ("UNEXPECTED" in out) == (code == 1)
+
+    def test_check_that_raises_is_unexpected(self, monkeypatch, capsys):
+        def boom(profile):
+            raise ZeroDivisionError("nope")
+
+        monkeypatch.setitem(
+            checks._REGISTRY, "_boom", checks.CheckSpec("_boom", "b", boom, __name__)
+        )
+        assert cli.main(["certify", "--only", "_boom", "--no-progress"]) == 1
+        assert "ZeroDivisionError" in capsys.readouterr().out
+
+    def test_module_import_failure_reported(self, monkeypatch, fake_check, capsys):
+        monkeypatch.setattr(
+            certify_cli, "CHECK_MODULES", [*checks.CHECK_MODULES, "bkmath.checks._no_such_module"]
+        )
+        name = fake_check(Status.VERIFIED, Kind.THEOREM)
+        # the other checks still run; the broken module is an unexpected certificate
+        assert cli.main(["certify", "--only", name, "--no-progress"]) == 0
+        assert cli.main(["certify", "--list"]) == 1
+        assert "_no_such_module" in capsys.readouterr().out
+
+    def test_unknown_name_is_usage_error(self, capsys):
+        assert cli.main(["certify", "--only", "no_such_check"]) == 2
+        assert "unknown check" in capsys.readouterr().err
+
+    def test_bad_profile_rejected(self):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(["certify", "--profile", "fast"])
+        assert exc.value.code == 2
+
+    def test_list(self, capsys):
+        cli.main(["certify", "--list"])
+        out = capsys.readouterr().out
+        for name in ("mourre_estimate", "explicit_formula", "prime_bump_pairing"):
+            assert name in out
+
+    def test_table_format(self):
+        c1 = Certificate("a[x]", "s", Status.VERIFIED, margin=0.5, wall_time=1.25)
+        c2 = Certificate("b", "s", Status.REFUTED, Kind.THEOREM, counterexample={})
+        text = certify_cli.format_table([c1, c2])
+        lines = text.splitlines()
+        assert lines[0].split() == ["theorem", "kind", "status", "margin", "time", "(s)"]
+        assert lines[2].split()[:4] == ["a[x]", "theorem", "verified", "0.5"]
+        assert lines[3].startswith("!")  # unexpected row marked
+        assert "—" in lines[3]
+
+
+class TestTheoryDoc:
+    def _certs(self):
+        return [
+            Certificate(
+                "mourre_estimate[lattice]",
+                "s",
+                Status.VERIFIED,
+                margin=1.75,
+                precision="float64",
+                wall_time=0.5,
+            ),
+            Certificate(
+                "explicit_formula[seed_centres]",
+                "s",
+                Status.REFUTED,
+                Kind.SEED_CLAIM,
+                margin=-0.04,
+                counterexample={"r": 1},
+            ),
+            Certificate("x|y", "s", Status.INCONCLUSIVE),
+        ]
+
+    def test_render(self):
+        table = theory_doc.render_table(self._certs())
+        assert "3 certificates — 1 verified, 1 refuted, 1 inconclusive; **1 unexpected**" in table
+        assert "| `mourre_estimate[lattice]` | theorem | **verified** |" in table
+        assert "x\\|y" in table  # pipes escaped
+
+    def test_update_and_check_round_trip(self, tmp_path):
+        doc = tmp_path / "theory.md"
+        doc.write_text(f"# T\n\nbefore\n\n{theory_doc.BEGIN}\nold\n{theory_doc.END}\n\nafter\n")
+        certs = self._certs()
+        write_report(certs, tmp_path / "certificates.json", tmp_path / "certificates.md")
+        js = str(tmp_path / "certificates.json")
+        assert theory_doc.main([js, "--doc", str(doc), "--check"]) == 1
+        assert theory_doc.main([js, "--doc", str(doc)]) == 0
+        text = doc.read_text()
+        assert "old" not in text and "before" in text and "after" in text
+        assert "`explicit_formula[seed_centres]`" in text
+        assert theory_doc.main([js, "--doc", str(doc), "--check"]) == 0
+        # idempotent
+        theory_doc.main([js, "--doc", str(doc)])
+        assert doc.read_text() == text
+
+    def test_missing_markers(self):
+        with pytest.raises(ValueError, match="BEGIN"):
+            theory_doc.update_text("no markers", "t")
+
+    def test_bad_json(self, tmp_path):
+        p = tmp_path / "c.json"
+        p.write_text("{}")
+        with pytest.raises(ValueError, match="list"):
+            theory_doc.load_certificates(p)
+
+    def test_theory_md_documents_every_check(self):
+        # docs/theory.md has a section for every registered check, and the table markers
+        text = theory_doc.DEFAULT_DOC.read_text(encoding="utf-8")
+        assert theory_doc.BEGIN in text and theory_doc.END in text
+        missing = [name for name in checks.registry() if f"`{name}`" not in text]
+        assert not missing, f"docs/theory.md does not document: {missing}"
