@@ -88,7 +88,7 @@ class TestForward:
         m = tiny(eta_min=0.05)
         with torch.no_grad():
             m.blocks[0].bk.eta_raw.fill_(-1e4)
-        assert float(m.blocks[0].bk.eta.min()) >= 0.05
+        assert float(m.blocks[0].bk.eta.min().detach()) >= 0.05
 
     def test_keyword_and_config_construction_agree(self):
         torch.manual_seed(0)

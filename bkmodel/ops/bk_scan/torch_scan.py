@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.autograd.function import once_differentiable
 
 __all__ = ["bk_scan_torch", "bk_step", "default_chunk"]
 
@@ -94,15 +95,15 @@ def _forward(ar: torch.Tensor, eta: torch.Tensor, beta: torch.Tensor, chunk: int
     else:
         gr = ar.new_zeros(B, 1, C)
         gi = ar.new_zeros(B, 1, C)
-    out = ar.new_empty(B, K, L, C, 2)  # (Re, Im) interleaved = a complex128 buffer
-    for j in range(L):
+    out_r = ar.new_empty(B, K, L, C)
+    out_i = ar.new_empty(B, K, L, C)
+    for j in range(L):  # results written in place (out=): no copies, no stacking
         x = torch.addcmul(a[:, :, j], beta, gr, value=-1.0)
         y = torch.addcmul(eta, beta, gi)
         inv = torch.addcmul(x * x, y, y).reciprocal_()
-        gr, gi = x * inv, y * inv
-        out[:, :, j, :, 0] = gr
-        out[:, :, j, :, 1] = gi
-    return torch.view_as_complex(out).view(B, K * L, C)[:, :N]  # (B, N, C)
+        gr = torch.mul(x, inv, out=out_r[:, :, j])
+        gi = torch.mul(y, inv, out=out_i[:, :, j])
+    return torch.complex(out_r, out_i).view(B, K * L, C)[:, :N]  # (B, N, C)
 
 
 def _adjoint(grad_re: torch.Tensor, grad_im: torch.Tensor, gsq: torch.Tensor,
@@ -128,10 +129,8 @@ def _adjoint(grad_re: torch.Tensor, grad_im: torch.Tensor, gsq: torch.Tensor,
     q = torch.ones_like(loc)
     for j in reversed(range(L)):
         cj = cc[:, :, j]
-        loc = Gc[:, :, j] + cj * loc
-        q = cj * q
-        loc_all[:, :, j] = loc
-        q_all[:, :, j] = q
+        loc = torch.add(Gc[:, :, j], cj * loc, out=loc_all[:, :, j])
+        q = torch.mul(cj, q, out=q_all[:, :, j])
     X = [torch.zeros(B, C, dtype=Gc.dtype, device=Gc.device)]  # Gt at the next chunk's start
     for k in range(K - 1, 0, -1):
         X.append(loc_all[:, k, 0] + q_all[:, k, 0] * X[-1])
@@ -153,6 +152,7 @@ class _BKScan(torch.autograd.Function):
         return g.real.to(out), g.imag.to(out)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_re, grad_im):  # type: ignore[override]
         g, b = ctx.saved_tensors
         vd, ld, ed, bd = ctx.dtypes
