@@ -38,6 +38,7 @@ Hilbert–Schmidt norm by two sweeps, each multiplying by exp(L Δx) with |·| �
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -220,8 +221,18 @@ def gauss_legendre(interval: tuple[float, float], n: int) -> tuple[np.ndarray, n
         raise ValueError(f"interval must satisfy a < b, got {interval}")
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
-    t, w = np.polynomial.legendre.leggauss(int(n))
+    t, w = _legendre_nodes(int(n))
     return 0.5 * (b - a) * t + 0.5 * (a + b), 0.5 * (b - a) * w
+
+
+@functools.lru_cache(maxsize=64)
+def _legendre_nodes(n: int) -> tuple[np.ndarray, np.ndarray]:
+    from scipy.special import roots_legendre
+
+    t, w = roots_legendre(n)
+    t.setflags(write=False)
+    w.setflags(write=False)
+    return t, w
 
 
 def birman_schwinger(

@@ -110,25 +110,50 @@ def _exact_hs(profile: Profile) -> list[Certificate]:
     )]
 
 
+def _sample_fn(rng: np.random.Generator, model: str):
+    """A random smooth potential on [0, L] as a callable, z, and a resolving node count."""
+    z = complex(rng.uniform(-2, 6), 10 ** rng.uniform(-1.5, 1))
+    L = float(rng.uniform(0.2, 8.0))
+    c0, c1, om = rng.normal(0, 1), rng.normal(0, 1), rng.uniform(0.5, 4)
+    scale = abs(np.sqrt(z)) if model == "continuum" else abs(z)
+    n0 = int(np.clip(20 * L * scale + 40, 40, 400))
+    return (lambda x: c0 + c1 * np.cos(om * x)), (0.0, L), z, n0
+
+
 def _correct_bounds(profile: Profile) -> list[Certificate]:
     rng = np.random.default_rng(22)
     n = profile.pick(quick=10, default=30, thorough=400)
     out = []
     for p, models in ((2, ("lattice", "continuum", "momentum")), (1, ("lattice", "continuum"))):
-        worst_ratio, worst_case = 0.0, None
+        worst_excess, worst_ratio, worst_case = -np.inf, 0.0, None
         with timed() as t:
             for model in models:
-                for _ in range(n):
-                    v, x, w, z = _sample(rng, model)
-                    K = _op(v, x, w, z, model)
-                    val = schatten_norm(K, p)
-                    wq = None if model == "lattice" else w
-                    bnd = (s2_bound(v, z, model, wq) if p == 2 else s1_bound(v, z, model, wq))
+                for _ in range(n if (p == 2 or model == "lattice") else max(n // 4, 4)):
+                    if model == "lattice":
+                        v, _, _, z = _sample(rng, model)
+                        K = birman_schwinger(v, z, form="operator" if p == 2 else "dense")
+                        val, wq, tol_i = schatten_norm(K, p), None, 1e-9
+                    else:
+                        vf, iv, z, n0 = _sample_fn(rng, model)
+                        if p == 1:
+                            n0 = min(n0, 120)
+                        vals = []
+                        for nn in (n0, 2 * n0):
+                            x, wq = gauss_legendre(iv, nn)
+                            K = birman_schwinger(vf(x), z, model=model, nodes=x, weights=wq,
+                                                 form="operator" if p == 2 else "dense")
+                            vals.append(schatten_norm(K, p))
+                        v, val = vf(x), vals[1]
+                        # discretisation error estimate from the n → 2n change (×3 safety)
+                        tol_i = 3 * abs(vals[1] - vals[0]) / vals[1] + 1e-9
+                    bnd = s2_bound(v, z, model, wq) if p == 2 else s1_bound(v, z, model, wq)
                     if p == 2:
                         bnd = min(bnd, s2_bound_l1(v, z, model, wq))
                     r = val / bnd
-                    if r > worst_ratio:
-                        worst_ratio, worst_case = r, {"model": model, "z": z, "v": v}
+                    worst_ratio = max(worst_ratio, r)
+                    if r - 1 - tol_i > worst_excess:
+                        worst_excess = r - 1 - tol_i
+                        worst_case = {"model": model, "z": z, "ratio": r, "tolerance": tol_i}
             # c₁ confirmed in mpmath
             c1_err = max(abs(trace_class_constant(z, m) - float(trace_class_constant_mp(z, m)))
                          for z in (1 + 1j, 0.3 + 0.05j, 5 + 0.2j) for m in ("lattice",
@@ -137,8 +162,7 @@ def _correct_bounds(profile: Profile) -> list[Certificate]:
             vl = np.ones(400)
             sharp = schatten_norm(birman_schwinger(vl, 2 + 0.3j, form="operator"), 2) / s2_bound(
                 vl, 2 + 0.3j)
-        tol = 1e-9
-        ok = worst_ratio <= 1 + tol and (p == 2 or c1_err < 1e-9)
+        ok = worst_excess <= 0 and (p == 2 or c1_err < 1e-9)
         name = "schatten_s2_bound" if p == 2 else "schatten_s1_bound"
         stmt = ("‖K(z)‖_S2 ≤ ‖V‖₂ (Im G0(0,0;z)/Im z)^{1/2} and ≤ ‖V‖₁ sup|R0| (Young/Schur + "
                 "Plancherel), lattice, continuum, momentum" if p == 2 else
@@ -152,13 +176,14 @@ def _correct_bounds(profile: Profile) -> list[Certificate]:
             value={"max ‖K‖/bound": worst_ratio, "sharpness (V = 1 on 400 sites)": sharp,
                    "c1 float vs mpmath": c1_err if p == 1 else None},
             bound=1.0,
-            margin=float(1 - worst_ratio),
+            margin=float(-worst_excess),
             precision="float64 (c₁ confirmed by mpmath.quad dps=30)",
-            tolerance=tol,
+            tolerance=1e-9,
             tolerance_reason="lattice: K is the exact finite-rank operator, only rounding "
-            "(≪1e-9) enters. Continuum/momentum samples are Nyström matrices, for which the "
-            "discrete Young inequality holds with the quadrature sum of |r|² in place of ∫|r|²; "
-            "no slack beyond 1e-9 was allowed (and none was needed: see the margin)",
+            "(≪1e-9). Continuum/momentum: the operator's norm is approximated by Nyström on "
+            "Gauss–Legendre nodes resolving the kernel (n ≈ 20 L |k| + 40, and 2n); each "
+            "sample's tolerance is 3× the n → 2n change of the norm (margin = −max(ratio − 1 − "
+            "tol))",
             wall_time=t["seconds"],
             details={"worst case": worst_case},
         ))
