@@ -141,7 +141,7 @@ class TestGradcheck:
         v, lam, eta, b = (t.requires_grad_() for t in make_inputs(1, 5, 1))
         g_re, _ = bk_scan_torch(v, lam, eta, b)
         (gv,) = torch.autograd.grad(g_re.sum(), v, create_graph=True)
-        with pytest.raises(RuntimeError, match="twice"):  # @once_differentiable
+        with pytest.raises(RuntimeError, match="twice|does not require grad"):
             torch.autograd.grad(gv.sum(), v)
 
 
