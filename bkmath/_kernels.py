@@ -459,6 +459,15 @@ def _wind(tx, ty, nx, ny, u0, pri):
 
 
 @njit(cache=True, inline="always", error_model="numpy")
+def _wind_h(tx, ty, nx, ny, u0, ccw):
+    """:func:`_wind` for a known direction of rotation (``ccw`` True/False): no chord test."""
+    u1 = (ny > 0.0) | ((ny == 0.0) & (nx < 0.0))
+    same = ((tx > 0.0) & (nx > 0.0)) | ((tx < 0.0) & (nx < 0.0))
+    thr = (same & (tx < 0.0)) | ((not same) & (u0 == ccw))
+    return (np.int64(u0) - np.int64(u1)) * np.int64(thr), u1
+
+
+@njit(cache=True, inline="always", error_model="numpy")
 def _ld_step(ax, ay, btr, bti, tx, ty, px, py, u0, pri):
     """theta_i = alpha theta_{i-1} - beta theta_{i-2} with winding and rescaling.
 
@@ -477,7 +486,7 @@ def _ld_step(ax, ay, btr, bti, tx, ty, px, py, u0, pri):
 def _ld_step_real(ax, ay, bt, tx, ty, px, py, u0, pri):
     nx = ax * tx - ay * ty - bt * px
     ny = ax * ty + ay * tx - bt * py
-    dw, u1 = _wind(tx, ty, nx, ny, u0, pri)
+    dw, u1 = _wind_h(tx, ty, nx, ny, u0, pri > 0.0)
     tx, ty, px, py, k, ok = _renorm(nx, ny, tx, ty)
     return tx, ty, px, py, dw, u1, k, ok
 
@@ -537,7 +546,7 @@ def _ld_row(a, b, c, zr, zi, sr, si, flip, pri):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _ld_row_real(a, b, c, zr, zi, sr, si, flip, pri):
-    """As :func:`_ld_row` for real a and real beta = b c (fewer multiplications)."""
+    """As :func:`_ld_row` for the Herglotz case (real a, real beta = b c >= 0, pri = +-1)."""
     n = a.shape[0]
     ay = -flip * zi
     tx = a[0] - zr - sr
@@ -545,7 +554,7 @@ def _ld_row_real(a, b, c, zr, zi, sr, si, flip, pri):
     if n == 1:
         tx -= sr
         ty -= flip * si
-    dw, u0 = _wind(1.0, 0.0, tx, ty, False, pri)
+    dw, u0 = _wind_h(1.0, 0.0, tx, ty, False, pri > 0.0)
     wrap = dw
     e = 0
     px = 1.0

@@ -72,16 +72,20 @@ def log_det(op: JacobiOperator, z: object) -> np.ndarray | complex:
         else np.zeros_like(zf)
     )
     real, a2, b2, c2 = _coeff_arrays(op, a2, b2, c2)
+    if real and not (op.n == 1 or bool(np.all(b2 * c2 >= 0))):
+        # real but not Herglotz (some b c < 0): the general kernel with the chord test
+        real = False
+        a2, b2, c2 = (x.astype(np.complex128) for x in (a2, b2, c2))
     flip = np.where(zf.imag == 0, -1.0, 1.0)
     # Herglotz structure (real a, every beta >= 0, Im z >= 0, lead Im w >= 0): every pivot lies
     # in the closed lower half-plane; the kernel uses that to count windings robustly.
-    herglotz = real and (op.n == 1 or bool(np.all(b2 * c2 >= 0)))
+    herglotz = real
     pri = -flip if herglotz else np.zeros_like(flip)
     rows = ia.shape[0]
     out = np.empty(rows, dtype=np.complex128)
     out2 = out.view(np.float64).reshape(rows, 2)
     K.run_rows(
-        K.log_det_batch_real if real else K.log_det_batch, rows, rows * op.n,
+        K.log_det_batch_real if herglotz else K.log_det_batch, rows, rows * op.n,
         a2, ia, b2, c2, ib,
         np.ascontiguousarray(zf.real), np.ascontiguousarray(zf.imag),
         np.ascontiguousarray(sig.real), np.ascontiguousarray(sig.imag),

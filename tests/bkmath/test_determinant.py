@@ -132,6 +132,15 @@ class TestLogDet:
         assert got.imag == pytest.approx(-np.pi * np.sum(ev < lam), abs=1e-9 * op.n)
         assert got.imag == pytest.approx(-np.pi * eigenvalue_count(op, lam), abs=1e-9 * op.n)
 
+    @pytest.mark.parametrize("z", [0.3 + 0.2j, 1.0 + 1e-6j, 2.5])
+    def test_real_nonsymmetric_negative_beta(self, rng, z):
+        # b c < 0: complex eigenvalues, no Herglotz structure -> the general winding rule
+        n = 60
+        op = JacobiOperator(rng.normal(size=n), rng.uniform(0.5, 1, n - 1),
+                            -rng.uniform(0.5, 1, n - 1))
+        ref = log_det_mp(op, z, dps=50)
+        assert log_det(op, z) == pytest.approx(ref, abs=1e-10 * abs(ref))
+
     def test_free_chain_ten_million_sites(self):
         # closed form: det(H0_N - z) = (w^{-(N+1)} - w^{N+1}) / (w^{-1} - w); θ_N ~ |w|^{-N}
         # overflows float64 after ~10^3 sites, the scaled continuants do not.
