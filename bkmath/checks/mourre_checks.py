@@ -35,6 +35,7 @@ from bkmath.mourre import (
     _function_of_position,
     default_quadrature_nodes,
     exact_constant,
+    hermite_ladder,
     mourre_commutator,
     mourre_constant,
 )
@@ -270,7 +271,6 @@ def _identity_negative_control(profile: Profile) -> Certificate:
         h = d0.h.copy()
         j = n // 2 + 3
         h[j, j + 1] = h[j + 1, j] = -1.05
-        big_pert = np.zeros((n, n))
         a = d0.a
         # compression of the perturbed commutator: the perturbation sits inside, so the
         # enlarged-box correction equals the unperturbed one
@@ -281,7 +281,6 @@ def _identity_negative_control(profile: Profile) -> Certificate:
         diff = np.abs(comm - target)
         err = float(diff.max())
         i, k = np.unravel_index(int(diff.argmax()), diff.shape)
-        big_pert[i, k] = diff[i, k]
     tol = 8 * EPS * n
     refuted = err > tol
     return Certificate(
@@ -303,15 +302,62 @@ def _identity_negative_control(profile: Profile) -> Certificate:
     )
 
 
+def _identity_negative_line(model: str, profile: Profile) -> Certificate:
+    """Line models: a perturbed operator (momentum: H = p + p²/10, claimed [H, ix] = I) or a
+    perturbed formula (continuum: [V, iA] = +xV', the sign flipped) must be refuted."""
+    n = profile.pick(quick=41, default=101, thorough=401)
+    with timed() as t:
+        if model == "momentum":
+            big = n + 8
+            a = hermite_ladder(big)
+            x = (a + a.T) / math.sqrt(2)
+            p = 1j * (a.T - a) / math.sqrt(2)
+            h = p + 0.1 * (p @ p)
+            comm = (1j * (h @ x - x @ h))[:n, :n]
+            diff = np.abs(comm - np.eye(n))
+            stmt = "[H, ix] = I claimed for the perturbed operator H = p + p²/10 (true: I + p/5)"
+            inputs = {"H": "p + 0.1 p²", "size": n}
+        else:
+            d0 = mourre_commutator("continuum", n, length=1.0)
+            d = mourre_commutator("continuum", n, v=_well, length=1.0)
+            m = default_quadrature_nodes(n, 1.0)
+            xdv = _function_of_position(_well_xdv, m, n)
+            diff = np.abs((d.commutator - d0.commutator) - xdv)  # wrong sign: +xV'
+            stmt = "[V, iA] = +xV'(x) (sign flipped) for V = -2 exp(-x²), A = (xp+px)/2"
+            inputs = {"V": "-2 exp(-x²)", "size": n}
+        err = float(diff.max())
+        i, k = np.unravel_index(int(diff.argmax()), diff.shape)
+    tol = 1e-10
+    refuted = err > tol
+    return Certificate(
+        theorem=f"mourre_commutator_identity[negative_control:{model}]",
+        statement=stmt + ": must fail",
+        status=Status.REFUTED if refuted else Status.VERIFIED,
+        kind=Kind.NEGATIVE_CONTROL,
+        hypotheses={"claimed identity is the true one": False},
+        inputs=inputs,
+        value=err,
+        bound=tol,
+        margin=tol - err,
+        precision="float64",
+        tolerance=tol,
+        tolerance_reason="the tolerance of the continuum identity (the larger of the two)",
+        counterexample={"entry": [int(i), int(k)], "abs error": err} if refuted else None,
+        wall_time=t["seconds"],
+    )
+
+
 @register(
     "mourre_commutator_identity",
     "[H0, iA] = f(H0) for -i d/dx (f = 1), -d²/dx² (f = 2λ) and -Δ (f = λ(4-λ)), and the "
     "potential terms, on exact compressions",
 )
 def check_commutator_identity(profile: Profile) -> list[Certificate]:
-    return [_identity_cert(m, profile) for m in ("momentum", "continuum", "lattice")] + [
-        _identity_negative_control(profile)
-    ]
+    return (
+        [_identity_cert(m, profile) for m in ("momentum", "continuum", "lattice")]
+        + [_identity_negative_line(m, profile) for m in ("momentum", "continuum")]
+        + [_identity_negative_control(profile)]
+    )
 
 
 # --------------------------------------------------------------------------- seed claim
@@ -600,6 +646,7 @@ def check_mourre_estimate(profile: Profile) -> list[Certificate]:
         ("lattice", (3.5, 4.3), 0.2, v_lat, False, "threshold_4"),
         ("continuum", (-0.5, 1.0), 0.2, _well, False, "threshold_0"),
         ("lattice", (0.5, 3.5), exact_constant("lattice", (0.5, 3.5)), v_lat, True, "naive"),
+        ("momentum", (-1.0, 1.0), 1.0, _bump, True, "naive"),
     ]
     for model, iv, cc, v, naive, tag in negs:
         # failures show at small sizes already: one notch below the theorem's sizes
