@@ -371,7 +371,7 @@ class MourreSize:
     mu_min: float  # min eigenvalue of E_I M_n E_I on ran E_I
     c_hat: float  # μ_{r+1}(E_I M_n E_I), r = compact_rank + discrete_in_interval (Weyl)
     count_below: int  # #{μ_j < c_claim - δ}
-    naive_mu_max: float  # max eigenvalue of E_I i[H_n, A_n] E_I (virial: ≤ ~0 ...)
+    naive_mu_max: float  # max eigenvalue of E_I i[H_n, A_n] E_I (the naive commutator)
     naive_diag_max: float  # max_j |⟨φ_j, i[H_n, A_n] φ_j⟩| (virial theorem: 0)
     edge_norm: float  # ‖i[H_n, A_n] - P_n[H, iA]P_n‖ (grows with n)
 
