@@ -97,13 +97,16 @@ def causality_certificate(
     try:
         with timed() as t, torch.no_grad():
             ids = torch.randint(0, vocab_size, (batch, length), generator=gen)
-            base = f(ids).float()
+            params = getattr(model, "parameters", None)
+            first = next(iter(params()), None) if callable(params) else None
+            device = first.device if first is not None else torch.device("cpu")
+            base = f(ids.to(device)).float()
             tol = 64 * _EPS32 * (1.0 + float(base.abs().max()))
             for i in cuts:
                 shift = torch.randint(1, vocab_size, (batch, length - i - 1), generator=gen)
                 pert = ids.clone()
                 pert[:, i + 1:] = (ids[:, i + 1:] + shift) % vocab_size  # every token differs
-                out = f(pert).float()
+                out = f(pert.to(device)).float()
                 diff = (out - base).abs().amax(dim=(0, 2))  # (T,)
                 leak_pos = int(diff[: i + 1].argmax())
                 leak = float(diff[: i + 1].max())
