@@ -317,6 +317,8 @@ def continued_arg(f, path: np.ndarray, *, n_init: int = 64, max_step: float = 0.
         pts.extend(_segment_points(a, b, int(n_init)))
     a = pts[0]
     fa = complex(f(a))
+    if fa == 0:
+        raise RuntimeError("continued_arg: f vanishes at the start of the path")
     total = float(np.angle(fa))
     for b in pts[1:]:
         stack = [(b, complex(f(b)), 0)]
@@ -325,6 +327,9 @@ def continued_arg(f, path: np.ndarray, *, n_init: int = 64, max_step: float = 0.
             d = float(np.angle(fb / fa))
             mid = (a + tb) / 2
             fm = complex(f(mid))
+            if fm == 0 or fb == 0:
+                raise RuntimeError(f"continued_arg: f vanishes on the path (no convergence) "
+                                   f"near z = {mid}")
             d1, d2 = float(np.angle(fm / fa)), float(np.angle(fb / fm))
             if abs(d) <= max_step and abs(d1 + d2 - d) < 1e-8:
                 total += d
