@@ -83,6 +83,15 @@ class TestForward:
                                    blk.bk.hop.double())
         assert torch.allclose(g_re.double(), r_re, rtol=1e-5, atol=1e-6)
         assert torch.allclose(g_im.double(), r_im, rtol=1e-5, atol=1e-6)
+        # the features eta_c * g lie in the unit disc (Herglotz bound |g| <= 1/eta)
+        mod = torch.sqrt(g_re.double() ** 2 + g_im.double() ** 2) * blk.bk.eta.double()
+        assert float(mod.max()) <= 1 + 1e-6
+
+    @pytest.mark.parametrize("backend", ["naive", "torch"])
+    def test_scan_backends_agree(self, backend):
+        ref, _ = tiny(scan_backend="torch")(ids(T=9))
+        out, _ = tiny(scan_backend=backend)(ids(T=9))
+        assert torch.allclose(out, ref, atol=1e-5)
 
     def test_eta_floor(self):
         m = tiny(eta_min=0.05)
