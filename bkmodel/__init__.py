@@ -10,8 +10,11 @@ import importlib
 from typing import Any
 
 _API: dict[str, str] = {
+    "BKEncoder": "bkmodel.model",
+    "GuardConfig": "bkmodel.config",
     "LanguageModel": "bkmodel.model",
     "ModelConfig": "bkmodel.config",
+    "causality_certificate": "bkmodel.causality",
     "TransformerBaseline": "bkmodel.baseline",
     "bk_scan": "bkmodel.ops.bk_scan",
 }
