@@ -137,17 +137,11 @@ def scan_step_fn(scan, v, lam, eta, b, dgr, dgi):
     return step
 
 
-FWD_GRID = [
-    (tile, bc, nw, tp)
-    for tile in (0, 8, 16, 32)
+GRID = [
+    (depth, bc, nw, tp)
+    for depth in (4, 8)
     for bc, nw in ((32, 1), (64, 1), (128, 1))
-    for tp in (1, 2048, 4096, 8192)
-]
-BWD_GRID = [
-    (tile, bc, nw, tp)
-    for tile in (0, 8, 16)
-    for bc, nw in ((32, 1), (64, 1), (128, 1))
-    for tp in (1, 2048, 4096, 8192)
+    for tp in (1, 512, 1024, 2048, 4096)
 ]
 
 
@@ -161,9 +155,9 @@ def sweep(rows: list, v, lam, eta, b, dgr, dgi, log) -> None:
     best = {}
     ref_g = _scan_forward(vd, lam, eta, beta, stats=False, tol=1e-3)
     ref_dv = _scan_backward(ref_g[0], ref_g[1], dgr, dgi, beta, vd.dtype)[0]
-    for direction, grid in (("fwd", FWD_GRID), ("bwd", BWD_GRID)):
-        for tile, bc, nw, tp in grid:
-            cfg = ScanConfig(block_c=bc, num_warps=nw, target_programs=tp, tile=tile)
+    for direction, grid in (("fwd", GRID), ("bwd", GRID)):
+        for depth, bc, nw, tp in grid:
+            cfg = ScanConfig(block_c=bc, num_warps=nw, target_programs=tp, depth=depth)
             _, L, K = _plan(B, N, C, cfg, None)
             if direction == "fwd":
                 fn = lambda cfg=cfg: _scan_forward(  # noqa: E731
@@ -185,7 +179,7 @@ def sweep(rows: list, v, lam, eta, b, dgr, dgi, log) -> None:
             except Exception as e:  # noqa: BLE001  (a config that does not compile)
                 log(f"    {direction} {cfg} failed: {type(e).__name__}: {str(e)[:200]}")
                 continue
-            row = dict(direction=direction, N=N, B=B, tile=tile, block_c=bc, num_warps=nw,
+            row = dict(direction=direction, N=N, B=B, depth=depth, block_c=bc, num_warps=nw,
                        target_programs=tp, chunks=K, chunk_len=L, ms=t,
                        rel_err_vs_default=err)  # fmt: skip
             rows.append(row)

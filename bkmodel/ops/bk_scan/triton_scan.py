@@ -36,8 +36,10 @@ recurrence runs forward and the adjoint backward, so recomputation would need th
 g in reverse order anyway (see ``benchmarks/bench_kernel.py`` for the measured traffic).
 
 Memory traffic per element (fp32 v): K = 1 forward 4 + 8 bytes, backward 8 + 8 + 4 bytes;
-K > 1 adds one read of v (forward) and one of (g, G) (backward). Loads are prefetched four
-rows ahead through rotating registers so that each program keeps several loads in flight.
+K > 1 adds one read of v (forward) and one of (g, G) (backward). Loads are issued 4 or 8
+rows ahead of use through rotating registers (``DEPTH``), so that every program keeps
+several loads in flight. (Tiles of T rows per load, picked from registers by select+sum,
+were measured slower on an H100 and removed: see ``benchmarks/results``.)
 
 Tiers: ``@triton.jit`` kernels → host wrappers (allocate, launch) → ``_BKScanTriton``
 (``torch.autograd.Function``) → :func:`bk_scan_triton` (validation, docstring).
@@ -65,7 +67,7 @@ __all__ = ["bk_scan_triton", "ScanConfig"]
 def _fwd_chunk_map_kernel(
     v_ptr, lam_ptr, eta_ptr, beta_ptr, map_ptr,
     N, C, L, K, k0,
-    BLOCK_C: tl.constexpr, F64: tl.constexpr,
+    DEPTH: tl.constexpr, BLOCK_C: tl.constexpr, F64: tl.constexpr,
 ):  # fmt: skip
     """map[(b*K + k)*8 + j, c]: columns (p, r), (q, s) of chunk k's Möbius product."""
     CDT = tl.float64 if F64 else tl.float32
@@ -97,8 +99,16 @@ def _fwd_chunk_map_kernel(
     x1 = tl.load(vb + (start + 1) * C64, mask=cm & (zc + start + 1 < end), other=0.0)
     x2 = tl.load(vb + (start + 2) * C64, mask=cm & (zc + start + 2 < end), other=0.0)
     x3 = tl.load(vb + (start + 3) * C64, mask=cm & (zc + start + 3 < end), other=0.0)
+    if DEPTH == 8:
+        x4 = tl.load(vb + (start + 4) * C64, mask=cm & (zc + start + 4 < end), other=0.0)
+        x5 = tl.load(vb + (start + 5) * C64, mask=cm & (zc + start + 5 < end), other=0.0)
+        x6 = tl.load(vb + (start + 6) * C64, mask=cm & (zc + start + 6 < end), other=0.0)
+        x7 = tl.load(vb + (start + 7) * C64, mask=cm & (zc + start + 7 < end), other=0.0)
     for n in range(start, end):
-        x4 = tl.load(vb + (n + 4) * C64, mask=cm & (zc + n + 4 < end), other=0.0)
+        if DEPTH == 8:
+            x8 = tl.load(vb + (n + 8) * C64, mask=cm & (zc + n + 8 < end), other=0.0)
+        else:
+            x4 = tl.load(vb + (n + 4) * C64, mask=cm & (zc + n + 4 < end), other=0.0)
         a_re = x0.to(CDT) - lam
         # new second row: alpha * (r, s) - beta * (p, q)
         nr_re = a_re * r_re - a_im * r_im - beta * p_re
@@ -118,6 +128,11 @@ def _fwd_chunk_map_kernel(
         x1 = x2
         x2 = x3
         x3 = x4
+        if DEPTH == 8:
+            x4 = x5
+            x5 = x6
+            x6 = x7
+            x7 = x8
     mb = map_ptr + (pid_b.to(tl.int64) * K + pid_k) * 8 * C64 + offs
     tl.store(mb + 0 * C64, p_re, mask=cm)
     tl.store(mb + 1 * C64, p_im, mask=cm)
@@ -174,7 +189,8 @@ def _fwd_carry_kernel(
 def _fwd_kernel(
     v_ptr, lam_ptr, eta_ptr, beta_ptr, init_ptr, gre_ptr, gim_ptr, stats_ptr,
     N, C, L, K, tol, one_tol,
-    HAS_INIT: tl.constexpr, STATS: tl.constexpr, BLOCK_C: tl.constexpr, F64: tl.constexpr,
+    HAS_INIT: tl.constexpr, STATS: tl.constexpr, DEPTH: tl.constexpr, BLOCK_C: tl.constexpr,
+    F64: tl.constexpr,
 ):  # fmt: skip
     """g inside chunk k from its entering value; optional fused certificate counters."""
     CDT = tl.float64 if F64 else tl.float32
@@ -210,8 +226,16 @@ def _fwd_kernel(
     x1 = tl.load(vb + (start + 1) * C64, mask=cm & (zc + start + 1 < end), other=0.0)
     x2 = tl.load(vb + (start + 2) * C64, mask=cm & (zc + start + 2 < end), other=0.0)
     x3 = tl.load(vb + (start + 3) * C64, mask=cm & (zc + start + 3 < end), other=0.0)
+    if DEPTH == 8:
+        x4 = tl.load(vb + (start + 4) * C64, mask=cm & (zc + start + 4 < end), other=0.0)
+        x5 = tl.load(vb + (start + 5) * C64, mask=cm & (zc + start + 5 < end), other=0.0)
+        x6 = tl.load(vb + (start + 6) * C64, mask=cm & (zc + start + 6 < end), other=0.0)
+        x7 = tl.load(vb + (start + 7) * C64, mask=cm & (zc + start + 7 < end), other=0.0)
     for n in range(start, end):
-        x4 = tl.load(vb + (n + 4) * C64, mask=cm & (zc + n + 4 < end), other=0.0)
+        if DEPTH == 8:
+            x8 = tl.load(vb + (n + 8) * C64, mask=cm & (zc + n + 8 < end), other=0.0)
+        else:
+            x4 = tl.load(vb + (n + 4) * C64, mask=cm & (zc + n + 4 < end), other=0.0)
         d_re = x0.to(CDT) - lam - beta * g_re
         d_im = -eta - beta * g_im
         inv = 1.0 / (d_re * d_re + d_im * d_im)
@@ -230,6 +254,11 @@ def _fwd_kernel(
         x1 = x2
         x2 = x3
         x3 = x4
+        if DEPTH == 8:
+            x4 = x5
+            x5 = x6
+            x6 = x7
+            x7 = x8
     if STATS:
         tl.atomic_add(stats_ptr + 0, tl.sum(n_nf, axis=0).to(tl.int64))
         tl.atomic_add(stats_ptr + 1, tl.sum(n_hg, axis=0).to(tl.int64))
@@ -240,7 +269,7 @@ def _fwd_kernel(
 def _bwd_chunk_map_kernel(
     gre_ptr, gim_ptr, dre_ptr, dim_ptr, beta_ptr, map_ptr,
     N, C, L, K, k0,
-    BLOCK_C: tl.constexpr, F64: tl.constexpr,
+    DEPTH: tl.constexpr, BLOCK_C: tl.constexpr, F64: tl.constexpr,
 ):  # fmt: skip
     """map[(b*K + k)*4 + j, c] = (Re P, Im P, Re Q, Im Q): the carry leaving chunk k to the
     left is P * (carry entering from the right) + Q."""
@@ -261,21 +290,67 @@ def _bwd_chunk_map_kernel(
     Q_re = tl.zeros([BLOCK_C], CDT)
     Q_im = tl.zeros([BLOCK_C], CDT)
     i0 = end - 1
-    gr0 = tl.load(gre_ptr + base + i0 * C64, mask=cm & (zc + i0 >= start), other=0.0)
-    gi0 = tl.load(gim_ptr + base + i0 * C64, mask=cm & (zc + i0 >= start), other=0.0)
-    Gr0 = tl.load(dre_ptr + base + i0 * C64, mask=cm & (zc + i0 >= start), other=0.0)
-    Gi0 = tl.load(dim_ptr + base + i0 * C64, mask=cm & (zc + i0 >= start), other=0.0)
+    gr0 = tl.load(gre_ptr + base + (i0) * C64, mask=cm & (zc + i0 >= start), other=0.0)
+    gi0 = tl.load(gim_ptr + base + (i0) * C64, mask=cm & (zc + i0 >= start), other=0.0)
+    Gr0 = tl.load(dre_ptr + base + (i0) * C64, mask=cm & (zc + i0 >= start), other=0.0)
+    Gi0 = tl.load(dim_ptr + base + (i0) * C64, mask=cm & (zc + i0 >= start), other=0.0)
     gr1 = tl.load(gre_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= start), other=0.0)
     gi1 = tl.load(gim_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= start), other=0.0)
     Gr1 = tl.load(dre_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= start), other=0.0)
     Gi1 = tl.load(dim_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= start), other=0.0)
+    gr2 = tl.load(gre_ptr + base + (i0 - 2) * C64, mask=cm & (zc + i0 - 2 >= start), other=0.0)
+    gi2 = tl.load(gim_ptr + base + (i0 - 2) * C64, mask=cm & (zc + i0 - 2 >= start), other=0.0)
+    Gr2 = tl.load(dre_ptr + base + (i0 - 2) * C64, mask=cm & (zc + i0 - 2 >= start), other=0.0)
+    Gi2 = tl.load(dim_ptr + base + (i0 - 2) * C64, mask=cm & (zc + i0 - 2 >= start), other=0.0)
+    gr3 = tl.load(gre_ptr + base + (i0 - 3) * C64, mask=cm & (zc + i0 - 3 >= start), other=0.0)
+    gi3 = tl.load(gim_ptr + base + (i0 - 3) * C64, mask=cm & (zc + i0 - 3 >= start), other=0.0)
+    Gr3 = tl.load(dre_ptr + base + (i0 - 3) * C64, mask=cm & (zc + i0 - 3 >= start), other=0.0)
+    Gi3 = tl.load(dim_ptr + base + (i0 - 3) * C64, mask=cm & (zc + i0 - 3 >= start), other=0.0)
+    if DEPTH == 8:
+        gr4 = tl.load(gre_ptr + base + (i0 - 4) * C64, mask=cm & (zc + i0 - 4 >= start), other=0.0)
+        gi4 = tl.load(gim_ptr + base + (i0 - 4) * C64, mask=cm & (zc + i0 - 4 >= start), other=0.0)
+        Gr4 = tl.load(dre_ptr + base + (i0 - 4) * C64, mask=cm & (zc + i0 - 4 >= start), other=0.0)
+        Gi4 = tl.load(dim_ptr + base + (i0 - 4) * C64, mask=cm & (zc + i0 - 4 >= start), other=0.0)
+        gr5 = tl.load(gre_ptr + base + (i0 - 5) * C64, mask=cm & (zc + i0 - 5 >= start), other=0.0)
+        gi5 = tl.load(gim_ptr + base + (i0 - 5) * C64, mask=cm & (zc + i0 - 5 >= start), other=0.0)
+        Gr5 = tl.load(dre_ptr + base + (i0 - 5) * C64, mask=cm & (zc + i0 - 5 >= start), other=0.0)
+        Gi5 = tl.load(dim_ptr + base + (i0 - 5) * C64, mask=cm & (zc + i0 - 5 >= start), other=0.0)
+        gr6 = tl.load(gre_ptr + base + (i0 - 6) * C64, mask=cm & (zc + i0 - 6 >= start), other=0.0)
+        gi6 = tl.load(gim_ptr + base + (i0 - 6) * C64, mask=cm & (zc + i0 - 6 >= start), other=0.0)
+        Gr6 = tl.load(dre_ptr + base + (i0 - 6) * C64, mask=cm & (zc + i0 - 6 >= start), other=0.0)
+        Gi6 = tl.load(dim_ptr + base + (i0 - 6) * C64, mask=cm & (zc + i0 - 6 >= start), other=0.0)
+        gr7 = tl.load(gre_ptr + base + (i0 - 7) * C64, mask=cm & (zc + i0 - 7 >= start), other=0.0)
+        gi7 = tl.load(gim_ptr + base + (i0 - 7) * C64, mask=cm & (zc + i0 - 7 >= start), other=0.0)
+        Gr7 = tl.load(dre_ptr + base + (i0 - 7) * C64, mask=cm & (zc + i0 - 7 >= start), other=0.0)
+        Gi7 = tl.load(dim_ptr + base + (i0 - 7) * C64, mask=cm & (zc + i0 - 7 >= start), other=0.0)
     for t in range(0, end - start):
-        i2 = i0 - t - 2
-        m2 = cm & (zc + i2 >= start)
-        gr2 = tl.load(gre_ptr + base + i2 * C64, mask=m2, other=0.0)
-        gi2 = tl.load(gim_ptr + base + i2 * C64, mask=m2, other=0.0)
-        Gr2 = tl.load(dre_ptr + base + i2 * C64, mask=m2, other=0.0)
-        Gi2 = tl.load(dim_ptr + base + i2 * C64, mask=m2, other=0.0)
+        i = i0 - t
+        if DEPTH == 8:
+            gr8 = tl.load(
+                gre_ptr + base + (i - 8) * C64, mask=cm & (zc + i - 8 >= start), other=0.0
+            )
+            gi8 = tl.load(
+                gim_ptr + base + (i - 8) * C64, mask=cm & (zc + i - 8 >= start), other=0.0
+            )
+            Gr8 = tl.load(
+                dre_ptr + base + (i - 8) * C64, mask=cm & (zc + i - 8 >= start), other=0.0
+            )
+            Gi8 = tl.load(
+                dim_ptr + base + (i - 8) * C64, mask=cm & (zc + i - 8 >= start), other=0.0
+            )
+        else:
+            gr4 = tl.load(
+                gre_ptr + base + (i - 4) * C64, mask=cm & (zc + i - 4 >= start), other=0.0
+            )
+            gi4 = tl.load(
+                gim_ptr + base + (i - 4) * C64, mask=cm & (zc + i - 4 >= start), other=0.0
+            )
+            Gr4 = tl.load(
+                dre_ptr + base + (i - 4) * C64, mask=cm & (zc + i - 4 >= start), other=0.0
+            )
+            Gi4 = tl.load(
+                dim_ptr + base + (i - 4) * C64, mask=cm & (zc + i - 4 >= start), other=0.0
+            )
         gr = gr0.to(CDT)
         gi = gi0.to(CDT)
         m_re = beta * (gr * gr - gi * gi)  # m = beta conj(g)^2
@@ -295,6 +370,31 @@ def _bwd_chunk_map_kernel(
         gi1 = gi2
         Gr1 = Gr2
         Gi1 = Gi2
+        gr2 = gr3
+        gi2 = gi3
+        Gr2 = Gr3
+        Gi2 = Gi3
+        gr3 = gr4
+        gi3 = gi4
+        Gr3 = Gr4
+        Gi3 = Gi4
+        if DEPTH == 8:
+            gr4 = gr5
+            gi4 = gi5
+            Gr4 = Gr5
+            Gi4 = Gi5
+            gr5 = gr6
+            gi5 = gi6
+            Gr5 = Gr6
+            Gi5 = Gi6
+            gr6 = gr7
+            gi6 = gi7
+            Gr6 = Gr7
+            Gi6 = Gi7
+            gr7 = gr8
+            gi7 = gi8
+            Gr7 = Gr8
+            Gi7 = Gi8
     mb = map_ptr + (pid_b.to(tl.int64) * K + pid_k) * 4 * C64 + offs
     tl.store(mb + 0 * C64, P_re, mask=cm)
     tl.store(mb + 1 * C64, P_im, mask=cm)
@@ -339,7 +439,7 @@ def _bwd_carry_kernel(
 def _bwd_kernel(
     gre_ptr, gim_ptr, dre_ptr, dim_ptr, beta_ptr, init_ptr, dv_ptr, part_ptr,
     N, C, L, K,
-    HAS_INIT: tl.constexpr, BLOCK_C: tl.constexpr, F64: tl.constexpr,
+    HAS_INIT: tl.constexpr, DEPTH: tl.constexpr, BLOCK_C: tl.constexpr, F64: tl.constexpr,
 ):  # fmt: skip
     """Exact adjoint inside chunk k; dv and partial sums part[(b*K + k)*3 + {lam, eta, beta}]."""
     CDT = tl.float64 if F64 else tl.float32
@@ -368,23 +468,59 @@ def _bwd_kernel(
     i0 = end - 1
     # g is needed one row before the chunk (g_{s-1}, zero before the sequence), G only inside
     lo = tl.maximum(start - 1, 0)
-    gr0 = tl.load(gre_ptr + base + i0 * C64, mask=cm & (zc + i0 >= start), other=0.0)
-    gi0 = tl.load(gim_ptr + base + i0 * C64, mask=cm & (zc + i0 >= start), other=0.0)
-    Gr0 = tl.load(dre_ptr + base + i0 * C64, mask=cm & (zc + i0 >= start), other=0.0)
-    Gi0 = tl.load(dim_ptr + base + i0 * C64, mask=cm & (zc + i0 >= start), other=0.0)
+    gr0 = tl.load(gre_ptr + base + (i0) * C64, mask=cm & (zc + i0 >= lo), other=0.0)
+    gi0 = tl.load(gim_ptr + base + (i0) * C64, mask=cm & (zc + i0 >= lo), other=0.0)
+    Gr0 = tl.load(dre_ptr + base + (i0) * C64, mask=cm & (zc + i0 >= start), other=0.0)
+    Gi0 = tl.load(dim_ptr + base + (i0) * C64, mask=cm & (zc + i0 >= start), other=0.0)
     gr1 = tl.load(gre_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= lo), other=0.0)
     gi1 = tl.load(gim_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= lo), other=0.0)
     Gr1 = tl.load(dre_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= start), other=0.0)
     Gi1 = tl.load(dim_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= start), other=0.0)
+    gr2 = tl.load(gre_ptr + base + (i0 - 2) * C64, mask=cm & (zc + i0 - 2 >= lo), other=0.0)
+    gi2 = tl.load(gim_ptr + base + (i0 - 2) * C64, mask=cm & (zc + i0 - 2 >= lo), other=0.0)
+    Gr2 = tl.load(dre_ptr + base + (i0 - 2) * C64, mask=cm & (zc + i0 - 2 >= start), other=0.0)
+    Gi2 = tl.load(dim_ptr + base + (i0 - 2) * C64, mask=cm & (zc + i0 - 2 >= start), other=0.0)
+    gr3 = tl.load(gre_ptr + base + (i0 - 3) * C64, mask=cm & (zc + i0 - 3 >= lo), other=0.0)
+    gi3 = tl.load(gim_ptr + base + (i0 - 3) * C64, mask=cm & (zc + i0 - 3 >= lo), other=0.0)
+    Gr3 = tl.load(dre_ptr + base + (i0 - 3) * C64, mask=cm & (zc + i0 - 3 >= start), other=0.0)
+    Gi3 = tl.load(dim_ptr + base + (i0 - 3) * C64, mask=cm & (zc + i0 - 3 >= start), other=0.0)
+    if DEPTH == 8:
+        gr4 = tl.load(gre_ptr + base + (i0 - 4) * C64, mask=cm & (zc + i0 - 4 >= lo), other=0.0)
+        gi4 = tl.load(gim_ptr + base + (i0 - 4) * C64, mask=cm & (zc + i0 - 4 >= lo), other=0.0)
+        Gr4 = tl.load(dre_ptr + base + (i0 - 4) * C64, mask=cm & (zc + i0 - 4 >= start), other=0.0)
+        Gi4 = tl.load(dim_ptr + base + (i0 - 4) * C64, mask=cm & (zc + i0 - 4 >= start), other=0.0)
+        gr5 = tl.load(gre_ptr + base + (i0 - 5) * C64, mask=cm & (zc + i0 - 5 >= lo), other=0.0)
+        gi5 = tl.load(gim_ptr + base + (i0 - 5) * C64, mask=cm & (zc + i0 - 5 >= lo), other=0.0)
+        Gr5 = tl.load(dre_ptr + base + (i0 - 5) * C64, mask=cm & (zc + i0 - 5 >= start), other=0.0)
+        Gi5 = tl.load(dim_ptr + base + (i0 - 5) * C64, mask=cm & (zc + i0 - 5 >= start), other=0.0)
+        gr6 = tl.load(gre_ptr + base + (i0 - 6) * C64, mask=cm & (zc + i0 - 6 >= lo), other=0.0)
+        gi6 = tl.load(gim_ptr + base + (i0 - 6) * C64, mask=cm & (zc + i0 - 6 >= lo), other=0.0)
+        Gr6 = tl.load(dre_ptr + base + (i0 - 6) * C64, mask=cm & (zc + i0 - 6 >= start), other=0.0)
+        Gi6 = tl.load(dim_ptr + base + (i0 - 6) * C64, mask=cm & (zc + i0 - 6 >= start), other=0.0)
+        gr7 = tl.load(gre_ptr + base + (i0 - 7) * C64, mask=cm & (zc + i0 - 7 >= lo), other=0.0)
+        gi7 = tl.load(gim_ptr + base + (i0 - 7) * C64, mask=cm & (zc + i0 - 7 >= lo), other=0.0)
+        Gr7 = tl.load(dre_ptr + base + (i0 - 7) * C64, mask=cm & (zc + i0 - 7 >= start), other=0.0)
+        Gi7 = tl.load(dim_ptr + base + (i0 - 7) * C64, mask=cm & (zc + i0 - 7 >= start), other=0.0)
     for t in range(0, end - start):
         i = i0 - t
-        i2 = i - 2
-        mg = cm & (zc + i2 >= lo)
-        mG = cm & (zc + i2 >= start)
-        gr2 = tl.load(gre_ptr + base + i2 * C64, mask=mg, other=0.0)
-        gi2 = tl.load(gim_ptr + base + i2 * C64, mask=mg, other=0.0)
-        Gr2 = tl.load(dre_ptr + base + i2 * C64, mask=mG, other=0.0)
-        Gi2 = tl.load(dim_ptr + base + i2 * C64, mask=mG, other=0.0)
+        if DEPTH == 8:
+            gr8 = tl.load(gre_ptr + base + (i - 8) * C64, mask=cm & (zc + i - 8 >= lo), other=0.0)
+            gi8 = tl.load(gim_ptr + base + (i - 8) * C64, mask=cm & (zc + i - 8 >= lo), other=0.0)
+            Gr8 = tl.load(
+                dre_ptr + base + (i - 8) * C64, mask=cm & (zc + i - 8 >= start), other=0.0
+            )
+            Gi8 = tl.load(
+                dim_ptr + base + (i - 8) * C64, mask=cm & (zc + i - 8 >= start), other=0.0
+            )
+        else:
+            gr4 = tl.load(gre_ptr + base + (i - 4) * C64, mask=cm & (zc + i - 4 >= lo), other=0.0)
+            gi4 = tl.load(gim_ptr + base + (i - 4) * C64, mask=cm & (zc + i - 4 >= lo), other=0.0)
+            Gr4 = tl.load(
+                dre_ptr + base + (i - 4) * C64, mask=cm & (zc + i - 4 >= start), other=0.0
+            )
+            Gi4 = tl.load(
+                dim_ptr + base + (i - 4) * C64, mask=cm & (zc + i - 4 >= start), other=0.0
+            )
         gr = gr0.to(CDT)
         gi = gi0.to(CDT)
         u = gr * gr - gi * gi  # conj(g)^2 = u + i w
@@ -407,328 +543,32 @@ def _bwd_kernel(
         gi1 = gi2
         Gr1 = Gr2
         Gi1 = Gi2
+        gr2 = gr3
+        gi2 = gi3
+        Gr2 = Gr3
+        Gi2 = Gi3
+        gr3 = gr4
+        gi3 = gi4
+        Gr3 = Gr4
+        Gi3 = Gi4
+        if DEPTH == 8:
+            gr4 = gr5
+            gi4 = gi5
+            Gr4 = Gr5
+            Gi4 = Gi5
+            gr5 = gr6
+            gi5 = gi6
+            Gr5 = Gr6
+            Gi5 = Gi6
+            gr6 = gr7
+            gi6 = gi7
+            Gr6 = Gr7
+            Gi6 = Gi7
+            gr7 = gr8
+            gi7 = gi8
+            Gr7 = Gr8
+            Gi7 = Gi8
     pb = part_ptr + row * 3 * C64 + offs
-    tl.store(pb, s_lam, mask=cm)
-    tl.store(pb + C64, s_eta, mask=cm)
-    tl.store(pb + 2 * C64, s_beta, mask=cm)
-
-
-# Tiled variants: each program loads T rows × BLOCK_C channels at once (one wide load per
-# array, prefetched one tile ahead) and walks the rows of the tile in registers; the row j
-# of a tile is picked with a select + in-thread sum over the tile axis (the tile axis lies
-# inside each thread, so this compiles to register moves). ALIGNED: L % T == 0, so only the
-# last chunk has rows past its end (and they are harmless there, see the host wrapper).
-
-
-@triton.jit
-def _fwd_chunk_map_tiled_kernel(
-    v_ptr, lam_ptr, eta_ptr, beta_ptr, map_ptr,
-    N, C, L, K, k0,
-    T: tl.constexpr, ALIGNED: tl.constexpr, BLOCK_C: tl.constexpr, F64: tl.constexpr,
-):  # fmt: skip
-    """As ``_fwd_chunk_map_kernel``, T rows per load."""
-    CDT = tl.float64 if F64 else tl.float32
-    pid_c = tl.program_id(0)
-    pid_k = tl.program_id(1) + k0  # maps of chunks k0 .. k0 + grid - 1
-    pid_b = tl.program_id(2)
-    offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    cm = offs < C
-    zc = tl.zeros([BLOCK_C], tl.int32)
-    rr = tl.arange(0, T)[:, None]  # (T, 1) row within the tile
-    C64 = C.to(tl.int64)
-    lam = tl.load(lam_ptr + offs, mask=cm, other=0.0).to(CDT)
-    eta = tl.load(eta_ptr + offs, mask=cm, other=1.0).to(CDT)
-    beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
-    start = pid_k * L
-    end = tl.minimum(start + L, N)
-    vb = v_ptr + pid_b.to(tl.int64) * N * C64 + offs[None, :]
-    p_re = tl.full([BLOCK_C], 1.0, CDT)
-    p_im = tl.zeros([BLOCK_C], CDT)
-    q_re = tl.zeros([BLOCK_C], CDT)
-    q_im = tl.zeros([BLOCK_C], CDT)
-    r_re = tl.zeros([BLOCK_C], CDT)
-    r_im = tl.zeros([BLOCK_C], CDT)
-    s_re = tl.full([BLOCK_C], 1.0, CDT)
-    s_im = tl.zeros([BLOCK_C], CDT)
-    a_im = -eta
-    rows = start + rr
-    nxt = tl.load(vb + rows * C64, mask=cm[None, :] & (rows < end), other=0.0)
-    for t0 in range(start, end, T):
-        cur = nxt.to(CDT)
-        rows = t0 + T + rr
-        nxt = tl.load(vb + rows * C64, mask=cm[None, :] & (rows < end), other=0.0)
-        for j in tl.static_range(T):
-            a_re = tl.sum(tl.where(rr == j, cur, 0.0), axis=0) - lam
-            nr_re = a_re * r_re - a_im * r_im - beta * p_re
-            nr_im = a_re * r_im + a_im * r_re - beta * p_im
-            ns_re = a_re * s_re - a_im * s_im - beta * q_re
-            ns_im = a_re * s_im + a_im * s_re - beta * q_im
-            sc = 1.0 / (tl.abs(nr_re) + tl.abs(nr_im) + tl.abs(ns_re) + tl.abs(ns_im))
-            if ALIGNED:
-                p_re = r_re * sc
-                p_im = r_im * sc
-                q_re = s_re * sc
-                q_im = s_im * sc
-                r_re = nr_re * sc
-                r_im = nr_im * sc
-                s_re = ns_re * sc
-                s_im = ns_im * sc
-            else:
-                ok = zc + t0 + j < end
-                p_re = tl.where(ok, r_re * sc, p_re)
-                p_im = tl.where(ok, r_im * sc, p_im)
-                q_re = tl.where(ok, s_re * sc, q_re)
-                q_im = tl.where(ok, s_im * sc, q_im)
-                r_re = tl.where(ok, nr_re * sc, r_re)
-                r_im = tl.where(ok, nr_im * sc, r_im)
-                s_re = tl.where(ok, ns_re * sc, s_re)
-                s_im = tl.where(ok, ns_im * sc, s_im)
-    mb = map_ptr + (pid_b.to(tl.int64) * K + pid_k) * 8 * C64 + offs
-    tl.store(mb + 0 * C64, p_re, mask=cm)
-    tl.store(mb + 1 * C64, p_im, mask=cm)
-    tl.store(mb + 2 * C64, q_re, mask=cm)
-    tl.store(mb + 3 * C64, q_im, mask=cm)
-    tl.store(mb + 4 * C64, r_re, mask=cm)
-    tl.store(mb + 5 * C64, r_im, mask=cm)
-    tl.store(mb + 6 * C64, s_re, mask=cm)
-    tl.store(mb + 7 * C64, s_im, mask=cm)
-
-
-@triton.jit
-def _fwd_tiled_kernel(
-    v_ptr, lam_ptr, eta_ptr, beta_ptr, init_ptr, gre_ptr, gim_ptr, stats_ptr,
-    N, C, L, K, tol, one_tol,
-    HAS_INIT: tl.constexpr, STATS: tl.constexpr, T: tl.constexpr, BLOCK_C: tl.constexpr,
-    F64: tl.constexpr,
-):  # fmt: skip
-    """As ``_fwd_kernel``, T rows per load and per store."""
-    CDT = tl.float64 if F64 else tl.float32
-    pid_c = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    pid_b = tl.program_id(2)
-    offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    cm = offs < C
-    zc = tl.zeros([BLOCK_C], tl.int32)
-    rr = tl.arange(0, T)[:, None]
-    C64 = C.to(tl.int64)
-    lam = tl.load(lam_ptr + offs, mask=cm, other=0.0).to(CDT)
-    eta = tl.load(eta_ptr + offs, mask=cm, other=1.0).to(CDT)
-    beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
-    start = pid_k * L
-    end = tl.minimum(start + L, N)
-    if HAS_INIT:
-        ib = init_ptr + (pid_b.to(tl.int64) * K + pid_k) * 2 * C64 + offs
-        g_re = tl.load(ib, mask=cm, other=0.0).to(CDT)
-        g_im = tl.load(ib + C64, mask=cm, other=0.0).to(CDT)
-    else:
-        g_re = tl.zeros([BLOCK_C], CDT)
-        g_im = tl.zeros([BLOCK_C], CDT)
-    inv_eta = 1.0 / eta
-    herg = -tol * inv_eta
-    bnd = one_tol * inv_eta
-    bnd2 = bnd * bnd
-    n_nf = tl.zeros([BLOCK_C], tl.int32)
-    n_hg = tl.zeros([BLOCK_C], tl.int32)
-    n_bd = tl.zeros([BLOCK_C], tl.int32)
-    off2 = pid_b.to(tl.int64) * N * C64 + offs[None, :]
-    rows = start + rr
-    nxt = tl.load(v_ptr + off2 + rows * C64, mask=cm[None, :] & (rows < end), other=0.0)
-    for t0 in range(start, end, T):
-        cur = nxt.to(CDT)
-        rows = t0 + T + rr
-        nxt = tl.load(v_ptr + off2 + rows * C64, mask=cm[None, :] & (rows < end), other=0.0)
-        ore = tl.zeros([T, BLOCK_C], CDT)
-        oim = tl.zeros([T, BLOCK_C], CDT)
-        for j in tl.static_range(T):
-            x = tl.sum(tl.where(rr == j, cur, 0.0), axis=0)
-            d_re = x - lam - beta * g_re
-            d_im = -eta - beta * g_im
-            inv = 1.0 / (d_re * d_re + d_im * d_im)
-            g_re = d_re * inv
-            g_im = -d_im * inv
-            ore = tl.where(rr == j, g_re[None, :], ore)
-            oim = tl.where(rr == j, g_im[None, :], oim)
-            if STATS:
-                ok = cm & (zc + t0 + j < end)
-                bad = (g_re != g_re) | (g_im != g_im)
-                bad = bad | (tl.abs(g_re) == float("inf")) | (tl.abs(g_im) == float("inf"))
-                n_nf += (ok & bad).to(tl.int32)
-                n_hg += (ok & (g_im < herg)).to(tl.int32)
-                n_bd += (ok & (g_re * g_re + g_im * g_im > bnd2)).to(tl.int32)
-        rows = t0 + rr
-        om = cm[None, :] & (rows < end)
-        tl.store(gre_ptr + off2 + rows * C64, ore, mask=om)
-        tl.store(gim_ptr + off2 + rows * C64, oim, mask=om)
-    if STATS:
-        tl.atomic_add(stats_ptr + 0, tl.sum(n_nf, axis=0).to(tl.int64))
-        tl.atomic_add(stats_ptr + 1, tl.sum(n_hg, axis=0).to(tl.int64))
-        tl.atomic_add(stats_ptr + 2, tl.sum(n_bd, axis=0).to(tl.int64))
-
-
-@triton.jit
-def _bwd_chunk_map_tiled_kernel(
-    gre_ptr, gim_ptr, dre_ptr, dim_ptr, beta_ptr, map_ptr,
-    N, C, L, K, k0,
-    T: tl.constexpr, ALIGNED: tl.constexpr, BLOCK_C: tl.constexpr, F64: tl.constexpr,
-):  # fmt: skip
-    """As ``_bwd_chunk_map_kernel``, T rows per load (tiles walked from the chunk's end)."""
-    CDT = tl.float64 if F64 else tl.float32
-    pid_c = tl.program_id(0)
-    pid_k = tl.program_id(1) + k0  # maps of chunks k0 .. k0 + grid - 1
-    pid_b = tl.program_id(2)
-    offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    cm = offs < C
-    zc = tl.zeros([BLOCK_C], tl.int32)
-    rr = tl.arange(0, T)[:, None]
-    C64 = C.to(tl.int64)
-    beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
-    start = pid_k * L
-    end = tl.minimum(start + L, N)
-    n_t = tl.cdiv(end - start, T)
-    off2 = pid_b.to(tl.int64) * N * C64 + offs[None, :]
-    P_re = tl.full([BLOCK_C], 1.0, CDT)
-    P_im = tl.zeros([BLOCK_C], CDT)
-    Q_re = tl.zeros([BLOCK_C], CDT)
-    Q_im = tl.zeros([BLOCK_C], CDT)
-    rows = start + (n_t - 1) * T + rr
-    m2 = cm[None, :] & (rows < end)
-    n_gr = tl.load(gre_ptr + off2 + rows * C64, mask=m2, other=0.0)
-    n_gi = tl.load(gim_ptr + off2 + rows * C64, mask=m2, other=0.0)
-    n_Gr = tl.load(dre_ptr + off2 + rows * C64, mask=m2, other=0.0)
-    n_Gi = tl.load(dim_ptr + off2 + rows * C64, mask=m2, other=0.0)
-    for u in range(0, n_t):
-        t0 = start + (n_t - 1 - u) * T
-        c_gr = n_gr.to(CDT)
-        c_gi = n_gi.to(CDT)
-        c_Gr = n_Gr.to(CDT)
-        c_Gi = n_Gi.to(CDT)
-        rows = t0 - T + rr
-        m2 = cm[None, :] & (rows >= start)
-        n_gr = tl.load(gre_ptr + off2 + rows * C64, mask=m2, other=0.0)
-        n_gi = tl.load(gim_ptr + off2 + rows * C64, mask=m2, other=0.0)
-        n_Gr = tl.load(dre_ptr + off2 + rows * C64, mask=m2, other=0.0)
-        n_Gi = tl.load(dim_ptr + off2 + rows * C64, mask=m2, other=0.0)
-        for jj in tl.static_range(T):
-            j = T - 1 - jj
-            gr = tl.sum(tl.where(rr == j, c_gr, 0.0), axis=0)
-            gi = tl.sum(tl.where(rr == j, c_gi, 0.0), axis=0)
-            S_re = tl.sum(tl.where(rr == j, c_Gr, 0.0), axis=0) + Q_re
-            S_im = tl.sum(tl.where(rr == j, c_Gi, 0.0), axis=0) + Q_im
-            m_re = beta * (gr * gr - gi * gi)
-            m_im = -2.0 * beta * gr * gi
-            nQ_re = m_re * S_re - m_im * S_im
-            nQ_im = m_re * S_im + m_im * S_re
-            nP_re = m_re * P_re - m_im * P_im
-            nP_im = m_re * P_im + m_im * P_re
-            if ALIGNED:
-                Q_re = nQ_re
-                Q_im = nQ_im
-                P_re = nP_re
-                P_im = nP_im
-            else:
-                ok = zc + t0 + j < end
-                Q_re = tl.where(ok, nQ_re, Q_re)
-                Q_im = tl.where(ok, nQ_im, Q_im)
-                P_re = tl.where(ok, nP_re, P_re)
-                P_im = tl.where(ok, nP_im, P_im)
-    mb = map_ptr + (pid_b.to(tl.int64) * K + pid_k) * 4 * C64 + offs
-    tl.store(mb + 0 * C64, P_re, mask=cm)
-    tl.store(mb + 1 * C64, P_im, mask=cm)
-    tl.store(mb + 2 * C64, Q_re, mask=cm)
-    tl.store(mb + 3 * C64, Q_im, mask=cm)
-
-
-@triton.jit
-def _bwd_tiled_kernel(
-    gre_ptr, gim_ptr, dre_ptr, dim_ptr, beta_ptr, init_ptr, dv_ptr, part_ptr,
-    N, C, L, K,
-    HAS_INIT: tl.constexpr, T: tl.constexpr, ALIGNED: tl.constexpr, BLOCK_C: tl.constexpr,
-    F64: tl.constexpr,
-):  # fmt: skip
-    """As ``_bwd_kernel``, T rows per load and per store (tiles walked from the chunk's end)."""
-    CDT = tl.float64 if F64 else tl.float32
-    pid_c = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    pid_b = tl.program_id(2)
-    offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    cm = offs < C
-    zc = tl.zeros([BLOCK_C], tl.int32)
-    rr = tl.arange(0, T)[:, None]
-    C64 = C.to(tl.int64)
-    beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
-    start = pid_k * L
-    end = tl.minimum(start + L, N)
-    n_t = tl.cdiv(end - start, T)
-    row_k = pid_b.to(tl.int64) * K + pid_k
-    if HAS_INIT:
-        ib = init_ptr + row_k * 2 * C64 + offs
-        c_re = tl.load(ib, mask=cm, other=0.0).to(CDT)
-        c_im = tl.load(ib + C64, mask=cm, other=0.0).to(CDT)
-    else:
-        c_re = tl.zeros([BLOCK_C], CDT)
-        c_im = tl.zeros([BLOCK_C], CDT)
-    s_lam = tl.zeros([BLOCK_C], CDT)
-    s_eta = tl.zeros([BLOCK_C], CDT)
-    s_beta = tl.zeros([BLOCK_C], CDT)
-    off1 = pid_b.to(tl.int64) * N * C64 + offs
-    off2 = off1[None, :]
-    rows = start + (n_t - 1) * T + rr
-    m2 = cm[None, :] & (rows < end)
-    n_gr = tl.load(gre_ptr + off2 + rows * C64, mask=m2, other=0.0)
-    n_gi = tl.load(gim_ptr + off2 + rows * C64, mask=m2, other=0.0)
-    n_Gr = tl.load(dre_ptr + off2 + rows * C64, mask=m2, other=0.0)
-    n_Gi = tl.load(dim_ptr + off2 + rows * C64, mask=m2, other=0.0)
-    for u in range(0, n_t):
-        t0 = start + (n_t - 1 - u) * T
-        c_gr = n_gr.to(CDT)
-        c_gi = n_gi.to(CDT)
-        c_Gr = n_Gr.to(CDT)
-        c_Gi = n_Gi.to(CDT)
-        rows = t0 - T + rr
-        m2 = cm[None, :] & (rows >= start)
-        n_gr = tl.load(gre_ptr + off2 + rows * C64, mask=m2, other=0.0)
-        n_gi = tl.load(gim_ptr + off2 + rows * C64, mask=m2, other=0.0)
-        n_Gr = tl.load(dre_ptr + off2 + rows * C64, mask=m2, other=0.0)
-        n_Gi = tl.load(dim_ptr + off2 + rows * C64, mask=m2, other=0.0)
-        # g one row before the tile (g_{t0-1}; zero before the sequence)
-        pm = cm & (zc + t0 - 1 >= 0)
-        gp_re = tl.load(gre_ptr + off1 + (t0 - 1) * C64, mask=pm, other=0.0).to(CDT)
-        gp_im = tl.load(gim_ptr + off1 + (t0 - 1) * C64, mask=pm, other=0.0).to(CDT)
-        dvt = tl.zeros([T, BLOCK_C], CDT)
-        for jj in tl.static_range(T):
-            j = T - 1 - jj
-            gr = tl.sum(tl.where(rr == j, c_gr, 0.0), axis=0)
-            gi = tl.sum(tl.where(rr == j, c_gi, 0.0), axis=0)
-            if j == 0:
-                g1r = gp_re
-                g1i = gp_im
-            else:
-                g1r = tl.sum(tl.where(rr == j - 1, c_gr, 0.0), axis=0)
-                g1i = tl.sum(tl.where(rr == j - 1, c_gi, 0.0), axis=0)
-            u_ = gr * gr - gi * gi
-            w_ = -2.0 * gr * gi
-            S_re = tl.sum(tl.where(rr == j, c_Gr, 0.0), axis=0) + c_re
-            S_im = tl.sum(tl.where(rr == j, c_Gi, 0.0), axis=0) + c_im
-            A_re = -(u_ * S_re - w_ * S_im)
-            A_im = -(u_ * S_im + w_ * S_re)
-            dvt = tl.where(rr == j, A_re[None, :], dvt)
-            s_lam -= A_re
-            s_eta -= A_im
-            s_beta -= g1r * A_re + g1i * A_im
-            if ALIGNED:
-                c_re = -beta * A_re
-                c_im = -beta * A_im
-            else:
-                ok = zc + t0 + j < end
-                c_re = tl.where(ok, -beta * A_re, c_re)
-                c_im = tl.where(ok, -beta * A_im, c_im)
-        rows = t0 + rr
-        tl.store(
-            dv_ptr + off2 + rows * C64,
-            dvt.to(dv_ptr.dtype.element_ty),
-            mask=cm[None, :] & (rows < end),
-        )
-    pb = part_ptr + row_k * 3 * C64 + offs
     tl.store(pb, s_lam, mask=cm)
     tl.store(pb + C64, s_eta, mask=cm)
     tl.store(pb + 2 * C64, s_beta, mask=cm)
@@ -743,24 +583,24 @@ def _bwd_tiled_kernel(
 class ScanConfig:
     """Launch parameters of one direction (tuned on an H100 by ``benchmarks/bench_kernel.py``).
 
-    ``block_c`` channels per program, ``num_warps`` warps per program, ``tile`` rows per
-    load (0: the row-by-row kernels with four rows in flight). The number of chunks K is
-    chosen so that about ``target_programs`` programs run, with chunks at least
-    ``min_chunk`` long (and a multiple of the tile), unless a chunk length is forced.
+    ``block_c`` channels per program, ``num_warps`` warps per program, ``depth`` rows
+    loaded ahead of use (4 or 8). The number of chunks K is chosen so that about
+    ``target_programs`` programs run, with chunks at least ``min_chunk`` long, unless a
+    chunk length is forced.
     """
 
     block_c: int = 128
     num_warps: int = 1
     target_programs: int = 4096
     min_chunk: int = 64
-    tile: int = 0
+    depth: int = 4
 
 
 _DEFAULT_GPU = (ScanConfig(), ScanConfig())
 # The interpreter runs one program at a time: as few, wide programs as possible.
 _DEFAULT_CPU = (
-    ScanConfig(block_c=128, target_programs=1, min_chunk=1, tile=0),
-    ScanConfig(block_c=128, target_programs=1, min_chunk=1, tile=0),
+    ScanConfig(block_c=128, target_programs=1, min_chunk=1),
+    ScanConfig(block_c=128, target_programs=1, min_chunk=1),
 )
 
 
@@ -777,8 +617,6 @@ def _plan(B: int, N: int, C: int, cfg: ScanConfig, chunk: int | None) -> tuple[i
         want = max(1, math.ceil(cfg.target_programs / (B * n_cb)))
         k_max = max(1, N // max(cfg.min_chunk, 1))
         L = triton.cdiv(N, min(want, k_max))
-        if cfg.tile > 1:
-            L = triton.cdiv(L, cfg.tile) * cfg.tile
     else:
         L = min(int(chunk), N)
     K = triton.cdiv(N, L)
@@ -814,25 +652,20 @@ def _scan_forward(
         return g_re, g_im, counts
     block_c, L, K = _plan(B, N, C, cfg, chunk)
     n_cb = triton.cdiv(C, block_c)
-    T = cfg.tile
-    kw = dict(BLOCK_C=block_c, F64=f64, num_warps=cfg.num_warps)
+    if cfg.depth not in (4, 8):
+        raise ValueError(f"depth must be 4 or 8, got {cfg.depth}")
+    kw = dict(DEPTH=cfg.depth, BLOCK_C=block_c, F64=f64, num_warps=cfg.num_warps)
     init = v  # placeholder pointer when K == 1 (never read)
     if K > 1:
         maps = torch.empty((B * K * 8, C), dtype=cdt, device=v.device)
         init = torch.empty((B * K * 2, C), dtype=cdt, device=v.device)
         grid = (n_cb, K - 1, B)  # the last chunk's map is never needed
-        if T:
-            _fwd_chunk_map_tiled_kernel[grid](
-                v, lam, eta, beta, maps, N, C, L, K, 0, T=T, ALIGNED=L % T == 0, **kw
-            )
-        else:
-            _fwd_chunk_map_kernel[grid](v, lam, eta, beta, maps, N, C, L, K, 0, **kw)
-        _fwd_carry_kernel[(n_cb, B)](maps, init, C, K, **kw)
+        _fwd_chunk_map_kernel[grid](v, lam, eta, beta, maps, N, C, L, K, 0, **kw)
+        _fwd_carry_kernel[(n_cb, B)](
+            maps, init, C, K, BLOCK_C=block_c, F64=f64, num_warps=cfg.num_warps
+        )
     args = (v, lam, eta, beta, init, g_re, g_im, counts, N, C, L, K, float(tol), float(1 + tol))
-    if T:
-        _fwd_tiled_kernel[(n_cb, K, B)](*args, HAS_INIT=K > 1, STATS=stats, T=T, **kw)
-    else:
-        _fwd_kernel[(n_cb, K, B)](*args, HAS_INIT=K > 1, STATS=stats, **kw)
+    _fwd_kernel[(n_cb, K, B)](*args, HAS_INIT=K > 1, STATS=stats, **kw)
     return g_re, g_im, counts
 
 
@@ -862,25 +695,21 @@ def _scan_backward(
         return dv, z, z.clone(), z.clone()
     block_c, L, K = _plan(B, N, C, cfg, chunk)
     n_cb = triton.cdiv(C, block_c)
-    T = cfg.tile
-    kw = dict(BLOCK_C=block_c, F64=f64, num_warps=cfg.num_warps)
+    if cfg.depth not in (4, 8):
+        raise ValueError(f"depth must be 4 or 8, got {cfg.depth}")
+    kw = dict(DEPTH=cfg.depth, BLOCK_C=block_c, F64=f64, num_warps=cfg.num_warps)
     init = g_re  # placeholder pointer when K == 1 (never read)
     if K > 1:
         maps = torch.empty((B * K * 4, C), dtype=cdt, device=g_re.device)
         init = torch.empty((B * K * 2, C), dtype=cdt, device=g_re.device)
         grid = (n_cb, K - 1, B)  # the first chunk's map is never needed
-        args = (g_re, g_im, G_re, G_im, beta, maps, N, C, L, K, 1)
-        if T:
-            _bwd_chunk_map_tiled_kernel[grid](*args, T=T, ALIGNED=L % T == 0, **kw)
-        else:
-            _bwd_chunk_map_kernel[grid](*args, **kw)
-        _bwd_carry_kernel[(n_cb, B)](maps, init, C, K, **kw)
+        _bwd_chunk_map_kernel[grid](g_re, g_im, G_re, G_im, beta, maps, N, C, L, K, 1, **kw)
+        _bwd_carry_kernel[(n_cb, B)](
+            maps, init, C, K, BLOCK_C=block_c, F64=f64, num_warps=cfg.num_warps
+        )
     part = torch.empty((B * K, 3, C), dtype=cdt, device=g_re.device)
     args = (g_re, g_im, G_re, G_im, beta, init, dv, part, N, C, L, K)
-    if T:
-        _bwd_tiled_kernel[(n_cb, K, B)](*args, HAS_INIT=K > 1, T=T, ALIGNED=L % T == 0, **kw)
-    else:
-        _bwd_kernel[(n_cb, K, B)](*args, HAS_INIT=K > 1, **kw)
+    _bwd_kernel[(n_cb, K, B)](*args, HAS_INIT=K > 1, **kw)
     sums = part.sum(dim=0)  # (3, C)
     return dv, sums[0], sums[1], sums[2]
 
