@@ -89,6 +89,15 @@ class TestAgainstNaive:
         for name, x, y in zip(NAMES, out, ref, strict=True):
             assert rel_rms(x, y) < self.TOL, name
 
+    def test_long_chunks_large_potentials(self):
+        # Chunk maps are products of 100 matrices with entries ~1e5: ~1e500 without the
+        # periodic renormalisation (float64 overflows at 1.8e308) — guards that rescaling.
+        args = make_inputs(1, 300, 2, eta=1e-2, scale=1e5, seed=11)
+        ref = value_and_grads(bk_scan_naive, *args)
+        out = value_and_grads(lambda *a: bk_scan_torch(*a, chunk=100), *args)
+        for name, x, y in zip(NAMES, out, ref, strict=True):
+            assert rel_rms(x, y) < self.TOL, name
+
     @given(
         B=st.integers(1, 3), N=st.integers(1, 90), C=st.integers(1, 3),
         log_eta=st.floats(-4, 0), log_scale=st.floats(-2, 3),
