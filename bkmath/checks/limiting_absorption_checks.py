@@ -42,7 +42,7 @@ def _weighted_resolvent_norm(v: np.ndarray, z: complex, half: int, s: float) -> 
 
 
 def _weighted(profile: Profile) -> list[Certificate]:
-    halves = profile.pick(quick=[20, 40], default=[25, 50, 100],
+    halves = profile.pick(quick=[20, 40], default=[20, 40, 80],
                           thorough=[25, 50, 100, 200, 400])
     eps_list = np.array([1e-1, 3e-2, 1e-2, 3e-3, 1e-3])
     lams = (0.5, 2.0, 3.5)

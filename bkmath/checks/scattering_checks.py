@@ -61,7 +61,7 @@ def _box_spectrum(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _finite(profile: Profile) -> list[Certificate]:
     rng = np.random.default_rng(31)
-    n_pot = profile.pick(quick=3, default=8, thorough=40)
+    n_pot = profile.pick(quick=3, default=6, thorough=40)
     eps_list = [1e-1, 1e-2, 1e-3, 1e-4]
     worst_excess, rows, bad = -np.inf, [], []
     with timed() as t:
@@ -70,7 +70,7 @@ def _finite(profile: Profile) -> list[Certificate]:
             v = rng.normal(0, 1.5, n)
             ev, ev0 = _box_spectrum(v)
             allev = np.concatenate([ev, ev0])
-            for lam in rng.uniform(-2, 6, 4):
+            for lam in rng.uniform(-2, 6, 3):
                 if np.min(np.abs(allev - lam)) < 1e-3:
                     continue
                 xi = spectral_shift(v, lam)  # Sturm counts
@@ -84,7 +84,7 @@ def _finite(profile: Profile) -> list[Certificate]:
                         G = np.linalg.inv(H0 - zz * np.eye(n))
                         return fredholm_det(np.diag(v) @ G)
 
-                    arg_path = continued_arg(D, [lam + 1j * Y, lam + 1j, z]) / np.pi
+                    arg_path = continued_arg(D, [lam + 1j * Y, lam + 1j, z], n_init=16) / np.pi
                     arg_piv = log_perturbation_determinant(v, z, chain="finite").imag / np.pi
                     bound = np.sum(np.arctan(eps / np.abs(allev - lam))) / np.pi
                     err = abs(arg_path - xi)
@@ -158,7 +158,8 @@ def _infinite(profile: Profile) -> list[Certificate]:
             for lam in (-2.0, -0.3, 0.4, 1.3, 2.2, 3.1, 3.9, 4.6, 6.5):
                 xi = spectral_shift(v, lam, chain="infinite")
                 f = lambda z, v=v: fredholm_det(birman_schwinger(v, z, boundary=True))  # noqa: E731
-                ref = continued_arg(f, [lam + 1j * Y, lam + 1j, lam + 1e-3j, complex(lam, 0.0)])
+                ref = continued_arg(f, [lam + 1j * Y, lam + 1j, lam + 1e-3j, complex(lam, 0.0)],
+                                   n_init=24)
                 err = abs(xi - ref / np.pi)
                 if lam < 0 or lam > 4:  # off the band also vs a large Dirichlet box
                     vb = np.concatenate([np.zeros(pad), v, np.zeros(pad)])
@@ -328,7 +329,8 @@ def _phase(profile: Profile) -> list[Certificate]:
             Y = 20.0 * m * (np.abs(v).max() + 1) + 50.0
             for lam in (-1.0, 0.3, 1.0, 2.0, 3.3, 3.95, 5.0):
                 f = lambda z, v=v: det2(birman_schwinger(v, z, boundary=True))  # noqa: E731
-                ref = continued_arg(f, [lam + 1j * Y, lam + 1j, lam + 1e-3j, complex(lam, 0.0)])
+                ref = continued_arg(f, [lam + 1j * Y, lam + 1j, lam + 1e-3j, complex(lam, 0.0)],
+                                   n_init=24)
                 xi = spectral_shift(v, lam, chain="infinite")
                 formula = np.pi * xi - (v.sum() / np.sqrt(lam * (4 - lam)) if 0 < lam < 4 else 0)
                 worst = max(worst, abs(ref - formula), abs(scattering_phase(v, lam) - formula))
