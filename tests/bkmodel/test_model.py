@@ -180,6 +180,34 @@ class TestGenerate:
                 step = m._decode_step(x[:, t], states)
                 assert torch.allclose(step, full[:, t], atol=1e-5)
 
+    def test_constant_state_no_prefix_rerun(self, monkeypatch):
+        # After the prompt, decoding carries one complex g per (layer, channel) and never
+        # calls the sequence scan again.
+        m = tiny()
+        prompt = ids(B=2, T=6)
+        with torch.no_grad():
+            states = m._prefill(prompt)
+        states.pop("logits")
+        assert [s.shape for s in states.values()] == [(2, 3)] * 2
+
+        phase = {"decoding": False, "prefills": 0}
+        real_prefill, real_scan = m._prefill, m.guard.scan
+
+        def prefill(x):
+            phase["prefills"] += 1
+            out = real_prefill(x)
+            phase["decoding"] = True
+            return out
+
+        def scan(*a, **k):
+            assert not phase["decoding"], "the prefix was re-run while decoding"
+            return real_scan(*a, **k)
+
+        monkeypatch.setattr(m, "_prefill", prefill)
+        monkeypatch.setattr(m.guard, "scan", scan)
+        out = m.generate(prompt, 20, temperature=0)
+        assert out.shape == (2, 26) and phase["prefills"] == 1
+
     def test_sampling_reproducible_and_top_k(self):
         m = tiny()
         p = ids(B=3, T=4)
