@@ -125,7 +125,7 @@ def _det_identity(profile: Profile) -> list[Certificate]:
     # box convergence: det(H_N − z)/det(H0_N − z) → D(z) like |w|^{2d}
     v = np.array([0.5, -1.25, 0.0, 2.0, -0.75])
     z = 1.0 + 0.5j
-    pads = np.array(profile.pick(quick=[2, 4, 6, 8], default=[2, 4, 6, 8, 10, 12],
+    pads = np.array(profile.pick(quick=[4, 6, 8, 10], default=[2, 4, 6, 8, 10, 12],
                                  thorough=[2, 4, 6, 8, 10, 12, 14, 16]))
     D = perturbation_determinant(v, z)
     errs = []
@@ -133,7 +133,7 @@ def _det_identity(profile: Profile) -> list[Certificate]:
         vb = np.concatenate([np.zeros(p), v, np.zeros(p)])
         errs.append(abs(perturbation_determinant(vb, z, chain="finite") - D) / abs(D))
     errs = np.array(errs)
-    slope = float(np.polyfit(pads, np.log(errs), 1)[0])
+    slope = float(np.polyfit(pads[-3:], np.log(errs[-3:]), 1)[0])  # asymptotic range
     predicted = 2 * np.log(abs(lattice_w_boundary(z)))
     ok3 = abs(slope - predicted) < 0.05 * abs(predicted)
     box = make_cert(
@@ -255,7 +255,7 @@ def _continuum(profile: Profile) -> list[Certificate]:
         "transfer_bump": -loglog_rate(ns, b_tr),
         "rk4_bump": -loglog_rate(ns[:3], b_rk4[:3]),
     }
-    tol = 2e-4
+    tol = 4.0 / float(ns[-1]) ** 2
     ok = (
         e_nys[-1] < tol and b_nys[-1] < tol and abs(exact - exact_mp) < 1e-13
         and abs(ref - ref_tr) < 1e-6 and rates["nystrom_square_well"] > 1.5
@@ -278,7 +278,7 @@ def _continuum(profile: Profile) -> list[Certificate]:
         precision="float64; closed form confirmed in mpmath dps=40",
         tolerance=tol,
         tolerance_reason="Nyström converges only algebraically (kernel kink on the diagonal): "
-        "measured order ≈ 2, so n = 320 gives ~1e-4·|D|; tol = 2e-4 accepts that and rejects "
+        "measured order ≈ 2 with error ≈ 1.9/n² here; tol = 4/n_max² accepts that and rejects "
         "any O(1) disagreement",
         wall_time=t["seconds"],
         details={"measured_orders": rates,
