@@ -286,6 +286,7 @@ class _BKNetwork(nn.Module):
             "aux_loss": float(aux_loss.detach()),
             "moe_load": [s["load"].tolist() for s in stats],
             "moe_max_load": max((float(s["load"].max()) for s in stats), default=1.0),
+            "moe_load_entropy": _mean_normalised_entropy([s["load"] for s in stats]),
             "guard": self.guard.report(),
             "skip_step": self.guard.skip_requested,
         }
@@ -378,6 +379,18 @@ class _BKNetwork(nn.Module):
             raise ValueError(f"{w_path} does not match the config: missing {missing}, "
                              f"unexpected {unexpected}")
         return model
+
+
+def _mean_normalised_entropy(loads: list[torch.Tensor]) -> float:
+    """Mean over MoEs of H(load)/log E: 1 for a uniform load, 0 when one expert takes all."""
+    vals = []
+    for p in loads:
+        if p.numel() < 2:
+            continue
+        p = p.double()
+        h = -(p * p.clamp_min(1e-300).log()).sum()
+        vals.append(float(h) / math.log(p.numel()))
+    return sum(vals) / len(vals) if vals else 1.0
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

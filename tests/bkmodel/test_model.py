@@ -47,6 +47,8 @@ class TestForward:
         expected = aux["ce_loss"] + m.config.aux_loss_weight * aux["aux_loss"]
         assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
         assert len(aux["moe_load"]) == 2 and sum(aux["moe_load"][0]) == pytest.approx(1.0)
+        assert 0.0 <= aux["moe_load_entropy"] <= 1.0 + 1e-12
+        assert 1 / 3 <= aux["moe_max_load"] <= 1.0
 
     def test_ignore_index(self):
         m = tiny()
