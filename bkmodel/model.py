@@ -414,9 +414,10 @@ class LanguageModel(_BKNetwork):
 
     ``forward(input_ids, targets=None) -> (logits (B, T, V), loss or None)``: the loss is the
     mean cross-entropy (targets of -100 are ignored) plus ``aux_loss_weight`` times the mean
-    MoE load-balance loss. ``self.last_aux`` holds ``ce_loss``, ``aux_loss``, ``moe_load``,
-    ``guard`` (counters) and ``skip_step`` (True when a guard with action ``skip_step`` fired:
-    the trainer should not apply this step).
+    MoE load-balance loss. ``self.last_aux`` holds ``ce_loss``, ``aux_loss``, ``moe_load``
+    (per MoE, fraction of token slots per expert), ``moe_max_load``, ``moe_load_entropy``
+    (mean H(load)/log E, 1 = balanced), ``guard`` (counters) and ``skip_step`` (True when a
+    guard with action ``skip_step`` fired: the trainer should not apply this step).
 
     Cost per token and layer O(d·C + d²) (no attention); decoding state O(n_layers · C).
     """
