@@ -171,6 +171,9 @@ FIGURES: dict[int, FigureSpec] = {}
 def _figure(number: int, name: str, title: str):
     def deco(func: Callable[[FigureContext], FigureResult]):
         FIGURES[number] = FigureSpec(number, name, title, func)
+        ordered = sorted(FIGURES.items())  # keep the registry in figure order
+        FIGURES.clear()
+        FIGURES.update(ordered)
         return func
 
     return deco
@@ -374,7 +377,9 @@ def generate(
                 )
             _write_outputs(spec, res, ctx, time.perf_counter() - t0)
             results[n] = None
-            tqdm.write(f"figure {n} ({spec.name}): written in {time.perf_counter() - t0:.1f} s")
+            if progress:
+                tqdm.write(f"figure {n} ({spec.name}): written in "
+                           f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
         except MissingResultsError as exc:
             results[n] = f"figure {n} ({spec.name}): {exc}"
         except Exception as exc:  # reported with its traceback, never hidden

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import re
 from collections import defaultdict
 
 from docutils import nodes
@@ -62,6 +63,7 @@ class BkApiDirective(SphinxDirective):
                     continue
                 doc = inspect.getdoc(obj) or ""
                 first = doc.strip().split("\n\n")[0].replace("\n", " ") if doc else ""
+                first = _escape_bars(first.replace("*", "\\*"))
                 role = "class" if inspect.isclass(obj) else "func"
                 lines += [f"   * - :py:{role}:`{package}.{name} <{module}.{name}>`",
                           f"     - {first}" if first else "     -"]
@@ -120,4 +122,68 @@ def _help(parser: argparse.ArgumentParser) -> str:
 def setup(app):  # noqa: ANN001, ANN201
     app.add_directive("bk-api", BkApiDirective)
     app.add_directive("bk-cli", BkCliDirective)
+    app.connect("autodoc-process-docstring", _process_docstring)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
+
+
+# --------------------------------------------------------------------------------------
+# Plain-text mathematics in docstrings
+# --------------------------------------------------------------------------------------
+# The docstrings are written for ``help()`` as much as for Sphinx: they use plain notation
+# such as ``|V|^{1/2}`` or ``|w| < 1``. In reStructuredText ``|...|`` is a substitution
+# reference, so such prose would fail the ``-W`` build (or vanish). This hook escapes the
+# bars of *prose* lines only; code (doctest blocks, literal blocks after ``::``, ``.. math::``
+# and other directive bodies) and inline literals/roles are left untouched.
+
+_INLINE = re.compile(r"(``.*?``|:[a-zA-Z:]+:`[^`]*`|`[^`]*`_?)")
+
+
+def _escape_bars(text: str) -> str:
+    parts = _INLINE.split(text)
+    for i in range(0, len(parts), 2):  # even indices: outside inline literals/roles
+        parts[i] = re.sub(r"(?<!\\)\|", r"\\|", parts[i])
+    return "".join(parts)
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def escape_docstring_bars(lines: list[str]) -> None:
+    """Escape ``|`` in prose lines of a docstring (in place)."""
+    code_indent: int | None = None  # inside a literal/directive block indented deeper
+    in_doctest = False
+    pending_literal: int | None = None
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if in_doctest:
+            if not stripped:
+                in_doctest = False
+            continue
+        if code_indent is not None:
+            if stripped and _indent(line) <= code_indent:
+                code_indent = None
+            else:
+                continue
+        if pending_literal is not None and stripped:
+            if _indent(line) > pending_literal:
+                code_indent = pending_literal
+                pending_literal = None
+                continue
+            pending_literal = None
+        if stripped.startswith(">>>"):
+            in_doctest = True
+            continue
+        if stripped.startswith(".. "):  # a directive: its indented body is not prose
+            code_indent = _indent(line)
+            continue
+        if stripped.startswith(("+-", "+=", "=", "|")) and set(stripped) <= set("+-=| "):
+            continue  # table rules
+        if stripped.endswith("::"):
+            pending_literal = _indent(line)
+        if "|" in line:
+            lines[i] = _escape_bars(line)
+
+
+def _process_docstring(app, what, name, obj, options, lines):  # noqa: ANN001, ARG001
+    escape_docstring_bars(lines)
