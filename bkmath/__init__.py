@@ -35,6 +35,8 @@ _API: dict[str, str] = {
     "birman_schwinger": "bkmath.birman_schwinger",
     "schatten_norm": "bkmath.schatten",
     "fredholm_det": "bkmath.fredholm",
+    "perturbation_determinant": "bkmath.fredholm",
+    "jost_determinant": "bkmath.fredholm",
     "det2": "bkmath.fredholm",
     "spectral_shift": "bkmath.scattering",
     "scattering_matrix": "bkmath.scattering",
