@@ -151,22 +151,6 @@ def log_perturbation_determinant(
         win = vv[nz[0] : nz[-1] + 1]
         H = JacobiOperator.free_plus(win, boundary="transparent")
         H0 = JacobiOperator.free(win.size, boundary="transparent")
-        if zz.imag == 0 and not 0 < zz.real < 4:
-            # Real λ off the band: S(λ) = H_S − λ − w(λ)(E_11 + E_MM) is real symmetric and
-            # arg D(λ + i0) = −π (#neg. eigenvalues of S_H(λ) − #neg. eigenvalues of S_0(λ)),
-            # S_0 having none (λ < 0) or all M (λ > 4) negative. Counted by Sturm on the
-            # Dirichlet matrix S(λ) + λ (bkmath.log_det's winding count disagrees with this
-            # λ + i0 limit for λ > 4: see the report of issue 4).
-            from bkmath.determinant import eigenvalue_count
-
-            w = lattice_w_boundary(zz).real
-            a = 2.0 + win
-            a[0] -= w
-            a[-1] -= w
-            neg = int(eigenvalue_count(JacobiOperator(a, -1.0), zz.real))
-            neg0 = 0 if zz.real < 0 else win.size
-            re = complex(log_det(H, zz)).real - complex(log_det(H0, zz)).real
-            return complex(re, -np.pi * (neg - neg0))
     else:
         raise ValueError(f"chain must be 'finite' or 'infinite', got {chain!r}")
     return complex(log_det(H, zz)) - complex(log_det(H0, zz))
