@@ -141,7 +141,7 @@ GRID = [
     (depth, bc, nw, tp)
     for depth in (4, 8)
     for bc, nw in ((32, 1), (64, 1), (128, 1))
-    for tp in (1, 512, 1024, 2048, 4096)
+    for tp in (1, 256, 512, 1024, 2048, 4096)
 ]
 
 

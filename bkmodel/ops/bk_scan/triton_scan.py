@@ -36,10 +36,9 @@ recurrence runs forward and the adjoint backward, so recomputation would need th
 g in reverse order anyway (see ``benchmarks/bench_kernel.py`` for the measured traffic).
 
 Memory traffic per element (fp32 v): K = 1 forward 4 + 8 bytes, backward 8 + 8 + 4 bytes;
-K > 1 adds one read of v (forward) and one of (g, G) (backward). Loads are issued 4 or 8
-rows ahead of use through rotating registers (``DEPTH``), so that every program keeps
-several loads in flight. (Tiles of T rows per load, picked from registers by select+sum,
-were measured slower on an H100 and removed: see ``benchmarks/results``.)
+K > 1 adds one read of v (forward) and one of (g, G) (backward). Rows are processed in
+groups: the loads of the next group are issued before the current group is computed (see
+the Kernels section; measured on an H100 in ``benchmarks/results``).
 
 Tiers: ``@triton.jit`` kernels → host wrappers (allocate, launch) → ``_BKScanTriton``
 (``torch.autograd.Function``) → :func:`bk_scan_triton` (validation, docstring).
@@ -61,29 +60,58 @@ __all__ = ["bk_scan_triton", "ScanConfig"]
 # --------------------------------------------------------------------------------------
 # Kernels
 # --------------------------------------------------------------------------------------
+# Every program owns BLOCK_C channels of one batch row and one chunk of the sequence and
+# walks the chunk in groups of GROUP rows: the loads of the next group are issued before
+# the current group is computed, and the group's rows are written out as straight-line
+# code (``_*_row`` helpers), so that no register that a load is still filling is read
+# before a whole group of work has been issued. Rows past the chunk are masked.
+
+
+@triton.jit
+def _fwd_map_row(
+    x, ok, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im, CDT: tl.constexpr
+):
+    """(p, q; r, s) <- M_i (p, q; r, s), renormalised; unchanged where not ok."""
+    a_re = x.to(CDT) - lam
+    nr_re = a_re * r_re - a_im * r_im - beta * p_re
+    nr_im = a_re * r_im + a_im * r_re - beta * p_im
+    ns_re = a_re * s_re - a_im * s_im - beta * q_re
+    ns_im = a_re * s_im + a_im * s_re - beta * q_im
+    sc = 1.0 / (tl.abs(nr_re) + tl.abs(nr_im) + tl.abs(ns_re) + tl.abs(ns_im))
+    return (
+        tl.where(ok, r_re * sc, p_re),
+        tl.where(ok, r_im * sc, p_im),
+        tl.where(ok, s_re * sc, q_re),
+        tl.where(ok, s_im * sc, q_im),
+        tl.where(ok, nr_re * sc, r_re),
+        tl.where(ok, nr_im * sc, r_im),
+        tl.where(ok, ns_re * sc, s_re),
+        tl.where(ok, ns_im * sc, s_im),
+    )
 
 
 @triton.jit
 def _fwd_chunk_map_kernel(
     v_ptr, lam_ptr, eta_ptr, beta_ptr, map_ptr,
     N, C, L, K, k0,
-    DEPTH: tl.constexpr, BLOCK_C: tl.constexpr, F64: tl.constexpr,
+    GROUP: tl.constexpr, BLOCK_C: tl.constexpr, F64: tl.constexpr,
 ):  # fmt: skip
-    """map[(b*K + k)*8 + j, c]: columns (p, r), (q, s) of chunk k's Möbius product."""
-    CDT = tl.float64 if F64 else tl.float32
+    """map[(b*K + k)*8 + j, c]: columns (p, r), (q, s) of chunk k's Möbius product
+    ``M_e ... M_s`` (k = k0 + program_id(1))."""
+    CDT: tl.constexpr = tl.float64 if F64 else tl.float32
     pid_c = tl.program_id(0)
-    pid_k = tl.program_id(1) + k0  # maps of chunks k0 .. k0 + grid - 1
+    pid_k = tl.program_id(1) + k0
     pid_b = tl.program_id(2)
     offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     cm = offs < C
     zc = tl.zeros([BLOCK_C], tl.int32)  # vector row masks (the interpreter needs them)
+    C64 = C.to(tl.int64)
     lam = tl.load(lam_ptr + offs, mask=cm, other=0.0).to(CDT)
     eta = tl.load(eta_ptr + offs, mask=cm, other=1.0).to(CDT)
     beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
     start = pid_k * L
     end = tl.minimum(start + L, N)
-    vb = v_ptr + pid_b.to(tl.int64) * N * C + offs
-    C64 = C.to(tl.int64)
+    vb = v_ptr + pid_b.to(tl.int64) * N * C64 + offs
     # M = identity: first column (p, r), second column (q, s).
     p_re = tl.full([BLOCK_C], 1.0, CDT)
     p_im = tl.zeros([BLOCK_C], CDT)
@@ -94,45 +122,66 @@ def _fwd_chunk_map_kernel(
     s_re = tl.full([BLOCK_C], 1.0, CDT)
     s_im = tl.zeros([BLOCK_C], CDT)
     a_im = -eta
-    # four rows in flight (rotating registers)
     x0 = tl.load(vb + start * C64, mask=cm & (zc + start < end), other=0.0)
     x1 = tl.load(vb + (start + 1) * C64, mask=cm & (zc + start + 1 < end), other=0.0)
     x2 = tl.load(vb + (start + 2) * C64, mask=cm & (zc + start + 2 < end), other=0.0)
     x3 = tl.load(vb + (start + 3) * C64, mask=cm & (zc + start + 3 < end), other=0.0)
-    if DEPTH == 8:
+    if GROUP == 8:
         x4 = tl.load(vb + (start + 4) * C64, mask=cm & (zc + start + 4 < end), other=0.0)
         x5 = tl.load(vb + (start + 5) * C64, mask=cm & (zc + start + 5 < end), other=0.0)
         x6 = tl.load(vb + (start + 6) * C64, mask=cm & (zc + start + 6 < end), other=0.0)
         x7 = tl.load(vb + (start + 7) * C64, mask=cm & (zc + start + 7 < end), other=0.0)
-    for n in range(start, end):
-        if DEPTH == 8:
-            x8 = tl.load(vb + (n + 8) * C64, mask=cm & (zc + n + 8 < end), other=0.0)
-        else:
-            x4 = tl.load(vb + (n + 4) * C64, mask=cm & (zc + n + 4 < end), other=0.0)
-        a_re = x0.to(CDT) - lam
-        # new second row: alpha * (r, s) - beta * (p, q)
-        nr_re = a_re * r_re - a_im * r_im - beta * p_re
-        nr_im = a_re * r_im + a_im * r_re - beta * p_im
-        ns_re = a_re * s_re - a_im * s_im - beta * q_re
-        ns_im = a_re * s_im + a_im * s_re - beta * q_im
-        sc = 1.0 / (tl.abs(nr_re) + tl.abs(nr_im) + tl.abs(ns_re) + tl.abs(ns_im))
-        p_re = r_re * sc
-        p_im = r_im * sc
-        q_re = s_re * sc
-        q_im = s_im * sc
-        r_re = nr_re * sc
-        r_im = nr_im * sc
-        s_re = ns_re * sc
-        s_im = ns_im * sc
-        x0 = x1
-        x1 = x2
-        x2 = x3
-        x3 = x4
-        if DEPTH == 8:
-            x4 = x5
-            x5 = x6
-            x6 = x7
-            x7 = x8
+    for n in range(start, end, GROUP):
+        m = n + GROUP  # next group
+        y0 = tl.load(vb + m * C64, mask=cm & (zc + m < end), other=0.0)
+        y1 = tl.load(vb + (m + 1) * C64, mask=cm & (zc + m + 1 < end), other=0.0)
+        y2 = tl.load(vb + (m + 2) * C64, mask=cm & (zc + m + 2 < end), other=0.0)
+        y3 = tl.load(vb + (m + 3) * C64, mask=cm & (zc + m + 3 < end), other=0.0)
+        if GROUP == 8:
+            y4 = tl.load(vb + (m + 4) * C64, mask=cm & (zc + m + 4 < end), other=0.0)
+            y5 = tl.load(vb + (m + 5) * C64, mask=cm & (zc + m + 5 < end), other=0.0)
+            y6 = tl.load(vb + (m + 6) * C64, mask=cm & (zc + m + 6 < end), other=0.0)
+            y7 = tl.load(vb + (m + 7) * C64, mask=cm & (zc + m + 7 < end), other=0.0)
+        p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _fwd_map_row(
+            x0, zc + n < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im, CDT
+        )
+        p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _fwd_map_row(
+            x1, zc + n + 1 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im,
+            CDT,
+        )  # fmt: skip
+        p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _fwd_map_row(
+            x2, zc + n + 2 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im,
+            CDT,
+        )  # fmt: skip
+        p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _fwd_map_row(
+            x3, zc + n + 3 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im,
+            CDT,
+        )  # fmt: skip
+        if GROUP == 8:
+            p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _fwd_map_row(
+                x4, zc + n + 4 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re,
+                s_im, CDT,
+            )  # fmt: skip
+            p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _fwd_map_row(
+                x5, zc + n + 5 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re,
+                s_im, CDT,
+            )  # fmt: skip
+            p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _fwd_map_row(
+                x6, zc + n + 6 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re,
+                s_im, CDT,
+            )  # fmt: skip
+            p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _fwd_map_row(
+                x7, zc + n + 7 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re,
+                s_im, CDT,
+            )  # fmt: skip
+            x4 = y4
+            x5 = y5
+            x6 = y6
+            x7 = y7
+        x0 = y0
+        x1 = y1
+        x2 = y2
+        x3 = y3
     mb = map_ptr + (pid_b.to(tl.int64) * K + pid_k) * 8 * C64 + offs
     tl.store(mb + 0 * C64, p_re, mask=cm)
     tl.store(mb + 1 * C64, p_im, mask=cm)
@@ -186,20 +235,43 @@ def _fwd_carry_kernel(
 
 
 @triton.jit
+def _fwd_row(
+    x, n, end, g_re, g_im, lam, eta, beta, gp_re, gp_im, cm, zc,
+    herg, bnd2, n_nf, n_hg, n_bd, STATS: tl.constexpr, CDT: tl.constexpr,
+):  # fmt: skip
+    """One step g <- 1/(x - z - beta g), stored at row n (if n < end); certificate counts."""
+    d_re = x.to(CDT) - lam - beta * g_re
+    d_im = -eta - beta * g_im
+    inv = 1.0 / (d_re * d_re + d_im * d_im)
+    g_re = d_re * inv
+    g_im = -d_im * inv
+    ok = cm & (zc + n < end)
+    tl.store(gp_re, g_re, mask=ok)
+    tl.store(gp_im, g_im, mask=ok)
+    if STATS:
+        bad = (g_re != g_re) | (g_im != g_im)  # NaN
+        bad = bad | (tl.abs(g_re) == float("inf")) | (tl.abs(g_im) == float("inf"))
+        n_nf += (ok & bad).to(tl.int32)
+        n_hg += (ok & (g_im < herg)).to(tl.int32)  # Im g < -tol/eta
+        n_bd += (ok & (g_re * g_re + g_im * g_im > bnd2)).to(tl.int32)  # |g| > (1+tol)/eta
+    return g_re, g_im, n_nf, n_hg, n_bd
+
+
+@triton.jit
 def _fwd_kernel(
     v_ptr, lam_ptr, eta_ptr, beta_ptr, init_ptr, gre_ptr, gim_ptr, stats_ptr,
     N, C, L, K, tol, one_tol,
-    HAS_INIT: tl.constexpr, STATS: tl.constexpr, DEPTH: tl.constexpr, BLOCK_C: tl.constexpr,
+    HAS_INIT: tl.constexpr, STATS: tl.constexpr, GROUP: tl.constexpr, BLOCK_C: tl.constexpr,
     F64: tl.constexpr,
 ):  # fmt: skip
     """g inside chunk k from its entering value; optional fused certificate counters."""
-    CDT = tl.float64 if F64 else tl.float32
+    CDT: tl.constexpr = tl.float64 if F64 else tl.float32
     pid_c = tl.program_id(0)
     pid_k = tl.program_id(1)
     pid_b = tl.program_id(2)
     offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     cm = offs < C
-    zc = tl.zeros([BLOCK_C], tl.int32)  # vector row masks (the interpreter needs them)
+    zc = tl.zeros([BLOCK_C], tl.int32)
     C64 = C.to(tl.int64)
     lam = tl.load(lam_ptr + offs, mask=cm, other=0.0).to(CDT)
     eta = tl.load(eta_ptr + offs, mask=cm, other=1.0).to(CDT)
@@ -214,51 +286,85 @@ def _fwd_kernel(
         g_re = tl.zeros([BLOCK_C], CDT)
         g_im = tl.zeros([BLOCK_C], CDT)
     inv_eta = 1.0 / eta
-    herg = -tol * inv_eta  # Im g below this: Herglotz violation
+    herg = -tol * inv_eta
     bnd = one_tol * inv_eta
-    bnd2 = bnd * bnd  # |g|^2 above this: bound violation
+    bnd2 = bnd * bnd
     n_nf = tl.zeros([BLOCK_C], tl.int32)
     n_hg = tl.zeros([BLOCK_C], tl.int32)
     n_bd = tl.zeros([BLOCK_C], tl.int32)
     base = pid_b.to(tl.int64) * N * C64 + offs
     vb = v_ptr + base
+    pr = gre_ptr + base
+    pi = gim_ptr + base
     x0 = tl.load(vb + start * C64, mask=cm & (zc + start < end), other=0.0)
     x1 = tl.load(vb + (start + 1) * C64, mask=cm & (zc + start + 1 < end), other=0.0)
     x2 = tl.load(vb + (start + 2) * C64, mask=cm & (zc + start + 2 < end), other=0.0)
     x3 = tl.load(vb + (start + 3) * C64, mask=cm & (zc + start + 3 < end), other=0.0)
-    if DEPTH == 8:
+    if GROUP == 8:
         x4 = tl.load(vb + (start + 4) * C64, mask=cm & (zc + start + 4 < end), other=0.0)
         x5 = tl.load(vb + (start + 5) * C64, mask=cm & (zc + start + 5 < end), other=0.0)
         x6 = tl.load(vb + (start + 6) * C64, mask=cm & (zc + start + 6 < end), other=0.0)
         x7 = tl.load(vb + (start + 7) * C64, mask=cm & (zc + start + 7 < end), other=0.0)
-    for n in range(start, end):
-        if DEPTH == 8:
-            x8 = tl.load(vb + (n + 8) * C64, mask=cm & (zc + n + 8 < end), other=0.0)
-        else:
-            x4 = tl.load(vb + (n + 4) * C64, mask=cm & (zc + n + 4 < end), other=0.0)
-        d_re = x0.to(CDT) - lam - beta * g_re
-        d_im = -eta - beta * g_im
-        inv = 1.0 / (d_re * d_re + d_im * d_im)
-        g_re = d_re * inv
-        g_im = -d_im * inv
-        off = n * C64
-        tl.store(gre_ptr + base + off, g_re, mask=cm)
-        tl.store(gim_ptr + base + off, g_im, mask=cm)
-        if STATS:
-            bad = (g_re != g_re) | (g_im != g_im)  # NaN
-            bad = bad | (tl.abs(g_re) == float("inf")) | (tl.abs(g_im) == float("inf"))
-            n_nf += (cm & bad).to(tl.int32)
-            n_hg += (cm & (g_im < herg)).to(tl.int32)
-            n_bd += (cm & (g_re * g_re + g_im * g_im > bnd2)).to(tl.int32)
-        x0 = x1
-        x1 = x2
-        x2 = x3
-        x3 = x4
-        if DEPTH == 8:
-            x4 = x5
-            x5 = x6
-            x6 = x7
-            x7 = x8
+    for n in range(start, end, GROUP):
+        m = n + GROUP
+        y0 = tl.load(vb + m * C64, mask=cm & (zc + m < end), other=0.0)
+        y1 = tl.load(vb + (m + 1) * C64, mask=cm & (zc + m + 1 < end), other=0.0)
+        y2 = tl.load(vb + (m + 2) * C64, mask=cm & (zc + m + 2 < end), other=0.0)
+        y3 = tl.load(vb + (m + 3) * C64, mask=cm & (zc + m + 3 < end), other=0.0)
+        if GROUP == 8:
+            y4 = tl.load(vb + (m + 4) * C64, mask=cm & (zc + m + 4 < end), other=0.0)
+            y5 = tl.load(vb + (m + 5) * C64, mask=cm & (zc + m + 5 < end), other=0.0)
+            y6 = tl.load(vb + (m + 6) * C64, mask=cm & (zc + m + 6 < end), other=0.0)
+            y7 = tl.load(vb + (m + 7) * C64, mask=cm & (zc + m + 7 < end), other=0.0)
+        o = n * C64
+        g_re, g_im, n_nf, n_hg, n_bd = _fwd_row(
+            x0, n, end, g_re, g_im, lam, eta, beta, pr + o, pi + o, cm, zc,
+            herg, bnd2, n_nf, n_hg, n_bd, STATS, CDT,
+        )  # fmt: skip
+        o += C64
+        g_re, g_im, n_nf, n_hg, n_bd = _fwd_row(
+            x1, n + 1, end, g_re, g_im, lam, eta, beta, pr + o, pi + o, cm, zc,
+            herg, bnd2, n_nf, n_hg, n_bd, STATS, CDT,
+        )  # fmt: skip
+        o += C64
+        g_re, g_im, n_nf, n_hg, n_bd = _fwd_row(
+            x2, n + 2, end, g_re, g_im, lam, eta, beta, pr + o, pi + o, cm, zc,
+            herg, bnd2, n_nf, n_hg, n_bd, STATS, CDT,
+        )  # fmt: skip
+        o += C64
+        g_re, g_im, n_nf, n_hg, n_bd = _fwd_row(
+            x3, n + 3, end, g_re, g_im, lam, eta, beta, pr + o, pi + o, cm, zc,
+            herg, bnd2, n_nf, n_hg, n_bd, STATS, CDT,
+        )  # fmt: skip
+        if GROUP == 8:
+            o += C64
+            g_re, g_im, n_nf, n_hg, n_bd = _fwd_row(
+                x4, n + 4, end, g_re, g_im, lam, eta, beta, pr + o, pi + o, cm, zc,
+                herg, bnd2, n_nf, n_hg, n_bd, STATS, CDT,
+            )  # fmt: skip
+            o += C64
+            g_re, g_im, n_nf, n_hg, n_bd = _fwd_row(
+                x5, n + 5, end, g_re, g_im, lam, eta, beta, pr + o, pi + o, cm, zc,
+                herg, bnd2, n_nf, n_hg, n_bd, STATS, CDT,
+            )  # fmt: skip
+            o += C64
+            g_re, g_im, n_nf, n_hg, n_bd = _fwd_row(
+                x6, n + 6, end, g_re, g_im, lam, eta, beta, pr + o, pi + o, cm, zc,
+                herg, bnd2, n_nf, n_hg, n_bd, STATS, CDT,
+            )  # fmt: skip
+            o += C64
+            g_re, g_im, n_nf, n_hg, n_bd = _fwd_row(
+                x7, n + 7, end, g_re, g_im, lam, eta, beta, pr + o, pi + o, cm, zc,
+                herg, bnd2, n_nf, n_hg, n_bd, STATS, CDT,
+            )  # fmt: skip
+            x4 = y4
+            x5 = y5
+            x6 = y6
+            x7 = y7
+        x0 = y0
+        x1 = y1
+        x2 = y2
+        x3 = y3
     if STATS:
         tl.atomic_add(stats_ptr + 0, tl.sum(n_nf, axis=0).to(tl.int64))
         tl.atomic_add(stats_ptr + 1, tl.sum(n_hg, axis=0).to(tl.int64))
@@ -266,20 +372,37 @@ def _fwd_kernel(
 
 
 @triton.jit
+def _bwd_map_row(gr, gi, Gr, Gi, ok, beta, P_re, P_im, Q_re, Q_im, CDT: tl.constexpr):
+    """(P, Q) <- (m P, m (G + Q)) with m = beta conj(g)^2; unchanged where not ok."""
+    gr = gr.to(CDT)
+    gi = gi.to(CDT)
+    m_re = tl.where(ok, beta * (gr * gr - gi * gi), 1.0)
+    m_im = tl.where(ok, -2.0 * beta * gr * gi, 0.0)
+    S_re = Gr.to(CDT) + Q_re  # G is 0 where not ok (masked load)
+    S_im = Gi.to(CDT) + Q_im
+    return (
+        m_re * P_re - m_im * P_im,
+        m_re * P_im + m_im * P_re,
+        m_re * S_re - m_im * S_im,
+        m_re * S_im + m_im * S_re,
+    )
+
+
+@triton.jit
 def _bwd_chunk_map_kernel(
     gre_ptr, gim_ptr, dre_ptr, dim_ptr, beta_ptr, map_ptr,
     N, C, L, K, k0,
-    DEPTH: tl.constexpr, BLOCK_C: tl.constexpr, F64: tl.constexpr,
+    GROUP: tl.constexpr, BLOCK_C: tl.constexpr, F64: tl.constexpr,
 ):  # fmt: skip
     """map[(b*K + k)*4 + j, c] = (Re P, Im P, Re Q, Im Q): the carry leaving chunk k to the
-    left is P * (carry entering from the right) + Q."""
-    CDT = tl.float64 if F64 else tl.float32
+    left is P * (carry entering from the right) + Q (k = k0 + program_id(1))."""
+    CDT: tl.constexpr = tl.float64 if F64 else tl.float32
     pid_c = tl.program_id(0)
-    pid_k = tl.program_id(1) + k0  # maps of chunks k0 .. k0 + grid - 1
+    pid_k = tl.program_id(1) + k0
     pid_b = tl.program_id(2)
     offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     cm = offs < C
-    zc = tl.zeros([BLOCK_C], tl.int32)  # vector row masks (the interpreter needs them)
+    zc = tl.zeros([BLOCK_C], tl.int32)
     C64 = C.to(tl.int64)
     beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
     start = pid_k * L
@@ -290,111 +413,72 @@ def _bwd_chunk_map_kernel(
     Q_re = tl.zeros([BLOCK_C], CDT)
     Q_im = tl.zeros([BLOCK_C], CDT)
     i0 = end - 1
-    gr0 = tl.load(gre_ptr + base + (i0) * C64, mask=cm & (zc + i0 >= start), other=0.0)
-    gi0 = tl.load(gim_ptr + base + (i0) * C64, mask=cm & (zc + i0 >= start), other=0.0)
-    Gr0 = tl.load(dre_ptr + base + (i0) * C64, mask=cm & (zc + i0 >= start), other=0.0)
-    Gi0 = tl.load(dim_ptr + base + (i0) * C64, mask=cm & (zc + i0 >= start), other=0.0)
-    gr1 = tl.load(gre_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= start), other=0.0)
-    gi1 = tl.load(gim_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= start), other=0.0)
-    Gr1 = tl.load(dre_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= start), other=0.0)
-    Gi1 = tl.load(dim_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= start), other=0.0)
-    gr2 = tl.load(gre_ptr + base + (i0 - 2) * C64, mask=cm & (zc + i0 - 2 >= start), other=0.0)
-    gi2 = tl.load(gim_ptr + base + (i0 - 2) * C64, mask=cm & (zc + i0 - 2 >= start), other=0.0)
-    Gr2 = tl.load(dre_ptr + base + (i0 - 2) * C64, mask=cm & (zc + i0 - 2 >= start), other=0.0)
-    Gi2 = tl.load(dim_ptr + base + (i0 - 2) * C64, mask=cm & (zc + i0 - 2 >= start), other=0.0)
-    gr3 = tl.load(gre_ptr + base + (i0 - 3) * C64, mask=cm & (zc + i0 - 3 >= start), other=0.0)
-    gi3 = tl.load(gim_ptr + base + (i0 - 3) * C64, mask=cm & (zc + i0 - 3 >= start), other=0.0)
-    Gr3 = tl.load(dre_ptr + base + (i0 - 3) * C64, mask=cm & (zc + i0 - 3 >= start), other=0.0)
-    Gi3 = tl.load(dim_ptr + base + (i0 - 3) * C64, mask=cm & (zc + i0 - 3 >= start), other=0.0)
-    if DEPTH == 8:
-        gr4 = tl.load(gre_ptr + base + (i0 - 4) * C64, mask=cm & (zc + i0 - 4 >= start), other=0.0)
-        gi4 = tl.load(gim_ptr + base + (i0 - 4) * C64, mask=cm & (zc + i0 - 4 >= start), other=0.0)
-        Gr4 = tl.load(dre_ptr + base + (i0 - 4) * C64, mask=cm & (zc + i0 - 4 >= start), other=0.0)
-        Gi4 = tl.load(dim_ptr + base + (i0 - 4) * C64, mask=cm & (zc + i0 - 4 >= start), other=0.0)
-        gr5 = tl.load(gre_ptr + base + (i0 - 5) * C64, mask=cm & (zc + i0 - 5 >= start), other=0.0)
-        gi5 = tl.load(gim_ptr + base + (i0 - 5) * C64, mask=cm & (zc + i0 - 5 >= start), other=0.0)
-        Gr5 = tl.load(dre_ptr + base + (i0 - 5) * C64, mask=cm & (zc + i0 - 5 >= start), other=0.0)
-        Gi5 = tl.load(dim_ptr + base + (i0 - 5) * C64, mask=cm & (zc + i0 - 5 >= start), other=0.0)
-        gr6 = tl.load(gre_ptr + base + (i0 - 6) * C64, mask=cm & (zc + i0 - 6 >= start), other=0.0)
-        gi6 = tl.load(gim_ptr + base + (i0 - 6) * C64, mask=cm & (zc + i0 - 6 >= start), other=0.0)
-        Gr6 = tl.load(dre_ptr + base + (i0 - 6) * C64, mask=cm & (zc + i0 - 6 >= start), other=0.0)
-        Gi6 = tl.load(dim_ptr + base + (i0 - 6) * C64, mask=cm & (zc + i0 - 6 >= start), other=0.0)
-        gr7 = tl.load(gre_ptr + base + (i0 - 7) * C64, mask=cm & (zc + i0 - 7 >= start), other=0.0)
-        gi7 = tl.load(gim_ptr + base + (i0 - 7) * C64, mask=cm & (zc + i0 - 7 >= start), other=0.0)
-        Gr7 = tl.load(dre_ptr + base + (i0 - 7) * C64, mask=cm & (zc + i0 - 7 >= start), other=0.0)
-        Gi7 = tl.load(dim_ptr + base + (i0 - 7) * C64, mask=cm & (zc + i0 - 7 >= start), other=0.0)
-    for t in range(0, end - start):
-        i = i0 - t
-        if DEPTH == 8:
-            gr8 = tl.load(
-                gre_ptr + base + (i - 8) * C64, mask=cm & (zc + i - 8 >= start), other=0.0
-            )
-            gi8 = tl.load(
-                gim_ptr + base + (i - 8) * C64, mask=cm & (zc + i - 8 >= start), other=0.0
-            )
-            Gr8 = tl.load(
-                dre_ptr + base + (i - 8) * C64, mask=cm & (zc + i - 8 >= start), other=0.0
-            )
-            Gi8 = tl.load(
-                dim_ptr + base + (i - 8) * C64, mask=cm & (zc + i - 8 >= start), other=0.0
-            )
-        else:
-            gr4 = tl.load(
-                gre_ptr + base + (i - 4) * C64, mask=cm & (zc + i - 4 >= start), other=0.0
-            )
-            gi4 = tl.load(
-                gim_ptr + base + (i - 4) * C64, mask=cm & (zc + i - 4 >= start), other=0.0
-            )
-            Gr4 = tl.load(
-                dre_ptr + base + (i - 4) * C64, mask=cm & (zc + i - 4 >= start), other=0.0
-            )
-            Gi4 = tl.load(
-                dim_ptr + base + (i - 4) * C64, mask=cm & (zc + i - 4 >= start), other=0.0
-            )
-        gr = gr0.to(CDT)
-        gi = gi0.to(CDT)
-        m_re = beta * (gr * gr - gi * gi)  # m = beta conj(g)^2
-        m_im = -2.0 * beta * gr * gi
-        S_re = Gr0.to(CDT) + Q_re
-        S_im = Gi0.to(CDT) + Q_im
-        Q_re = m_re * S_re - m_im * S_im
-        Q_im = m_re * S_im + m_im * S_re
-        t_re = m_re * P_re - m_im * P_im
-        P_im = m_re * P_im + m_im * P_re
-        P_re = t_re
-        gr0 = gr1
-        gi0 = gi1
-        Gr0 = Gr1
-        Gi0 = Gi1
-        gr1 = gr2
-        gi1 = gi2
-        Gr1 = Gr2
-        Gi1 = Gi2
-        gr2 = gr3
-        gi2 = gi3
-        Gr2 = Gr3
-        Gi2 = Gi3
-        gr3 = gr4
-        gi3 = gi4
-        Gr3 = Gr4
-        Gi3 = Gi4
-        if DEPTH == 8:
-            gr4 = gr5
-            gi4 = gi5
-            Gr4 = Gr5
-            Gi4 = Gi5
-            gr5 = gr6
-            gi5 = gi6
-            Gr5 = Gr6
-            Gi5 = Gi6
-            gr6 = gr7
-            gi6 = gi7
-            Gr6 = Gr7
-            Gi6 = Gi7
-            gr7 = gr8
-            gi7 = gi8
-            Gr7 = Gr8
-            Gi7 = Gi8
+    a = base + i0 * C64
+    k = cm & (zc + i0 >= start)
+    gr0 = tl.load(gre_ptr + a, mask=k, other=0.0)
+    gi0 = tl.load(gim_ptr + a, mask=k, other=0.0)
+    Gr0 = tl.load(dre_ptr + a, mask=k, other=0.0)
+    Gi0 = tl.load(dim_ptr + a, mask=k, other=0.0)
+    a -= C64
+    k = cm & (zc + i0 - 1 >= start)
+    gr1 = tl.load(gre_ptr + a, mask=k, other=0.0)
+    gi1 = tl.load(gim_ptr + a, mask=k, other=0.0)
+    Gr1 = tl.load(dre_ptr + a, mask=k, other=0.0)
+    Gi1 = tl.load(dim_ptr + a, mask=k, other=0.0)
+    a -= C64
+    k = cm & (zc + i0 - 2 >= start)
+    gr2 = tl.load(gre_ptr + a, mask=k, other=0.0)
+    gi2 = tl.load(gim_ptr + a, mask=k, other=0.0)
+    Gr2 = tl.load(dre_ptr + a, mask=k, other=0.0)
+    Gi2 = tl.load(dim_ptr + a, mask=k, other=0.0)
+    a -= C64
+    k = cm & (zc + i0 - 3 >= start)
+    gr3 = tl.load(gre_ptr + a, mask=k, other=0.0)
+    gi3 = tl.load(gim_ptr + a, mask=k, other=0.0)
+    Gr3 = tl.load(dre_ptr + a, mask=k, other=0.0)
+    Gi3 = tl.load(dim_ptr + a, mask=k, other=0.0)
+    for t in range(0, end - start, 4):
+        i = i0 - t  # rows i, i-1, i-2, i-3 now; i-4 .. i-7 loaded for the next group
+        a = base + (i - 4) * C64
+        k = cm & (zc + i - 4 >= start)
+        hr0 = tl.load(gre_ptr + a, mask=k, other=0.0)
+        hi0 = tl.load(gim_ptr + a, mask=k, other=0.0)
+        Hr0 = tl.load(dre_ptr + a, mask=k, other=0.0)
+        Hi0 = tl.load(dim_ptr + a, mask=k, other=0.0)
+        a -= C64
+        k = cm & (zc + i - 5 >= start)
+        hr1 = tl.load(gre_ptr + a, mask=k, other=0.0)
+        hi1 = tl.load(gim_ptr + a, mask=k, other=0.0)
+        Hr1 = tl.load(dre_ptr + a, mask=k, other=0.0)
+        Hi1 = tl.load(dim_ptr + a, mask=k, other=0.0)
+        a -= C64
+        k = cm & (zc + i - 6 >= start)
+        hr2 = tl.load(gre_ptr + a, mask=k, other=0.0)
+        hi2 = tl.load(gim_ptr + a, mask=k, other=0.0)
+        Hr2 = tl.load(dre_ptr + a, mask=k, other=0.0)
+        Hi2 = tl.load(dim_ptr + a, mask=k, other=0.0)
+        a -= C64
+        k = cm & (zc + i - 7 >= start)
+        hr3 = tl.load(gre_ptr + a, mask=k, other=0.0)
+        hi3 = tl.load(gim_ptr + a, mask=k, other=0.0)
+        Hr3 = tl.load(dre_ptr + a, mask=k, other=0.0)
+        Hi3 = tl.load(dim_ptr + a, mask=k, other=0.0)
+        P_re, P_im, Q_re, Q_im = _bwd_map_row(
+            gr0, gi0, Gr0, Gi0, zc + i >= start, beta, P_re, P_im, Q_re, Q_im, CDT
+        )
+        P_re, P_im, Q_re, Q_im = _bwd_map_row(
+            gr1, gi1, Gr1, Gi1, zc + i - 1 >= start, beta, P_re, P_im, Q_re, Q_im, CDT
+        )
+        P_re, P_im, Q_re, Q_im = _bwd_map_row(
+            gr2, gi2, Gr2, Gi2, zc + i - 2 >= start, beta, P_re, P_im, Q_re, Q_im, CDT
+        )
+        P_re, P_im, Q_re, Q_im = _bwd_map_row(
+            gr3, gi3, Gr3, Gi3, zc + i - 3 >= start, beta, P_re, P_im, Q_re, Q_im, CDT
+        )
+        gr0, gi0, Gr0, Gi0 = hr0, hi0, Hr0, Hi0
+        gr1, gi1, Gr1, Gi1 = hr1, hi1, Hr1, Hi1
+        gr2, gi2, Gr2, Gi2 = hr2, hi2, Hr2, Hi2
+        gr3, gi3, Gr3, Gi3 = hr3, hi3, Hr3, Hi3
     mb = map_ptr + (pid_b.to(tl.int64) * K + pid_k) * 4 * C64 + offs
     tl.store(mb + 0 * C64, P_re, mask=cm)
     tl.store(mb + 1 * C64, P_im, mask=cm)
@@ -436,19 +520,41 @@ def _bwd_carry_kernel(
 
 
 @triton.jit
+def _bwd_row(
+    gr, gi, Gr, Gi, g1r, g1i, ok, beta, c_re, c_im, s_lam, s_eta, s_beta, dvp,
+    CDT: tl.constexpr,
+):  # fmt: skip
+    """One adjoint step at a row (skipped where not ok): S = G + c, A = -conj(g)^2 S,
+    dv = Re A, sums, c <- -beta A. (g1r, g1i) is g one row earlier."""
+    gr = gr.to(CDT)
+    gi = gi.to(CDT)
+    u = gr * gr - gi * gi  # conj(g)^2 = u + i w
+    w = -2.0 * gr * gi
+    S_re = Gr.to(CDT) + c_re
+    S_im = Gi.to(CDT) + c_im
+    A_re = tl.where(ok, -(u * S_re - w * S_im), 0.0)
+    A_im = tl.where(ok, -(u * S_im + w * S_re), 0.0)
+    tl.store(dvp, A_re.to(dvp.dtype.element_ty), mask=ok)
+    s_lam -= A_re
+    s_eta -= A_im
+    s_beta -= g1r.to(CDT) * A_re + g1i.to(CDT) * A_im  # Re(-conj(g_{i-1}) A_i)
+    return tl.where(ok, -beta * A_re, c_re), tl.where(ok, -beta * A_im, c_im), s_lam, s_eta, s_beta
+
+
+@triton.jit
 def _bwd_kernel(
     gre_ptr, gim_ptr, dre_ptr, dim_ptr, beta_ptr, init_ptr, dv_ptr, part_ptr,
     N, C, L, K,
-    HAS_INIT: tl.constexpr, DEPTH: tl.constexpr, BLOCK_C: tl.constexpr, F64: tl.constexpr,
+    HAS_INIT: tl.constexpr, GROUP: tl.constexpr, BLOCK_C: tl.constexpr, F64: tl.constexpr,
 ):  # fmt: skip
     """Exact adjoint inside chunk k; dv and partial sums part[(b*K + k)*3 + {lam, eta, beta}]."""
-    CDT = tl.float64 if F64 else tl.float32
+    CDT: tl.constexpr = tl.float64 if F64 else tl.float32
     pid_c = tl.program_id(0)
     pid_k = tl.program_id(1)
     pid_b = tl.program_id(2)
     offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     cm = offs < C
-    zc = tl.zeros([BLOCK_C], tl.int32)  # vector row masks (the interpreter needs them)
+    zc = tl.zeros([BLOCK_C], tl.int32)
     C64 = C.to(tl.int64)
     beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
     start = pid_k * L
@@ -465,109 +571,93 @@ def _bwd_kernel(
     s_eta = tl.zeros([BLOCK_C], CDT)
     s_beta = tl.zeros([BLOCK_C], CDT)
     base = pid_b.to(tl.int64) * N * C64 + offs
-    i0 = end - 1
-    # g is needed one row before the chunk (g_{s-1}, zero before the sequence), G only inside
+    dvb = dv_ptr + base
+    # g is read down to one row before the chunk (g_{s-1}; zero before the sequence),
+    # G only inside the chunk.
     lo = tl.maximum(start - 1, 0)
-    gr0 = tl.load(gre_ptr + base + (i0) * C64, mask=cm & (zc + i0 >= lo), other=0.0)
-    gi0 = tl.load(gim_ptr + base + (i0) * C64, mask=cm & (zc + i0 >= lo), other=0.0)
-    Gr0 = tl.load(dre_ptr + base + (i0) * C64, mask=cm & (zc + i0 >= start), other=0.0)
-    Gi0 = tl.load(dim_ptr + base + (i0) * C64, mask=cm & (zc + i0 >= start), other=0.0)
-    gr1 = tl.load(gre_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= lo), other=0.0)
-    gi1 = tl.load(gim_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= lo), other=0.0)
-    Gr1 = tl.load(dre_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= start), other=0.0)
-    Gi1 = tl.load(dim_ptr + base + (i0 - 1) * C64, mask=cm & (zc + i0 - 1 >= start), other=0.0)
-    gr2 = tl.load(gre_ptr + base + (i0 - 2) * C64, mask=cm & (zc + i0 - 2 >= lo), other=0.0)
-    gi2 = tl.load(gim_ptr + base + (i0 - 2) * C64, mask=cm & (zc + i0 - 2 >= lo), other=0.0)
-    Gr2 = tl.load(dre_ptr + base + (i0 - 2) * C64, mask=cm & (zc + i0 - 2 >= start), other=0.0)
-    Gi2 = tl.load(dim_ptr + base + (i0 - 2) * C64, mask=cm & (zc + i0 - 2 >= start), other=0.0)
-    gr3 = tl.load(gre_ptr + base + (i0 - 3) * C64, mask=cm & (zc + i0 - 3 >= lo), other=0.0)
-    gi3 = tl.load(gim_ptr + base + (i0 - 3) * C64, mask=cm & (zc + i0 - 3 >= lo), other=0.0)
-    Gr3 = tl.load(dre_ptr + base + (i0 - 3) * C64, mask=cm & (zc + i0 - 3 >= start), other=0.0)
-    Gi3 = tl.load(dim_ptr + base + (i0 - 3) * C64, mask=cm & (zc + i0 - 3 >= start), other=0.0)
-    if DEPTH == 8:
-        gr4 = tl.load(gre_ptr + base + (i0 - 4) * C64, mask=cm & (zc + i0 - 4 >= lo), other=0.0)
-        gi4 = tl.load(gim_ptr + base + (i0 - 4) * C64, mask=cm & (zc + i0 - 4 >= lo), other=0.0)
-        Gr4 = tl.load(dre_ptr + base + (i0 - 4) * C64, mask=cm & (zc + i0 - 4 >= start), other=0.0)
-        Gi4 = tl.load(dim_ptr + base + (i0 - 4) * C64, mask=cm & (zc + i0 - 4 >= start), other=0.0)
-        gr5 = tl.load(gre_ptr + base + (i0 - 5) * C64, mask=cm & (zc + i0 - 5 >= lo), other=0.0)
-        gi5 = tl.load(gim_ptr + base + (i0 - 5) * C64, mask=cm & (zc + i0 - 5 >= lo), other=0.0)
-        Gr5 = tl.load(dre_ptr + base + (i0 - 5) * C64, mask=cm & (zc + i0 - 5 >= start), other=0.0)
-        Gi5 = tl.load(dim_ptr + base + (i0 - 5) * C64, mask=cm & (zc + i0 - 5 >= start), other=0.0)
-        gr6 = tl.load(gre_ptr + base + (i0 - 6) * C64, mask=cm & (zc + i0 - 6 >= lo), other=0.0)
-        gi6 = tl.load(gim_ptr + base + (i0 - 6) * C64, mask=cm & (zc + i0 - 6 >= lo), other=0.0)
-        Gr6 = tl.load(dre_ptr + base + (i0 - 6) * C64, mask=cm & (zc + i0 - 6 >= start), other=0.0)
-        Gi6 = tl.load(dim_ptr + base + (i0 - 6) * C64, mask=cm & (zc + i0 - 6 >= start), other=0.0)
-        gr7 = tl.load(gre_ptr + base + (i0 - 7) * C64, mask=cm & (zc + i0 - 7 >= lo), other=0.0)
-        gi7 = tl.load(gim_ptr + base + (i0 - 7) * C64, mask=cm & (zc + i0 - 7 >= lo), other=0.0)
-        Gr7 = tl.load(dre_ptr + base + (i0 - 7) * C64, mask=cm & (zc + i0 - 7 >= start), other=0.0)
-        Gi7 = tl.load(dim_ptr + base + (i0 - 7) * C64, mask=cm & (zc + i0 - 7 >= start), other=0.0)
-    for t in range(0, end - start):
-        i = i0 - t
-        if DEPTH == 8:
-            gr8 = tl.load(gre_ptr + base + (i - 8) * C64, mask=cm & (zc + i - 8 >= lo), other=0.0)
-            gi8 = tl.load(gim_ptr + base + (i - 8) * C64, mask=cm & (zc + i - 8 >= lo), other=0.0)
-            Gr8 = tl.load(
-                dre_ptr + base + (i - 8) * C64, mask=cm & (zc + i - 8 >= start), other=0.0
-            )
-            Gi8 = tl.load(
-                dim_ptr + base + (i - 8) * C64, mask=cm & (zc + i - 8 >= start), other=0.0
-            )
-        else:
-            gr4 = tl.load(gre_ptr + base + (i - 4) * C64, mask=cm & (zc + i - 4 >= lo), other=0.0)
-            gi4 = tl.load(gim_ptr + base + (i - 4) * C64, mask=cm & (zc + i - 4 >= lo), other=0.0)
-            Gr4 = tl.load(
-                dre_ptr + base + (i - 4) * C64, mask=cm & (zc + i - 4 >= start), other=0.0
-            )
-            Gi4 = tl.load(
-                dim_ptr + base + (i - 4) * C64, mask=cm & (zc + i - 4 >= start), other=0.0
-            )
-        gr = gr0.to(CDT)
-        gi = gi0.to(CDT)
-        u = gr * gr - gi * gi  # conj(g)^2 = u + i w
-        w = -2.0 * gr * gi
-        S_re = Gr0.to(CDT) + c_re
-        S_im = Gi0.to(CDT) + c_im
-        A_re = -(u * S_re - w * S_im)
-        A_im = -(u * S_im + w * S_re)
-        tl.store(dv_ptr + base + i * C64, A_re.to(dv_ptr.dtype.element_ty), mask=cm)
-        s_lam -= A_re
-        s_eta -= A_im
-        s_beta -= gr1.to(CDT) * A_re + gi1.to(CDT) * A_im  # Re(-conj(g_{i-1}) A_i)
-        c_re = -beta * A_re
-        c_im = -beta * A_im
-        gr0 = gr1
-        gi0 = gi1
-        Gr0 = Gr1
-        Gi0 = Gi1
-        gr1 = gr2
-        gi1 = gi2
-        Gr1 = Gr2
-        Gi1 = Gi2
-        gr2 = gr3
-        gi2 = gi3
-        Gr2 = Gr3
-        Gi2 = Gi3
-        gr3 = gr4
-        gi3 = gi4
-        Gr3 = Gr4
-        Gi3 = Gi4
-        if DEPTH == 8:
-            gr4 = gr5
-            gi4 = gi5
-            Gr4 = Gr5
-            Gi4 = Gi5
-            gr5 = gr6
-            gi5 = gi6
-            Gr5 = Gr6
-            Gi5 = Gi6
-            gr6 = gr7
-            gi6 = gi7
-            Gr6 = Gr7
-            Gi6 = Gi7
-            gr7 = gr8
-            gi7 = gi8
-            Gr7 = Gr8
-            Gi7 = Gi8
+    i0 = end - 1
+    a = base + i0 * C64
+    kg = cm & (zc + i0 >= lo)
+    kG = cm & (zc + i0 >= start)
+    gr0 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+    gi0 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+    Gr0 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+    Gi0 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+    a -= C64
+    kg = cm & (zc + i0 - 1 >= lo)
+    kG = cm & (zc + i0 - 1 >= start)
+    gr1 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+    gi1 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+    Gr1 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+    Gi1 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+    a -= C64
+    kg = cm & (zc + i0 - 2 >= lo)
+    kG = cm & (zc + i0 - 2 >= start)
+    gr2 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+    gi2 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+    Gr2 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+    Gi2 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+    a -= C64
+    kg = cm & (zc + i0 - 3 >= lo)
+    kG = cm & (zc + i0 - 3 >= start)
+    gr3 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+    gi3 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+    Gr3 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+    Gi3 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+    for t in range(0, end - start, 4):
+        i = i0 - t  # rows i .. i-3 now; i-4 .. i-7 loaded for the next group
+        a = base + (i - 4) * C64
+        kg = cm & (zc + i - 4 >= lo)
+        kG = cm & (zc + i - 4 >= start)
+        hr0 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+        hi0 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+        Hr0 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+        Hi0 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+        a -= C64
+        kg = cm & (zc + i - 5 >= lo)
+        kG = cm & (zc + i - 5 >= start)
+        hr1 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+        hi1 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+        Hr1 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+        Hi1 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+        a -= C64
+        kg = cm & (zc + i - 6 >= lo)
+        kG = cm & (zc + i - 6 >= start)
+        hr2 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+        hi2 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+        Hr2 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+        Hi2 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+        a -= C64
+        kg = cm & (zc + i - 7 >= lo)
+        kG = cm & (zc + i - 7 >= start)
+        hr3 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+        hi3 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+        Hr3 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+        Hi3 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+        o = i * C64
+        c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
+            gr0, gi0, Gr0, Gi0, gr1, gi1, cm & (zc + i >= start), beta, c_re, c_im,
+            s_lam, s_eta, s_beta, dvb + o, CDT,
+        )  # fmt: skip
+        o -= C64
+        c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
+            gr1, gi1, Gr1, Gi1, gr2, gi2, cm & (zc + i - 1 >= start), beta, c_re, c_im,
+            s_lam, s_eta, s_beta, dvb + o, CDT,
+        )  # fmt: skip
+        o -= C64
+        c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
+            gr2, gi2, Gr2, Gi2, gr3, gi3, cm & (zc + i - 2 >= start), beta, c_re, c_im,
+            s_lam, s_eta, s_beta, dvb + o, CDT,
+        )  # fmt: skip
+        o -= C64
+        c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
+            gr3, gi3, Gr3, Gi3, hr0, hi0, cm & (zc + i - 3 >= start), beta, c_re, c_im,
+            s_lam, s_eta, s_beta, dvb + o, CDT,
+        )  # fmt: skip
+        gr0, gi0, Gr0, Gi0 = hr0, hi0, Hr0, Hi0
+        gr1, gi1, Gr1, Gi1 = hr1, hi1, Hr1, Hi1
+        gr2, gi2, Gr2, Gi2 = hr2, hi2, Hr2, Hi2
+        gr3, gi3, Gr3, Gi3 = hr3, hi3, Hr3, Hi3
     pb = part_ptr + row * 3 * C64 + offs
     tl.store(pb, s_lam, mask=cm)
     tl.store(pb + C64, s_eta, mask=cm)
@@ -583,17 +673,17 @@ def _bwd_kernel(
 class ScanConfig:
     """Launch parameters of one direction (tuned on an H100 by ``benchmarks/bench_kernel.py``).
 
-    ``block_c`` channels per program, ``num_warps`` warps per program, ``depth`` rows
-    loaded ahead of use (4 or 8). The number of chunks K is chosen so that about
-    ``target_programs`` programs run, with chunks at least ``min_chunk`` long, unless a
-    chunk length is forced.
+    ``block_c`` channels per program, ``num_warps`` warps per program, ``group`` rows
+    loaded one group ahead of use (4 or 8; the backward always uses 4). The number of
+    chunks K is chosen so that about ``target_programs`` programs run, with chunks at least
+    ``min_chunk`` long, unless a chunk length is forced.
     """
 
     block_c: int = 128
     num_warps: int = 1
     target_programs: int = 4096
     min_chunk: int = 64
-    depth: int = 4
+    group: int = 4
 
 
 _DEFAULT_GPU = (ScanConfig(), ScanConfig())
@@ -652,9 +742,9 @@ def _scan_forward(
         return g_re, g_im, counts
     block_c, L, K = _plan(B, N, C, cfg, chunk)
     n_cb = triton.cdiv(C, block_c)
-    if cfg.depth not in (4, 8):
-        raise ValueError(f"depth must be 4 or 8, got {cfg.depth}")
-    kw = dict(DEPTH=cfg.depth, BLOCK_C=block_c, F64=f64, num_warps=cfg.num_warps)
+    if cfg.group not in (4, 8):
+        raise ValueError(f"group must be 4 or 8, got {cfg.group}")
+    kw = dict(GROUP=cfg.group, BLOCK_C=block_c, F64=f64, num_warps=cfg.num_warps)
     init = v  # placeholder pointer when K == 1 (never read)
     if K > 1:
         maps = torch.empty((B * K * 8, C), dtype=cdt, device=v.device)
@@ -695,9 +785,9 @@ def _scan_backward(
         return dv, z, z.clone(), z.clone()
     block_c, L, K = _plan(B, N, C, cfg, chunk)
     n_cb = triton.cdiv(C, block_c)
-    if cfg.depth not in (4, 8):
-        raise ValueError(f"depth must be 4 or 8, got {cfg.depth}")
-    kw = dict(DEPTH=cfg.depth, BLOCK_C=block_c, F64=f64, num_warps=cfg.num_warps)
+    if cfg.group not in (4, 8):
+        raise ValueError(f"group must be 4 or 8, got {cfg.group}")
+    kw = dict(GROUP=cfg.group, BLOCK_C=block_c, F64=f64, num_warps=cfg.num_warps)
     init = g_re  # placeholder pointer when K == 1 (never read)
     if K > 1:
         maps = torch.empty((B * K * 4, C), dtype=cdt, device=g_re.device)
