@@ -112,14 +112,18 @@ class ModelConfig:
         gate) MoE followed by a linear map.
     ffn : {"mlp", "moe", "none"}
         The second sublayer of each block.
+    potential_moe_residual : bool
+        With ``potential="moe"``, also add the potential MoE's output to the residual
+        stream (the seeds' layer returns ``MoE(x) + W_out [Re G, Im G]``).
     ffn_mult : int
         Hidden width of an MLP / expert is ``ffn_mult * d_model``.
     eta_min : float
         Floor of Im z_c: ``eta_c = eta_min + softplus(raw_c) > 0``.
     eta_init : float
         Initial eta_c (> eta_min).
-    lam_init_range : float
-        lam_c are initialised evenly on [-r, r] (the spectrum of tridiag(1, 0, 1) is [-2, 2]).
+    lam_init_range, lam_init_center : float
+        lam_c are initialised evenly on [center - r, center + r] (the spectrum of
+        tridiag(1, 0, 1) is [-2, 2]); with C = 1, lam = center.
     hop_init : float
         Initial hopping b_c.
     bk_mode : {"causal", "two_sided"}
@@ -150,9 +154,11 @@ class ModelConfig:
     potential: str = "linear"
     ffn: str = "moe"
     ffn_mult: int = 4
+    potential_moe_residual: bool = False
     eta_min: float = 1e-3
     eta_init: float = 0.5
     lam_init_range: float = 2.0
+    lam_init_center: float = 0.0
     hop_init: float = 1.0
     bk_mode: str = "causal"
     aux_loss_weight: float = 1e-2
@@ -181,27 +187,36 @@ class ModelConfig:
         _check_choice("ffn", self.ffn, _FFNS)
         _check_choice("bk_mode", self.bk_mode, _BK_MODES)
         _check_choice("scan_backend", self.scan_backend, _BACKENDS)
+        if self.potential_moe_residual and self.potential != "moe":
+            raise ValueError("potential_moe_residual=True needs potential='moe'")
         if self.router == "scattering" and self.ffn != "moe":
             raise ValueError("router='scattering' routes the feed-forward MoE: it needs ffn='moe'")
         _check_float("eta_min", self.eta_min, lo=0.0, lo_open=True)
         _check_float("eta_init", self.eta_init, lo=self.eta_min, lo_open=True)
         _check_float("lam_init_range", self.lam_init_range, lo=0.0, lo_open=False)
+        _check_float("lam_init_center", self.lam_init_center, lo=-math.inf, lo_open=True)
         _check_float("hop_init", self.hop_init, lo=-math.inf, lo_open=True)
         _check_float("aux_loss_weight", self.aux_loss_weight, lo=0.0, lo_open=False)
         _check_float("dropout", self.dropout, lo=0.0, lo_open=False, hi=1.0)
         _check_float("init_std", self.init_std, lo=0.0, lo_open=True)
-        for name in ("tie_embeddings", "bias"):
+        for name in ("tie_embeddings", "bias", "potential_moe_residual"):
             _check_bool(name, getattr(self, name))
 
     @classmethod
     def seed_layout(cls, **overrides: Any) -> ModelConfig:
         """The seeds' layout: one BK chain per layer (C = 1), potentials from an MoE.
 
-        The seeds' block feeds v = W_v MoE(LN(x)) to the BK core and projects
-        [Re G, Im G] back to d_model; here with the causal g^L instead of the seeds'
-        two-sided G_ii, and without a separate feed-forward sublayer.
+        The seeds' layer computes ``u = MoE(x)``, ``v = W_v u`` (d -> 1), the resolvent
+        diagonal of ``H = tridiag(1, -2 + v, 1)`` at ``z = i``, and returns
+        ``u + W_out [Re G, Im G]``, with no separate feed-forward. Here: the same layout
+        (``potential="moe"``, ``potential_moe_residual=True``, ``ffn="none"``), with the
+        -2 absorbed into ``lam = 2`` (``v - 2 - i = v - (2 + i)``), ``eta = 1``, ``b = 1`` at
+        initialisation (learnable here, fixed in the seeds), and the causal g^L in place of
+        the seeds' two-sided G_ii (which :class:`bkmodel.model.LanguageModel` refuses).
         """
-        base: dict[str, Any] = dict(n_channels=1, potential="moe", ffn="none")
+        base: dict[str, Any] = dict(n_channels=1, potential="moe", ffn="none",
+                                    potential_moe_residual=True, lam_init_center=2.0,
+                                    eta_init=1.0, hop_init=1.0)
         base.update(overrides)
         return cls(**base)
 

@@ -88,8 +88,8 @@ class BKLayer(nn.Module):
                              top_k=config.top_k, router="learned", bias=config.bias,
                              dropout=config.dropout)
         self.v_proj = nn.Linear(d, C, bias=config.bias)
-        lam0 = torch.linspace(-config.lam_init_range, config.lam_init_range, C) if C > 1 \
-            else torch.zeros(1)
+        r, c0 = config.lam_init_range, config.lam_init_center
+        lam0 = torch.linspace(c0 - r, c0 + r, C) if C > 1 else torch.full((1,), float(c0))
         self.lam = nn.Parameter(lam0)
         self.eta_raw = nn.Parameter(
             torch.full((C,), _inv_softplus(config.eta_init - config.eta_min))
@@ -102,13 +102,15 @@ class BKLayer(nn.Module):
         """Im z_c = eta_min + softplus(raw_c) > 0, shape (C,)."""
         return self.config.eta_min + F.softplus(self.eta_raw)
 
-    def potentials(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """v (…, C) from the normalised input h (…, d), and the potential MoE's aux loss."""
-        aux = None
-        if self.v_moe is not None:
-            h, st = self.v_moe(h)
-            aux = st
-        return self.v_proj(h), aux
+    def potentials(self, h: torch.Tensor) -> tuple[torch.Tensor, Any, torch.Tensor | None]:
+        """(v (…, C), potential-MoE stats or None, residual term or None) from LN(x) (…, d).
+
+        The residual term is the potential MoE's output when ``potential_moe_residual``.
+        """
+        if self.v_moe is None:
+            return self.v_proj(h), None, None
+        u, stats = self.v_moe(h)  # (…, d)
+        return self.v_proj(u), stats, (u if self.config.potential_moe_residual else None)
 
     def features(self, g_re: torch.Tensor, g_im: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
         return self.out(torch.cat([g_re * eta, g_im * eta], dim=-1))  # (…, d)
@@ -116,7 +118,7 @@ class BKLayer(nn.Module):
     def forward(self, h: torch.Tensor, guard: ScanGuard, name: str
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
         """(y (B, T, d), g_re (B, T, C), g_im (B, T, C), potential-MoE stats or None)."""
-        v, aux = self.potentials(h)  # (B, T, C)
+        v, aux, u = self.potentials(h)  # (B, T, C)
         eta = self.eta
         if self.config.bk_mode == "causal":
             g_re, g_im = guard.scan(v, self.lam, eta, self.hop, layer=name)
@@ -125,17 +127,19 @@ class BKLayer(nn.Module):
                 return guard.scan(*a, layer=name)
 
             g_re, g_im = two_sided_diagonal(v, self.lam, eta, self.hop, scan)
-        return self.features(g_re, g_im, eta.to(g_re.dtype)), g_re, g_im, aux
+        y = self.features(g_re, g_im, eta.to(g_re.dtype))  # (B, T, d)
+        return (y if u is None else y + u), g_re, g_im, aux
 
     def step(self, h: torch.Tensor, state: torch.Tensor | None, guard: ScanGuard, name: str
              ) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """One decoding step: h (B, d) -> (y (B, d), new state g (B, C) complex128, aux)."""
-        v, aux = self.potentials(h)  # (B, C)
+        v, aux, u = self.potentials(h)  # (B, C)
         eta = self.eta
         g = bk_step(v, self.lam, eta, self.hop, state)
         guard.check_step(g, eta, layer=name)
         g_re, g_im = g.real.to(v.dtype), g.imag.to(v.dtype)
-        return self.features(g_re, g_im, eta.to(v.dtype)), g, aux
+        y = self.features(g_re, g_im, eta.to(v.dtype))  # (B, d)
+        return (y if u is None else y + u), g, aux
 
 
 def _phase(g_re: torch.Tensor, g_im: torch.Tensor) -> torch.Tensor:

@@ -115,12 +115,22 @@ class TestForward:
 
     def test_seed_layout_single_channel(self):
         cfg = ModelConfig.seed_layout(vocab_size=37, d_model=16, n_layers=2, n_seq=48)
-        assert cfg.n_channels == 1 and cfg.potential == "moe"
+        assert cfg.n_channels == 1 and cfg.potential == "moe" and cfg.ffn == "none"
         m = LanguageModel(cfg)
-        assert m.blocks[0].bk.v_proj.out_features == 1
-        assert m.blocks[0].bk.out.in_features == 2  # [Re g, Im g]
+        bk = m.blocks[0].bk
+        assert bk.v_proj.out_features == 1
+        assert bk.out.in_features == 2  # [Re g, Im g]
+        # H = tridiag(1, -2 + v, 1) at z = i  <=>  lam = 2, eta = 1, b = 1
+        assert float(bk.lam.detach()) == 2.0 and float(bk.hop.detach()) == 1.0
+        assert float(bk.eta.detach()) == pytest.approx(1.0)
         _, loss = m(ids(), ids())
         assert torch.isfinite(loss)
+        # the layer returns MoE(h) + W_out [Re g, Im g] (the seeds' residual)
+        h = m.blocks[0].ln_1(m.wte(ids(T=5)))
+        y, g_re, g_im, _ = bk(h, m.guard, "0")
+        u, _ = bk.v_moe(h)
+        assert torch.allclose(y, u + bk.features(g_re, g_im, bk.eta), atol=1e-6)
+        assert m.generate(ids(B=1, T=3), 4, temperature=0).shape == (1, 7)
 
     def test_scattering_router_model(self):
         m = tiny(router="scattering")
@@ -158,8 +168,10 @@ class TestForward:
 
 class TestGenerate:
     @pytest.mark.parametrize("kw", [{}, {"router": "scattering"}, {"potential": "moe"},
-                                    {"ffn": "mlp", "num_experts": 1, "top_k": 1}],
-                             ids=["learned", "scattering", "moe-potential", "mlp"])
+                                    {"ffn": "mlp", "num_experts": 1, "top_k": 1},
+                                    {"potential": "moe", "potential_moe_residual": True,
+                                     "ffn": "none", "n_channels": 1}],
+                             ids=["learned", "scattering", "moe-potential", "mlp", "seeds"])
     def test_greedy_equals_full_forward(self, kw):
         m = tiny(init_std=0.2, **kw)  # larger weights: well separated logits
         prompt = ids(B=2, T=7, seed=3)
@@ -302,6 +314,8 @@ class TestConfig:
             ({"aux_loss_weight": float("nan")}, ValueError, "aux_loss_weight"),
             ({"scan_backend": "cuda"}, ValueError, "scan_backend"),
             ({"tie_embeddings": 1}, TypeError, "tie_embeddings"),
+            ({"potential_moe_residual": True}, ValueError, "potential_moe_residual"),
+            ({"lam_init_center": float("inf")}, ValueError, "lam_init_center"),
             ({"guard": {"action": "ignore"}}, ValueError, "guard.action"),
             ({"guard": {"tol": 0.0}}, ValueError, "guard.tol"),
             ({"guard": {"sample_rate": 1.5}}, ValueError, "guard.sample_rate"),
