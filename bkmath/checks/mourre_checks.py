@@ -636,7 +636,7 @@ def check_mourre_estimate(profile: Profile) -> list[Certificate]:
                     "sizes": list(_sizes(model, profile)),
                     "length scale (line models)": _LENGTH if model != "lattice" else None,
                 },
-                t["seconds"],
+                t["seconds"] + t2["seconds"],
                 extra,
             )
         )
