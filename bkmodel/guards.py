@@ -134,7 +134,13 @@ class ScanGuard:
         self.skip_requested = False
 
     def report(self) -> dict[str, int]:
-        """Event counts since construction or :meth:`reset` (a copy)."""
+        """Event counts since construction or :meth:`reset` (a copy).
+
+        ``scans`` (guarded scans and decoding steps), ``residual_checks``,
+        ``violating_scans``; per check (``nonfinite``, ``herglotz``, ``bound``, ``residual``)
+        the number of scans in which it failed; per action ``recomputed_fp64``,
+        ``recovered``, ``skip_requests``, ``raised``; ``events`` (logged events).
+        """
         out = dict(self.counters)
         out["events"] = len(self.events)
         return out
