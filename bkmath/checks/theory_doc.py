@@ -3,6 +3,7 @@
 Usage::
 
     python -m bkmath.checks.theory_doc certificates.json [--doc docs/theory.md] [--check]
+                                       [--profile default]
 
 The table is written between the marker comments ``<!-- BEGIN CERTIFICATE TABLE -->`` and
 ``<!-- END CERTIFICATE TABLE -->``; the rest of the document is left untouched. With
@@ -41,12 +42,15 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def render_table(certs: list[Certificate], source: str = "certificates.json") -> str:
+def render_table(
+    certs: list[Certificate], source: str = "certificates.json", profile: str | None = None
+) -> str:
     """The markdown status table (with a one-line summary above it)."""
     status = Counter(c.status.value for c in certs)
     unexpected = sum(not c.expected for c in certs)
+    run = f" (profile {profile})" if profile else ""
     lines = [
-        f"Generated from `{_cell(source)}` by `python -m bkmath.checks.theory_doc`: "
+        f"Generated from `{_cell(source)}`{run} by `python -m bkmath.checks.theory_doc`: "
         f"{len(certs)} certificates — {status.get('verified', 0)} verified, "
         f"{status.get('refuted', 0)} refuted, {status.get('inconclusive', 0)} inconclusive; "
         f"**{unexpected} unexpected**.",
@@ -79,10 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("certificates", type=Path, help="certificates.json from a certificate run")
     p.add_argument("--doc", type=Path, default=DEFAULT_DOC, help="document to update")
     p.add_argument("--check", action="store_true", help="only report whether it is up to date")
+    p.add_argument("--profile", default=None, help="profile of the run, shown in the summary")
     args = p.parse_args(argv)
     certs = load_certificates(args.certificates)
     old = args.doc.read_text(encoding="utf-8")
-    new = update_text(old, render_table(certs, args.certificates.name))
+    new = update_text(old, render_table(certs, args.certificates.name, args.profile))
     if args.check:
         fresh = new == old
         print(f"{args.doc}: status table {'up to date' if fresh else 'OUT OF DATE'}")
