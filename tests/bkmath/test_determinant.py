@@ -181,6 +181,17 @@ class TestLogDet:
             for j in range(3):
                 assert out[i, j] == log_det(JacobiOperator.free_plus(v[j]), z[i])
 
+    def test_threaded_batch_equals_looped(self, rng, monkeypatch):
+        monkeypatch.setenv("BKMATH_NUM_THREADS", "2")
+        v = rng.normal(size=(5, 8000))
+        op = JacobiOperator.free_plus(v)
+        out = log_det(op, 0.7 + 0.01j)
+        cnt = eigenvalue_count(op, 1.3)
+        for j in range(5):
+            single = JacobiOperator.free_plus(v[j])
+            assert out[j] == log_det(single, 0.7 + 0.01j)
+            assert cnt[j] == eigenvalue_count(single, 1.3)
+
     def test_scalar_returns_python_complex(self):
         assert isinstance(log_det(JacobiOperator.free(3), 1j), complex)
 

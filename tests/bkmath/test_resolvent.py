@@ -353,6 +353,17 @@ class TestResolventDiagonal:
                 single = resolvent_diagonal(JacobiOperator.free_plus(v[j]), z[i])
                 np.testing.assert_array_equal(out[i, j], single)
 
+    def test_threaded_batch_equals_looped(self, rng, monkeypatch):
+        # enough work (rows x N >= 2e4) for run_rows to split the rows over two threads
+        monkeypatch.setenv("BKMATH_NUM_THREADS", "2")
+        v = rng.normal(size=(5, 8000))
+        op = JacobiOperator.free_plus(v)
+        for side in ("both", "left", "right"):
+            out = resolvent_diagonal(op, 0.7 + 0.01j, side=side)
+            for j in range(5):
+                single = resolvent_diagonal(JacobiOperator.free_plus(v[j]), 0.7 + 0.01j, side)
+                np.testing.assert_array_equal(out[j], single)
+
     def test_batch_hopping_broadcast(self, rng):
         a = rng.normal(size=(2, 10))
         b = rng.normal(size=(3, 1, 9))
