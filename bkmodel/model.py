@@ -424,6 +424,17 @@ class LanguageModel(_BKNetwork):
     guard with action ``skip_step`` fired: the trainer should not apply this step).
 
     Cost per token and layer O(d·C + d²) (no attention); decoding state O(n_layers · C).
+
+    Examples
+    --------
+    >>> import torch
+    >>> m = LanguageModel(vocab_size=32, d_model=16, n_layers=1, n_seq=8, n_channels=2)
+    >>> ids = torch.zeros(1, 8, dtype=torch.long)
+    >>> logits, loss = m(ids, ids)
+    >>> tuple(logits.shape), loss.ndim
+    ((1, 8, 32), 0)
+    >>> m.generate(ids[:, :3], 4, temperature=0).shape
+    torch.Size([1, 7])
     """
 
     def __init__(self, config: ModelConfig | None = None, **kwargs: Any) -> None:
