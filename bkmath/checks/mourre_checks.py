@@ -612,7 +612,7 @@ def check_mourre_estimate(profile: Profile) -> list[Certificate]:
             est = mourre_constant(model, iv, v=v, sizes=_sizes(model, profile), length=_LENGTH)
         extra: dict = {}
         with timed() as t2:
-            nmp = profile.pick(quick=12, default=15, thorough=25)
+            nmp = profile.pick(quick=13, default=15, thorough=25)  # odd: centred lattice box
             extra["mpmath_section"] = _mp_section_check(model, v, iv, nmp)
             if model == "lattice":
                 # normalisation: s A gives s c, with the same compact-part structure

@@ -185,3 +185,19 @@ class TestTheoryDoc:
         assert theory_doc.BEGIN in text and theory_doc.END in text
         missing = [name for name in checks.registry() if f"`{name}`" not in text]
         assert not missing, f"docs/theory.md does not document: {missing}"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "mourre_commutator_identity",
+        "seed_commutator_identity",
+        "mourre_estimate",
+        "explicit_formula",
+        "prime_bump_pairing",
+    ],
+)
+def test_quick_profile_outcomes(name):
+    # `bk demo` runs the quick profile: its sizes must work too (pytest proofs_checks runs
+    # the default profile only)
+    checks.assert_expected(checks.run_check(name, "quick"))
