@@ -210,8 +210,12 @@ def _new_figure(ncols: int = 2, nrows: int = 1, width: float = 7.0, height: floa
     return fig, axes
 
 
-def tex_number(x: Any, digits: int = 2) -> str:
-    """Format a measured number for LaTeX math mode: ``3.1\\times 10^{-16}``, ``0.25``, ``12``."""
+def tex_number(x: Any, digits: int = 3) -> str:
+    """Format a measured number for LaTeX math mode with ``digits`` significant digits.
+
+    ``3.14\\times 10^{-16}``, ``0.25``, ``12``, ``123{,}456``; strings pass through (use them
+    for numbers that need more digits, e.g. a ratio of ``0.999997``).
+    """
     if isinstance(x, str):
         return x
     if isinstance(x, bool):
@@ -223,16 +227,12 @@ def tex_number(x: Any, digits: int = 2) -> str:
         return r"\infty" if xf > 0 else (r"-\infty" if xf < 0 else r"\mathrm{NaN}")
     if xf == 0:
         return "0"
-    e = math.floor(math.log10(abs(xf)))
+    mant, exp = f"{xf:.{digits - 1}e}".split("e")
+    e = int(exp)
     if -3 <= e <= 4:
-        s = f"{xf:.{max(digits - 1 - e, 0)}f}" if e < digits else f"{xf:.0f}"
-        return s
-    mant = xf / 10**e
-    m = f"{mant:.{digits - 1}f}"
-    if m.startswith("10"):  # rounding 9.96 -> 10.0
-        mant, e = mant / 10, e + 1
-        m = f"{mant:.{digits - 1}f}"
-    return rf"{m}\times 10^{{{e}}}"
+        return f"{xf:.{digits}g}" if e < digits else f"{xf:.0f}"
+    mant = mant.rstrip("0").rstrip(".")
+    return rf"{mant}\times 10^{{{e}}}"
 
 
 _TEX_ESCAPES = {
@@ -536,6 +536,7 @@ def figure_mourre(ctx: FigureContext) -> FigureResult:
         "cmin": min(c_int),
         "cmax": max(c_int),
         "nintervals": int(len(centres)),
+        "ninterior": int(interior.sum()),
         "width": width,
         "nmax": int(sizes[-1]),
         "edgegrowth": float(edge[-1] / edge[0]),
@@ -780,11 +781,12 @@ def figure_schatten(ctx: FigureContext) -> FigureResult:
     def first_last(mask: Any) -> str:
         if not mask.any():
             return "none"
-        return rf"{etas[mask].min():.2g}\le\eta\le{etas[mask].max():.2g}"
+        return (rf"{tex_number(etas[mask].min(), 2)}\le\eta\le"
+                rf"{tex_number(etas[mask].max(), 2)}")
 
     numbers = {
-        "s2ratio": float(np.max(r["s2"] / r["b2"])),
-        "s1ratio": float(np.max(r["s1"] / r["b1"])),
+        "s2ratio": f"{np.max(r['s2'] / r['b2']):.6f}",
+        "s1ratio": f"{np.max(r['s1'] / r['b1']):.6f}",
         "seeds2viol": int(viol2.sum()),
         "seeds1viol": int(viol1.sum()),
         "npoints": int(len(etas)),
@@ -919,7 +921,7 @@ def figure_spectral_shift(ctx: FigureContext) -> FigureResult:
         "nbound": int(td["N_minus"] + td["N_plus"]),
         "nminus": int(td["N_minus"]),
         "nplus": int(td["N_plus"]),
-        "levinson": float(xi4 - xi0),
+        "levinson": f"{xi4 - xi0:.5f}",
         "levinsonpred": float(lev_pred),
         "bkerr": bk_err,
         "nsites": n,
@@ -1234,7 +1236,7 @@ def figure_scaling(ctx: FigureContext) -> FigureResult:
     with_att = [r for r in rr if r.get("sdpa_fwd_bwd_ms") is not None]
     last = with_att[-1] if with_att else top
     numbers = {
-        "device": str(res["device"]).replace("_", " "),
+        "device": tex_escape(str(res["device"])),
         "origin": origin,
         "nmax": int(last["N"]),
         "bkms": float(last["fwd_bwd_ms"]),
