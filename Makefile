@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 export PYTHONHASHSEED := 0
 
-.PHONY: setup demo test lint pytest docs figures clean
+.PHONY: setup demo test lint pytest docs figures figures-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +32,17 @@ lint: setup
 pytest: setup
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests proofs_checks
 
+## Documentation: HTML and the executed examples (doctest); warnings are errors.
+docs: setup
+	$(BIN)/sphinx-build -W --keep-going -q -d docs/_build/doctrees -b html docs docs/_build/html
+	$(BIN)/sphinx-build -W --keep-going -q -d docs/_build/doctrees -b doctest docs docs/_build/doctest
+
+## Every paper figure at CI sizes, into build/ (the committed paper/figures stay untouched).
+figures-quick: setup
+	$(BIN)/bk figures --quick --no-progress --out build/figures-quick
+
 ## Everything CI checks.
-test: lint pytest
+test: lint pytest docs figures-quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis docs/_build
