@@ -12,7 +12,8 @@ Usage::
 
     python benchmarks/lm_compare.py --preset tiny            # about 2-4 minutes on 2 CPU cores
 
-Writes ``benchmarks/results/lm_compare_<preset>_<date>.json``. Throughput on a shared machine
+Writes ``benchmarks/results/lm_compare_<preset>_<date>.json`` (``..._cuda_<date>.json`` on a
+GPU, where training runs under bf16 autocast). Throughput on a shared machine
 depends on its load: the JSON records the load average before and after.
 """
 
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average before/after: {load0[0]:.2f} / {load1[0]:.2f} "
           f"(on {os.cpu_count()} cores; throughput is only comparable within one run)")
     args.results.mkdir(parents=True, exist_ok=True)
-    path = args.results / f"lm_compare_{args.preset}_{started:%Y-%m-%d}.json"
+    device = "_cuda" if torch.cuda.is_available() else ""
+    path = args.results / f"lm_compare_{args.preset}{device}_{started:%Y-%m-%d}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
     return 0

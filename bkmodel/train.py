@@ -7,10 +7,13 @@ One loop, no framework. Per optimizer step:
 2. forward under bf16 autocast on CUDA (fp32 on CPU), backward (DDP all-reduces gradients);
 3. **guards**: the loss (averaged over ranks) and the global gradient norm must be finite,
    else the step is skipped (after ``max_consecutive_nonfinite`` skips in a row, or if a weight
-   is non-finite, training rolls back); a loss above ``spike_factor`` × the running median is a
-   spike: the step is not applied, the last good checkpoint is reloaded and the offending
-   batch is skipped; the gradient norm is clipped and logged, large ones are flagged; the
-   model's certificate-guard counters (``guard_report()``) are logged;
+   is non-finite, training rolls back); a step the model's runtime certificates mark
+   (``last_aux["skip_step"]``) or whose forward raises ``bkmodel.guards.GuardError`` is skipped
+   the same way; a loss above ``spike_factor`` × the running median is a spike: the step is not
+   applied, the last good checkpoint is reloaded and the offending batch is skipped; the
+   gradient norm is clipped and logged, norms above 10× the running median are flagged; the
+   model's certificate-guard counters (``guard_report()``, carried across resumes) and MoE
+   statistics (``last_aux``) are logged;
 4. AdamW step with the warm-up + cosine learning rate of step ``s``.
 
 Checkpoints are written by rank 0 every ``ckpt_every`` steps and at exit, atomically
@@ -19,6 +22,13 @@ with a SHA-256 over the payload, so a torn or altered file is detected and the p
 one is used. ``--resume`` restores model, optimizer, step, data position, loss window, guard
 counters and every RNG, and truncates the metrics log to the checkpoint: the resumed run
 reproduces the uninterrupted loss curve exactly (tested with ``kill -9``).
+
+Throughput (``tokens_per_s``) counts optimizer steps only (data, forward, backward, update):
+evaluation, checkpoints and the first five steps of a process (allocation, kernel
+compilation) are excluded. Under DDP every rank runs the ranks' share of each step and
+``tokens_per_s`` is the global rate; a ``GuardError`` raised on one rank only cannot be
+skipped consistently (the other ranks are already in the gradient all-reduce) and stops the
+run.
 
 Run directory (``--out``): ``config.json``, ``tokenizer.json``, ``checkpoint.pt``,
 ``checkpoint.prev.pt``, ``metrics.jsonl`` (one JSON object per log/eval/event line),
@@ -710,8 +720,13 @@ def _train(cfg, out, dist, resume, fault, progress, cache_dir, say) -> dict[str,
                desc=f"train {cfg.model}", unit="step", dynamic_ncols=True)
     tok_per_step = cfg.batch_size * cfg.seq_len
     consecutive_bad = 0
-    t_train = 0.0
-    tokens_timed = 0
+    # throughput: optimizer steps only (data, forward, backward, update); evaluation,
+    # checkpoints and the first `warm` steps of this process (allocator, kernel compilation)
+    # are excluded. Logged rows carry the throughput of the last log interval.
+    warm = min(5, max(0, (cfg.max_steps - st["step"]) // 2))
+    steps_seen = 0
+    t_train, tokens_timed = 0.0, 0
+    t_win, tokens_win = 0.0, 0
     last_eval: dict[str, float] | None = None
     try:
         while st["step"] < cfg.max_steps:
@@ -789,15 +804,21 @@ def _train(cfg, out, dist, resume, fault, progress, cache_dir, say) -> dict[str,
             st["tokens"] += tok_per_step
             if dist.device.type == "cuda":
                 torch.cuda.synchronize()
-            t_train += time.perf_counter() - t0
-            tokens_timed += tok_per_step
-            tps = tokens_timed / t_train if t_train > 0 else 0.0
+            dt_step = time.perf_counter() - t0
+            steps_seen += 1
+            if steps_seen > warm:
+                t_train += dt_step
+                tokens_timed += tok_per_step
+            t_win += dt_step
+            tokens_win += tok_per_step
+            tps = tokens_win / t_win if t_win > 0 else 0.0
             step = st["step"]
             bar.update(1)
             bar.set_postfix(loss=f"{loss_val:.3f}", tok_s=f"{tps:,.0f}", refresh=False)
             if step % cfg.log_every == 0 or step == cfg.max_steps:
                 row = {"step": step, "loss": loss_val, "lr": lr, "grad_norm": gnorm,
                        "tokens": st["tokens"], "tokens_per_s": tps}
+                t_win, tokens_win = 0.0, 0
                 row.update({f"aux.{k}": v for k, v in _aux_stats(raw).items()})
                 row.update({f"guard.{k}": v for k, v in sorted(guard_totals().items())})
                 row.update(st["counters"])
@@ -833,7 +854,7 @@ def _train(cfg, out, dist, resume, fault, progress, cache_dir, say) -> dict[str,
         final = evaluate_stream(raw, val_tokens, cfg.seq_len, batch_size=cfg.batch_size,
                                 device=dist.device, autocast_dtype=amp_dtype)
         raw.save_pretrained(out / "model")
-        tps = tokens_timed / t_train if t_train > 0 else None
+        tps = tokens_timed / t_train if t_train > 0 else (tokens_win / t_win if t_win else None)
         summary = {
             "model": cfg.model, "preset": cfg.preset, "params": n_params,
             "steps": st["step"], "tokens": st["tokens"], "train_tokens_per_s": tps,
@@ -868,7 +889,7 @@ def plot_metrics(metrics_path: Path | str, png_path: Path | str) -> Path:
 
     rows = _Metrics(Path(metrics_path), False).rows()
     tr = [r for r in rows if "loss" in r and "event" not in r]
-    ev = [r for r in rows if "val_loss" in r]
+    ev = [r for r in rows if "val_loss" in r and "event" not in r]
     fig, axes = plt.subplots(2, 2, figsize=(10, 7))
     ax = axes[0, 0]
     ax.plot([r["step"] for r in tr], [r["loss"] for r in tr], label="train")
@@ -880,7 +901,7 @@ def plot_metrics(metrics_path: Path | str, png_path: Path | str) -> Path:
     ax.legend()
     for ax, key, title in ((axes[0, 1], "lr", "learning rate"),
                            (axes[1, 0], "grad_norm", "gradient norm (before clipping)"),
-                           (axes[1, 1], "tokens_per_s", "throughput (tokens/s)")):
+                           (axes[1, 1], "tokens_per_s", "training throughput (tokens/s)")):
         ax.plot([r["step"] for r in tr], [r[key] for r in tr])
         ax.set(xlabel="step", title=title)
     fig.tight_layout()
@@ -951,11 +972,12 @@ def run(args: argparse.Namespace) -> int:
     overrides = {name: getattr(args, name) for name, _ in _override_fields()
                  if getattr(args, name, None) is not None}
     overrides["model"] = args.model
-    if args.bk_option:
-        opts = dict(get_bk_options(args.bk_option))
-        overrides["bk_options"] = opts
     try:
+        if args.bk_option:
+            overrides["bk_options"] = dict(get_bk_options(args.bk_option))
         cfg = TrainConfig.from_preset(args.preset, **overrides)
+        if cfg.model == "bk":  # validate the model configuration before any work
+            _bk_config(cfg, cfg.vocab_size)
     except (ValueError, TypeError) as exc:
         print(f"bk train: {exc}", file=sys.stderr)
         return 2

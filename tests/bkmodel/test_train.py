@@ -218,6 +218,9 @@ class TestTraining:
         assert cli.main(["eval", str(tmp_path / "none")]) == 1
         assert "missing" in capsys.readouterr().err
         assert cli.main(["train", "--preset", "ci", "--lr", "-1", "--out", str(out)]) == 2
+        assert cli.main(["train", "--preset", "ci", "--bk-option", "eta_min=-1"]) == 2
+        assert "eta_min" in capsys.readouterr().err
+        assert cli.main(["train", "--preset", "ci", "--bk-option", "nonsense"]) == 2
 
     def test_tiny_demo_interface(self, tmp_path):
         r = tiny_demo(tmp_path, corpus="tiny", tokenizer="byte", d_model=32, seq_len=32,
