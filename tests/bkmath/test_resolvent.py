@@ -419,6 +419,22 @@ class TestResolventDiagonal:
         np.testing.assert_allclose(comb, g[:-1], rtol=1e-9)
 
     @pytest.mark.parametrize("side", ["both", "left", "right"])
+    def test_huge_entries(self, side):
+        # |alpha| ~ 1e250: the rescaled continuants overflow within one step; the one-sided
+        # sweeps fall back to the ratio recursion, the two-sided one never needs to
+        from bkmath import _kernels
+
+        a = np.array([1e100, 1e250, 2.0, 5e249, -1e100, -1e250])
+        b = np.array([1.0, 1e150, 1.0, -1e150, 2e140])  # beta up to 1e300
+        op = JacobiOperator(a, b)
+        o = np.empty((6, 2))
+        # the continuant pair (θ_1 ~ 1e100 unscaled) times alpha_2 = 1e250 overflows
+        assert np.isnan(_kernels._rd_left_real(a, b, b, 0.0, 1.0, 0.0, 0.0, o))
+        got = resolvent_diagonal(op, 1j, side=side)
+        ref = resolvent_diagonal_mp(op, 1j, side=side, dps=50)
+        np.testing.assert_allclose(got, ref, rtol=1e-13)
+
+    @pytest.mark.parametrize("side", ["both", "left", "right"])
     def test_float32(self, rng, side):
         v = rng.normal(size=64).astype(np.float32)
         op = JacobiOperator.free_plus(v)
