@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                 t_fwd = bench(
                     lambda v=v: _BKScanTriton.apply(v, lam, eta, b, False, 1e-3, None, None)
                 )
-            cfg_f, cfg_b = _default_config(dev)
+            cfg_f, cfg_b = _default_config(dev, B, C)
             _, L, K = _plan(B, N, C, cfg_f, None)
             _, Lb, Kb = _plan(B, N, C, cfg_b, None)
             elems = B * N * C

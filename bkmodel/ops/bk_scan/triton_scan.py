@@ -686,17 +686,31 @@ class ScanConfig:
     group: int = 4
 
 
-_DEFAULT_GPU = (ScanConfig(), ScanConfig())
+# Measured on an H100 (benchmarks/results/bench_kernel_NVIDIA-H100-80GB-HBM3_2026-11-24.json,
+# 65,536 tokens × 1,024 channels): with >= 32,768 independent chains (batch × channels) one
+# chunk is fastest (no second pass over the data); with fewer, chunks of the sequence fill
+# the GPU at the price of one extra read per direction.
+_WIDE_CHAINS = 32768
+_GPU_WIDE = (
+    ScanConfig(block_c=64, target_programs=1, group=8),
+    ScanConfig(block_c=32, target_programs=1),
+)
+_GPU_LONG = (
+    ScanConfig(block_c=128, target_programs=1024, group=8),
+    ScanConfig(block_c=128, target_programs=1024),
+)
 # The interpreter runs one program at a time: as few, wide programs as possible.
-_DEFAULT_CPU = (
+_CPU = (
     ScanConfig(block_c=128, target_programs=1, min_chunk=1),
     ScanConfig(block_c=128, target_programs=1, min_chunk=1),
 )
 
 
-def _default_config(device: torch.device) -> tuple[ScanConfig, ScanConfig]:
-    """(forward, backward) launch configurations."""
-    return _DEFAULT_GPU if device.type == "cuda" else _DEFAULT_CPU
+def _default_config(device: torch.device, B: int, C: int) -> tuple[ScanConfig, ScanConfig]:
+    """(forward, backward) launch configurations for a (B, ·, C) problem on ``device``."""
+    if device.type != "cuda":
+        return _CPU
+    return _GPU_WIDE if B * C >= _WIDE_CHAINS else _GPU_LONG
 
 
 def _plan(B: int, N: int, C: int, cfg: ScanConfig, chunk: int | None) -> tuple[int, int, int]:
@@ -731,7 +745,7 @@ def _scan_forward(
     """Launch the forward kernels. ``beta`` is the hopping squared (any real sign: the
     tests pass beta < 0 to make the certificate counters fire). Returns g_re, g_im, stats."""
     B, N, C = v.shape
-    cfg = cfg or _default_config(v.device)[0]
+    cfg = cfg or _default_config(v.device, B, C)[0]
     cdt = _compute_dtype(v)
     f64 = cdt == torch.float64
     lam, eta, beta = (t.to(cdt).contiguous() for t in (lam, eta, beta))
@@ -773,7 +787,7 @@ def _scan_backward(
     """Launch the backward kernels. Returns dv (dtype ``v_dtype``) and the (C,) sums
     ``-sum Re A`` (d lam), ``-sum Im A`` (d eta), ``sum Re(-conj(g_{i-1}) A_i)`` (d beta)."""
     B, N, C = g_re.shape
-    cfg = cfg or _default_config(g_re.device)[1]
+    cfg = cfg or _default_config(g_re.device, B, C)[1]
     cdt = g_re.dtype
     f64 = cdt == torch.float64
     beta = beta.to(cdt).contiguous()
