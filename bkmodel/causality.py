@@ -153,37 +153,57 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", help="directory written by save_pretrained "
                         "(default: a freshly initialised model)")
     parser.add_argument("--bk-mode", choices=("causal", "two_sided"), default="causal",
-                        help="fresh model only; two_sided is the negative control (BKEncoder)")
-    parser.add_argument("--vocab-size", type=int, default=256)
-    parser.add_argument("--d-model", type=int, default=64)
-    parser.add_argument("--n-layers", type=int, default=2)
-    parser.add_argument("--n-channels", type=int, default=8)
-    parser.add_argument("--length", type=int, default=64)
-    parser.add_argument("--batch", type=int, default=2)
+                        help="fresh model only; two_sided is the non-causal BKEncoder "
+                        "(a negative control: expected to be refuted)")
+    parser.add_argument("--no-control", action="store_true",
+                        help="skip the negative control (a two-sided BKEncoder of the same "
+                        "shape, which must be refuted)")
+    parser.add_argument("--vocab-size", type=int, default=256, help="fresh model: vocabulary")
+    parser.add_argument("--d-model", type=int, default=64, help="fresh model: width")
+    parser.add_argument("--n-layers", type=int, default=2, help="fresh model: depth")
+    parser.add_argument("--n-channels", type=int, default=8, help="fresh model: BK chains C")
+    parser.add_argument("--length", type=int, default=64, help="sequence length tested")
+    parser.add_argument("--batch", type=int, default=2, help="sequences per test")
     parser.add_argument("--cuts", type=int, default=4, help="number of cut positions")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", help="also write the certificate to this JSON file")
+    parser.add_argument("--seed", type=int, default=0, help="seed of weights and tokens")
+    parser.add_argument("--json", help="also write the certificate(s) to this JSON file")
+
+
+def _print(cert: Certificate, label: str) -> None:
+    print(f"{label}: {cert.summary()}")
+    print(f"  leak {cert.value:.3g}  tolerance {cert.tolerance:.3g}  "
+          f"min response {cert.details['min_response']:.3g}")
+    if cert.counterexample:
+        print(f"  counterexample: {cert.counterexample}")
 
 
 def run(args: argparse.Namespace) -> int:
+    from bkmodel.config import ModelConfig
     from bkmodel.model import BKEncoder, LanguageModel
 
     torch.manual_seed(args.seed)
     if args.checkpoint:
         model = LanguageModel.from_pretrained(args.checkpoint)
+        base = model.config.to_dict()
     else:
-        kw = dict(vocab_size=args.vocab_size, d_model=args.d_model, n_layers=args.n_layers,
-                  n_channels=args.n_channels, n_seq=args.length, bk_mode=args.bk_mode,
-                  init_std=0.2)
-        model = LanguageModel(**kw) if args.bk_mode == "causal" else BKEncoder(**kw)
-    cert = causality_certificate(model, length=min(args.length, model.config.n_seq),
-                                 batch=args.batch, n_cuts=args.cuts, seed=args.seed)
-    print(cert.summary())
-    print(f"  leak {cert.value:.3g}  tolerance {cert.tolerance:.3g}  "
-          f"min response {cert.details['min_response']:.3g}")
-    if cert.counterexample:
-        print(f"  counterexample: {cert.counterexample}")
+        base = ModelConfig(vocab_size=args.vocab_size, d_model=args.d_model,
+                           n_layers=args.n_layers, n_channels=args.n_channels,
+                           n_seq=args.length, bk_mode=args.bk_mode, init_std=0.2).to_dict()
+        cls = LanguageModel if args.bk_mode == "causal" else BKEncoder
+        model = cls(ModelConfig.from_dict(base))
+    length = min(args.length, model.config.n_seq)
+    certs = [("model", causality_certificate(model, length=length, batch=args.batch,
+                                             n_cuts=args.cuts, seed=args.seed))]
+    if not args.no_control and model.config.bk_mode == "causal":
+        torch.manual_seed(args.seed)
+        control = BKEncoder(ModelConfig.from_dict({**base, "bk_mode": "two_sided"}))
+        certs.append(("negative control (two-sided G_ii)",
+                      causality_certificate(control, length=length, batch=args.batch,
+                                            n_cuts=args.cuts, seed=args.seed)))
+    for label, cert in certs:
+        _print(cert, label)
     if args.json:
+        data = [c.to_dict() for _, c in certs]
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(cert.to_dict(), fh, indent=1)
-    return 0 if cert.expected else 1
+            json.dump(data[0] if len(data) == 1 else data, fh, indent=1)
+    return 0 if all(c.expected for _, c in certs) else 1

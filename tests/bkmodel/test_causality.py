@@ -74,9 +74,13 @@ def test_cli(tmp_path, capsys):
     out = tmp_path / "cert.json"
     common = ["--vocab-size", "31", "--d-model", "16", "--n-channels", "2", "--length", "24"]
     assert main(["causality", *common, "--json", str(out)]) == 0
-    assert json.loads(out.read_text())["status"] == "verified"
+    model, control = json.loads(out.read_text())
+    assert model["status"] == "verified" and model["kind"] == "theorem"
+    assert control["status"] == "refuted" and control["kind"] == "negative_control"
     assert main(["causality", *common, "--bk-mode", "two_sided"]) == 0  # refuted, as expected
     assert "refuted" in capsys.readouterr().out
+    assert main(["causality", *common, "--no-control", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["status"] == "verified"
 
 
 def test_cli_checkpoint(tmp_path):
