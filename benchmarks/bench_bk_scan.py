@@ -27,16 +27,19 @@ import datetime as _dt
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from bkmodel.model import LanguageModel
-from bkmodel.ops.bk_scan import bk_scan
-from bkmodel.ops.bk_scan.naive import bk_scan_naive
-from bkmodel.ops.bk_scan.torch_scan import bk_scan_torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+
+from bkmodel.model import LanguageModel  # noqa: E402
+from bkmodel.ops.bk_scan import bk_scan  # noqa: E402
+from bkmodel.ops.bk_scan.naive import bk_scan_naive  # noqa: E402
+from bkmodel.ops.bk_scan.torch_scan import bk_scan_torch  # noqa: E402
 
 
 def timeit(fn, reps: int, warmup: int = 1) -> float:
