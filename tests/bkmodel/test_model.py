@@ -354,6 +354,16 @@ class TestTwoSided:
             assert torch.allclose(G_re[0, :, c], d.real, rtol=1e-10, atol=1e-12)
             assert torch.allclose(G_im[0, :, c], d.imag, rtol=1e-10, atol=1e-12)
 
+    def test_two_sided_gradcheck(self):
+        g = torch.Generator().manual_seed(1)
+        args = (torch.randn(1, 7, 2, generator=g, dtype=torch.float64),
+                torch.randn(2, generator=g, dtype=torch.float64),
+                torch.rand(2, generator=g, dtype=torch.float64) + 0.3,
+                torch.randn(2, generator=g, dtype=torch.float64))
+        args = tuple(a.requires_grad_() for a in args)
+        assert torch.autograd.gradcheck(
+            lambda *a: two_sided_diagonal(*a, lambda *x: bk_scan(*x, backend="torch")), args)
+
     def test_encoder_accepts_two_sided(self):
         e = BKEncoder(**{**TINY, "bk_mode": "two_sided"})
         assert e(ids()).shape == (2, 20, 37)
