@@ -133,7 +133,6 @@ def log_perturbation_determinant(
         log|D| + i arg D, arg the continuous branch on C⁺ with arg D → 0 as z → i∞ (see the
         module docstring); at real z off the band the limit from above.
     """
-    from bkmath.determinant import log_det
     from bkmath.operators import JacobiOperator
 
     vv = as_real_array(v, "v", ndim=1)
@@ -153,7 +152,29 @@ def log_perturbation_determinant(
         H0 = JacobiOperator.free(win.size, boundary="transparent")
     else:
         raise ValueError(f"chain must be 'finite' or 'infinite', got {chain!r}")
-    return complex(log_det(H, zz)) - complex(log_det(H0, zz))
+    return _log_det_herglotz(H, zz) - _log_det_herglotz(H0, zz)
+
+
+def _log_det_herglotz(op, z: complex) -> complex:
+    """log det(H − z [− Σ]) = −Σ_i log g^L_i with the pivots 1/g^L_i from
+    :func:`bkmath.resolvent_diagonal` (``side="left"``), and the branch Σ Arg d_i, each
+    Arg d_i ∈ [−π, 0] (Herglotz: Im g^L_i ≥ 0, a real g taken as the limit Im g ↓ 0).
+
+    This is the continuous branch on C⁺ (module docstring) by construction, pivot by pivot;
+    it does not rely on a winding count (``bkmath.log_det``'s winding count slipped by 2π for
+    real λ off the band while this was written: see the report of issue 4).
+    """
+    from bkmath.determinant import eigenvalue_count, log_det
+    from bkmath.resolvent import resolvent_diagonal
+
+    if op.boundary == "dirichlet" and z.imag == 0:
+        # real λ on a finite self-adjoint chain: Arg d_i = −π per negative pivot (Sylvester)
+        return complex(complex(log_det(op, z)).real, -np.pi * int(eigenvalue_count(op, z.real)))
+    g = np.asarray(resolvent_diagonal(op, z, side="left"), dtype=np.complex128)
+    if not np.all(np.isfinite(g)) or np.any(g == 0):
+        raise ValueError("zero pivot: z is an eigenvalue of a leading block")
+    im = np.where(g.imag == 0, 0.0, g.imag)  # +0.0: the limit from the Herglotz side
+    return complex(-np.sum(np.log(np.abs(g))) - 1j * np.sum(np.arctan2(im, g.real)))
 
 
 def perturbation_determinant(
