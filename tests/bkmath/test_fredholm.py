@@ -91,6 +91,19 @@ class TestPerturbationDeterminant:
             got = log_perturbation_determinant(v, lam, boundary=True).imag
             assert abs(got - ref) < 1e-9
 
+    def test_real_lambda_finite_chain_is_krein(self, rng):
+        # at real λ (limit from above) arg D / π = N_H0(λ) − N_H(λ) exactly
+        v = rng.normal(0, 2, 9)
+        H = JacobiOperator.free_plus(v).to_dense()
+        H0 = JacobiOperator.free(9).to_dense()
+        for lam in (-1.3, 0.77, 2.41, 3.9, 6.2):
+            xi = np.sum(np.linalg.eigvalsh(H0) < lam) - np.sum(np.linalg.eigvalsh(H) < lam)
+            got = log_perturbation_determinant(v, lam, chain="finite", boundary=True)
+            assert abs(got.imag / np.pi - xi) < 1e-12
+            ref = np.linalg.slogdet(H - lam * np.eye(9))[1] - np.linalg.slogdet(
+                H0 - lam * np.eye(9))[1]
+            assert abs(got.real - ref) < 1e-10
+
     def test_zero_potential(self):
         assert perturbation_determinant(np.zeros(4), 1j) == 1.0
 
