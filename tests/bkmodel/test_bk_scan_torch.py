@@ -187,6 +187,21 @@ class TestStepAndChunk:
         with pytest.raises(ValueError, match="chunk"):
             bk_scan_torch(*make_inputs(1, 4, 1), chunk=0)
 
+    @pytest.mark.parametrize(
+        "mutate,exc,match",
+        [(lambda a: (a[0][0],) + a[1:], ValueError, "v must have shape"),
+         (lambda a: (a[0].long(),) + a[1:], TypeError, "v must be a real floating"),
+         (lambda a: (a[0].numpy(),) + a[1:], TypeError, "v must be a torch.Tensor"),
+         (lambda a: (a[0], a[1][:1], a[2], a[3]), ValueError, "lam must have shape"),
+         (lambda a: (a[0], a[1], a[2], a[3].tolist()), TypeError, "b must be a torch.Tensor"),
+         (lambda a: (a[0], a[1], 0 * a[2], a[3]), ValueError, "eta must be > 0"),
+         (lambda a: (a[0], a[1], -a[2], a[3]), ValueError, "eta must be > 0")],
+        ids=["v-ndim", "v-int", "v-numpy", "lam-shape", "b-list", "eta-zero", "eta-negative"],
+    )
+    def test_bad_input(self, mutate, exc, match):
+        with pytest.raises(exc, match=match):
+            bk_scan_torch(*mutate(make_inputs(1, 4, 2)))
+
     def test_empty_sequence(self):
         g_re, g_im = bk_scan_torch(*make_inputs(2, 0, 3))
         assert g_re.shape == (2, 0, 3) and g_im.shape == (2, 0, 3)

@@ -174,6 +174,26 @@ class _BKScan(torch.autograd.Function):
         return gv, gl, ge, gb, None
 
 
+def _check_args(v, lam, eta, b) -> None:
+    """TypeError / ValueError naming the argument; eta > 0 (Im z > 0) is required."""
+    if not isinstance(v, torch.Tensor):
+        raise TypeError(f"v must be a torch.Tensor, got {type(v).__name__}")
+    if v.ndim != 3:
+        raise ValueError(f"v must have shape (B, N, C), got {tuple(v.shape)}")
+    if not v.is_floating_point():
+        raise TypeError(f"v must be a real floating tensor, got {v.dtype}")
+    C = v.shape[2]
+    for name, t in (("lam", lam), ("eta", eta), ("b", b)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a real floating tensor, got {t.dtype}")
+        if t.shape != (C,):
+            raise ValueError(f"{name} must have shape ({C},) to match v, got {tuple(t.shape)}")
+    if C and not bool((eta > 0).all()):
+        raise ValueError(f"eta must be > 0 (Im z > 0), got min {float(eta.min())}")
+
+
 def bk_scan_torch(
     v: torch.Tensor,
     lam: torch.Tensor,
@@ -192,8 +212,8 @@ def bk_scan_torch(
     v : (B, N, C) real tensor
         Potentials (diagonal of the Jacobi matrix of each chain).
     lam, eta : (C,) real tensors
-        Spectral parameter ``z_c = lam_c + i eta_c``; the Herglotz bounds
-        ``Im g > 0``, ``|g| <= 1/eta_c`` need ``eta_c > 0`` (checked by :func:`bk_scan`).
+        Spectral parameter ``z_c = lam_c + i eta_c``, ``eta_c > 0`` (checked: a
+        ``ValueError`` otherwise); then ``Im g > 0`` and ``|g| <= 1/eta_c``.
     b : (C,) real tensor
         Hopping of each channel.
     chunk : int, optional
@@ -218,6 +238,7 @@ def bk_scan_torch(
     >>> complex(g_re[0, 0, 0], g_im[0, 0, 0])  # 1 / (0 - i)
     1j
     """
+    _check_args(v, lam, eta, b)
     n = v.shape[1]
     L = default_chunk(n) if chunk is None else int(chunk)
     if L < 1:
