@@ -26,9 +26,19 @@ import bkapi  # noqa: E402
 
 
 def _documented_modules() -> list[str]:
+    """The modules the API reference shows: ``_API`` modules, ``automodule`` directives and
+    every public module the ``bk-modules`` directive walks."""
+    import pkgutil
+
     mods: set[str] = set()
-    for pkg in ("bkmath", "bkmodel"):
-        mods.update(importlib.import_module(pkg)._API.values())
+    for name in ("bkmath", "bkmodel"):
+        pkg = importlib.import_module(name)
+        mods.update(pkg._API.values())
+        mods.update(
+            m.name for m in pkgutil.walk_packages(pkg.__path__, prefix=name + ".")
+            if not any(part.startswith("_") for part in m.name.split("."))
+            and m.name.split(".")[-1] not in bkapi._SKIP_MODULES
+        )
     for rst in (ROOT / "docs" / "api").glob("*.rst"):
         mods.update(re.findall(r"^\.\. automodule:: ([\w.]+)", rst.read_text(), re.M))
     return sorted(mods)

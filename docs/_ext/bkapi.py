@@ -78,6 +78,73 @@ class BkApiDirective(SphinxDirective):
         return container.children
 
 
+class BkModulesDirective(SphinxDirective):
+    """``.. bk-modules:: bkmath``: every public module of a package, with the names of its
+    ``__all__`` that it defines, except those already documented from the ``_API`` table.
+
+    Private modules (``_name``) and the command-line modules are skipped (the CLI page shows
+    the commands). A module that cannot be imported is a warning.
+    """
+
+    required_arguments = 1
+    has_content = False
+
+    def run(self) -> list[nodes.Node]:
+        import pkgutil
+
+        package = self.arguments[0]
+        pkg = importlib.import_module(package)
+        in_api = {(module, name) for name, module in pkg._API.items()}
+        names = sorted(
+            m.name for m in pkgutil.walk_packages(pkg.__path__, prefix=package + ".")
+            if not any(part.startswith("_") for part in m.name.split("."))
+        )
+        lines: list[str] = []
+        for module in names:
+            if module.split(".")[-1] in _SKIP_MODULES:
+                continue
+            try:
+                mod = importlib.import_module(module)
+            except Exception as exc:  # noqa: BLE001 - reported as a build warning
+                logger.warning("bk-modules: cannot import %s: %s: %s", module,
+                               type(exc).__name__, exc, location=self.get_location())
+                continue
+            public = [
+                n for n in getattr(mod, "__all__", [])
+                if (module, n) not in in_api
+                and getattr(getattr(mod, n, None), "__module__", None) == module
+                and (inspect.isclass(getattr(mod, n)) or inspect.isfunction(getattr(mod, n)))
+            ]
+            # The module docstring's first paragraph as plain text (every punctuation mark
+            # escaped: it is prose for help(), not reStructuredText); the members follow with
+            # their full docstrings.
+            doc = inspect.getdoc(mod) or ""
+            summary = " ".join(doc.strip().split("\n\n")[0].split())
+            lines += [module, "~" * len(module), "", f".. module:: {module}", "   :no-index:", ""]
+            if summary:
+                lines += [_plain(summary), ""]
+            for n in public:
+                obj = getattr(mod, n)
+                if inspect.isclass(obj):
+                    lines += [f".. autoclass:: {module}.{n}", "   :members:", ""]
+                else:
+                    lines += [f".. autofunction:: {module}.{n}", ""]
+        container = nodes.container()
+        nested_parse_with_titles(self.state, StringList(lines, source=f"<bk-modules {package}>"),
+                                 container)
+        return container.children
+
+
+def _plain(text: str) -> str:
+    """``text`` as a literal reStructuredText paragraph: every non-alphanumeric character
+    is backslash-escaped, so no inline markup can start."""
+    return "".join(c if c.isalnum() or c.isspace() else "\\" + c for c in text)
+
+
+#: Modules that only hold a command-line entry point or check registrations (shown elsewhere).
+_SKIP_MODULES = {"cli", "demo", "theory_doc"}
+
+
 class BkCliDirective(SphinxDirective):
     has_content = False
 
@@ -122,6 +189,7 @@ def _help(parser: argparse.ArgumentParser) -> str:
 def setup(app):  # noqa: ANN001, ANN201
     app.add_directive("bk-api", BkApiDirective)
     app.add_directive("bk-cli", BkCliDirective)
+    app.add_directive("bk-modules", BkModulesDirective)
     app.connect("autodoc-process-docstring", _process_docstring)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
 
