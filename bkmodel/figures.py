@@ -94,7 +94,9 @@ class FigureContext:
     out : Path
         Output directory of the figures.
     root : Path
-        Repository root: results files are looked up relative to it.
+        Repository root: run directories named in results files are relative to it.
+    results : Path
+        Directory of the results files (default ``root/benchmarks/results``).
     work : Path
         Scratch directory for the tiny runs that quick mode may launch.
     position : int
@@ -106,6 +108,7 @@ class FigureContext:
     quick: bool
     out: Path
     root: Path = REPO_ROOT
+    results: Path | None = None
     work: Path | None = None
     position: int = 1
     show_progress: bool = True
@@ -113,6 +116,8 @@ class FigureContext:
     def __post_init__(self) -> None:
         if self.work is None:
             self.work = self.out / "_runs"
+        if self.results is None:
+            self.results = self.root / "benchmarks" / "results"
 
     def pick(self, *, quick: T, full: T) -> T:
         """``quick`` in quick mode, else ``full``."""
@@ -339,6 +344,7 @@ def generate(
     quick: bool = False,
     out: str | Path = "paper/figures",
     progress: bool = True,
+    results: str | Path | None = None,
 ) -> dict[int, str | None]:
     """Generate figures; return ``{number: None on success, else the error message}``.
 
@@ -352,6 +358,8 @@ def generate(
         Output directory.
     progress : bool
         Show tqdm bars.
+    results : path, optional
+        Directory of the results files (default ``benchmarks/results``).
     """
     from tqdm import tqdm
 
@@ -359,7 +367,8 @@ def generate(
     for n in selected:
         if n not in FIGURES:
             raise ValueError(f"figure numbers must be in {sorted(FIGURES)}, got {n}")
-    ctx = FigureContext(quick=quick, out=Path(out), show_progress=progress)
+    ctx = FigureContext(quick=quick, out=Path(out), show_progress=progress,
+                        results=None if results is None else Path(results))
     results: dict[int, str | None] = {}
     bar = tqdm(selected, desc="figures", unit="fig", disable=not progress, position=0)
     for n in bar:
@@ -406,6 +415,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="figure numbers to generate (default: all): "
         + ", ".join(f"{s.number}={s.name}" for s in FIGURES.values()),
     )
+    parser.add_argument(
+        "--results-dir", type=Path, default=None, metavar="DIR",
+        help="where the benchmark/training results JSON files are (default benchmarks/results)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -413,7 +426,8 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
     t0 = time.perf_counter()
     results = generate(
-        args.only, quick=args.quick, out=args.out, progress=not args.no_progress
+        args.only, quick=args.quick, out=args.out, progress=not args.no_progress,
+        results=args.results_dir,
     )
     bad = {n: msg for n, msg in results.items() if msg is not None}
     ok = [n for n, msg in results.items() if msg is None]
@@ -1061,9 +1075,9 @@ def figure_primes(ctx: FigureContext) -> FigureResult:
 GPU_BENCH_CMD = "python benchmarks/bench_kernel.py"
 
 
-def _latest_gpu_benchmark(root: Path) -> Path | None:
-    """The newest ``benchmarks/results/bench_kernel_*.json`` that passed its correctness run."""
-    files = sorted((root / "benchmarks" / "results").glob("bench_kernel_*.json"))
+def _latest_gpu_benchmark(results: Path) -> Path | None:
+    """The newest ``bench_kernel_*.json`` in ``results`` that holds timing runs."""
+    files = sorted(results.glob("bench_kernel_*.json"))
     good = []
     for f in files:
         try:
@@ -1156,10 +1170,11 @@ def _cpu_timing_run(ctx: FigureContext) -> dict[str, Any]:
 def figure_scaling(ctx: FigureContext) -> FigureResult:
     import numpy as np
 
-    path = _latest_gpu_benchmark(ctx.root)
+    assert ctx.results is not None
+    path = _latest_gpu_benchmark(ctx.results)
     if path is not None:
         res = json.loads(path.read_text())
-        source = f"{GPU_BENCH_CMD} (benchmarks/results/{path.name})"
+        source = f"{GPU_BENCH_CMD} ({path.name})"
         origin = "gpu"
     elif ctx.quick:
         res = _cpu_timing_run(ctx)
@@ -1266,14 +1281,18 @@ def figure_scaling(ctx: FigureContext) -> FigureResult:
 LM_COMPARE_CMD = "python benchmarks/lm_compare.py --preset tiny"
 
 
-def _read_metrics(path: Path) -> dict[str, Any]:
-    """Split a ``metrics.jsonl`` (``bk train``) into training rows, evaluations and events."""
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:  # a torn last line after a kill
-            continue
+def _read_metrics(path: Path | list[dict[str, Any]]) -> dict[str, Any]:
+    """Split a ``metrics.jsonl`` (``bk train``), or its rows, into training rows, evaluations
+    and events."""
+    if isinstance(path, list):
+        rows = path
+    else:
+        rows = []
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a torn last line after a kill
+                continue
     train = [r for r in rows if "loss" in r and "tokens" in r and "event" not in r]
     evals = [r for r in rows if "val_ppl" in r and "event" not in r]
     events = [r for r in rows if "event" in r]
@@ -1285,34 +1304,42 @@ def _read_metrics(path: Path) -> dict[str, Any]:
     return {"train": train, "evals": evals, "events": events, "per_step": per_step}
 
 
-def _training_runs(ctx: FigureContext) -> tuple[dict[str, Path], str, dict[str, Any]]:
-    """Metrics files of a ResNet-BK and a Transformer run on the same budget, and the source.
+def _training_runs(ctx: FigureContext) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """Metrics of a ResNet-BK and a Transformer run on the same budget, and the source.
 
-    The newest ``benchmarks/results/lm_compare_*.json`` whose run directories still hold their
+    The newest ``lm_compare_*.json`` of the results directory whose models carry their
+    metrics rows (``models.<m>.metrics``) or whose run directories still hold their
     ``metrics.jsonl``; in quick mode, if there is none, two short real runs (preset ``ci``).
     """
     candidates = []
-    for f in (ctx.root / "benchmarks" / "results").glob("lm_compare_*.json"):
+    assert ctx.results is not None
+    for f in ctx.results.glob("lm_compare_*.json"):
         try:
             d = json.loads(f.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        paths = {}
+        found: dict[str, Any] = {}
         for m in ("bk", "transformer"):
-            run_dir = Path(d.get("models", {}).get(m, {}).get("run_dir", "/nonexistent"))
+            entry = d.get("models", {}).get(m, {})
+            if isinstance(entry.get("metrics"), list) and entry["metrics"]:
+                found[m] = entry["metrics"]
+                continue
+            run_dir = Path(entry.get("run_dir", "/nonexistent"))
             if not run_dir.is_absolute():
                 run_dir = ctx.root / run_dir
-            paths[m] = run_dir / "metrics.jsonl"
-        if all(p.is_file() for p in paths.values()):
-            candidates.append((str(d.get("date", "")), f, paths, d))
+            if (run_dir / "metrics.jsonl").is_file():
+                found[m] = run_dir / "metrics.jsonl"
+        if len(found) == 2:
+            candidates.append((str(d.get("date", "")), f, found, d))
     if candidates:
-        _, f, paths, d = max(candidates, key=lambda c: c[0])
+        _, f, found, d = max(candidates, key=lambda c: c[0])
         cmd = d.get("command") or LM_COMPARE_CMD
-        return paths, f"{cmd} (benchmarks/results/{f.name})", d
+        return found, f"{cmd} ({f.name})", d
     if not ctx.quick:
         raise MissingResultsError(
-            "no training metrics: no benchmarks/results/lm_compare_*.json with its run "
-            f"directories (runs/lm_compare/*/metrics.jsonl) exists; run `{LM_COMPARE_CMD}` "
+            f"no training metrics: no lm_compare_*.json in {ctx.results} with its metrics "
+            "(embedded, or in its run directories runs/lm_compare/*/metrics.jsonl) exists; "
+            f"run `{LM_COMPARE_CMD}` "
             "(or use `bk figures --quick`, which trains two tiny models itself)"
         )
     from bkmodel.presets import TrainConfig
