@@ -52,6 +52,7 @@ import random
 import signal
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -584,12 +585,30 @@ def train(
     out = Path(out_dir)
     dist = _Dist(cfg.device)
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    old_handlers = {}
+    _STOP.clear()
+    if threading.current_thread() is threading.main_thread():
+        # SIGTERM (preemption) and a first Ctrl-C stop the run at the next step boundary,
+        # where the state is consistent: checkpoint, then exit. A second Ctrl-C is immediate.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            old_handlers[sig] = signal.signal(sig, _request_stop)
     try:
         return _train(cfg, out, dist, resume, fault, progress and dist.is_main,
                       Path(cache_dir) if cache_dir else None,
                       say if dist.is_main else (lambda msg: None))
     finally:
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
         dist.close()
+
+
+_STOP: set[int] = set()
+
+
+def _request_stop(signum, frame) -> None:
+    if signum == signal.SIGINT and signum in _STOP:
+        raise KeyboardInterrupt
+    _STOP.add(signum)
 
 
 def _train(cfg, out, dist, resume, fault, progress, cache_dir, say) -> dict[str, Any]:
@@ -730,6 +749,8 @@ def _train(cfg, out, dist, resume, fault, progress, cache_dir, say) -> dict[str,
     last_eval: dict[str, float] | None = None
     try:
         while st["step"] < cfg.max_steps:
+            if dist.any(bool(_STOP)):  # all ranks stop at the same step
+                raise KeyboardInterrupt(f"signal {sorted(_STOP)}")
             step = st["step"]
             t0 = time.perf_counter()
             starts = sampler.starts((step + st["skip"]) * cfg.batch_size, cfg.batch_size)[rows]
@@ -987,6 +1008,10 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointError, TrainingDiverged) as exc:
         print(f"bk train: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"bk train: interrupted; continue with: bk train --out {out} --resume "
+              "(and the same options)", file=sys.stderr)
+        return 130
     if summary:
         print(f"{summary['model']}: {summary['params']:,} params, {summary['steps']} steps, "
               f"validation perplexity {summary['val_ppl']:.2f} "

@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -98,9 +99,25 @@ class TestKill:
                                           env={**env, "BK_FAULT_KILL_IN_CKPT_WRITE": "2"},
                                           stderr=subprocess.PIPE),
         }
+        # a third run is stopped by SIGTERM (preemption) once it has logged step 3
+        term_dir = tmp_path / "c"
+        term = subprocess.Popen(cmd + ["--max-steps", "400", "--out", str(term_dir)], env=env,
+                                stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (
+            (term_dir / "metrics.jsonl").exists() and len(curve(term_dir)) >= 3
+        ):
+            time.sleep(0.05)
+        term.send_signal(signal.SIGTERM)
         for name, p in runs.items():
             _, err = p.communicate(timeout=120)
             assert p.returncode == -signal.SIGKILL, (name, err.decode()[-2000:])
+        _, err = term.communicate(timeout=120)
+        assert term.returncode == 130, err.decode()[-2000:]
+        assert "--resume" in err.decode()
+        stopped_at = load_checkpoint(term_dir)[0]["step"]
+        # stopped at a step boundary: the checkpoint is the last logged step (no torn state)
+        assert 3 <= stopped_at < 400 and stopped_at == max(s for s, _ in curve(term_dir))
 
         a, b = tmp_path / "a", tmp_path / "b"
         assert load_checkpoint(a)[0]["step"] == 5
