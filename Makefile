@@ -29,8 +29,10 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 
+# pytest-xdist runs one worker per core: keep BLAS/OpenMP from oversubscribing them.
 pytest: setup
-	$(BIN)/python -m pytest -n 2 --dist loadfile tests proofs_checks
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=2 \
+	    $(BIN)/python -m pytest -n 2 --dist loadfile tests proofs_checks
 
 ## Documentation: HTML and the executed examples (doctest); warnings are errors.
 docs: setup
