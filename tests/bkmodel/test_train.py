@@ -202,6 +202,9 @@ class TestTraining:
         assert a.startswith("MACBETH.\n") and a == generate_text(model, tok, "MACBETH.\n", 30,
                                                                  seed=3)
         assert isinstance(generate_text(model, tok, "", 5), str)
+        # a checkpoint file alone is enough: it embeds the tokenizer
+        model2, tok2, _ = load_run(out / "checkpoint.pt")
+        assert generate_text(model2, tok2, "MACBETH.\n", 30, seed=3) == a
         with pytest.raises(ValueError, match="max_new_tokens"):
             generate_text(model, tok, "x", -1)
 
