@@ -16,6 +16,10 @@ try:  # must happen before anything imports triton
 
     if not torch.cuda.is_available():
         os.environ.setdefault("TRITON_INTERPRET", "1")
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # One worker per core: intra-op threads would oversubscribe the CPU (tiny tensors
+        # ran 40x slower with 2 threads per worker on 2 cores).
+        torch.set_num_threads(1)
 except ImportError:  # pragma: no cover
     torch = None  # type: ignore[assignment]
 

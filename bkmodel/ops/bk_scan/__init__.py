@@ -93,6 +93,10 @@ def bk_scan(
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         if t.shape != (C,):
             raise ValueError(f"{name} must have shape ({C},) to match v, got {tuple(t.shape)}")
+    if not eta.is_cuda and not bool((eta > 0).all()):
+        # (On CUDA this would cost a host sync per call; there the model keeps
+        # eta = eta_min + softplus(.) > 0 and the fused counters flag non-finite output.)
+        raise ValueError(f"eta must be > 0 (Im z > 0), got min {eta.min().item():.3g}")
     if not math.isfinite(tol) or tol < 0:
         raise ValueError(f"tol must be a finite number >= 0, got {tol}")
     if backend == "auto":
