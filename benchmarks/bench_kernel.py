@@ -163,8 +163,6 @@ def sweep(rows: list, v, lam, eta, b, dgr, dgi, log) -> None:
     ref_dv = _scan_backward(ref_g[0], ref_g[1], dgr, dgi, beta, vd.dtype)[0]
     for direction, grid in (("fwd", GRID), ("bwd", GRID)):
         for depth, bc, nw, tp in grid:
-            if direction == "bwd" and depth != 4:
-                continue  # the backward kernels use groups of 4 rows
             cfg = ScanConfig(block_c=bc, num_warps=nw, target_programs=tp, group=depth)
             _, L, K = _plan(B, N, C, cfg, None)
             if direction == "fwd":

@@ -576,7 +576,7 @@ def _bwd_kernel(
     # G only inside the chunk.
     lo = tl.maximum(start - 1, 0)
     i0 = end - 1
-    a = base + i0 * C64
+    a = base + (i0) * C64
     kg = cm & (zc + i0 >= lo)
     kG = cm & (zc + i0 >= start)
     gr0 = tl.load(gre_ptr + a, mask=kg, other=0.0)
@@ -604,60 +604,182 @@ def _bwd_kernel(
     gi3 = tl.load(gim_ptr + a, mask=kg, other=0.0)
     Gr3 = tl.load(dre_ptr + a, mask=kG, other=0.0)
     Gi3 = tl.load(dim_ptr + a, mask=kG, other=0.0)
-    for t in range(0, end - start, 4):
-        i = i0 - t  # rows i .. i-3 now; i-4 .. i-7 loaded for the next group
-        a = base + (i - 4) * C64
-        kg = cm & (zc + i - 4 >= lo)
-        kG = cm & (zc + i - 4 >= start)
-        hr0 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-        hi0 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-        Hr0 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-        Hi0 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+    if GROUP == 8:
+        a = base + (i0 - 4) * C64
+        kg = cm & (zc + i0 - 4 >= lo)
+        kG = cm & (zc + i0 - 4 >= start)
+        gr4 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+        gi4 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+        Gr4 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+        Gi4 = tl.load(dim_ptr + a, mask=kG, other=0.0)
         a -= C64
-        kg = cm & (zc + i - 5 >= lo)
-        kG = cm & (zc + i - 5 >= start)
-        hr1 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-        hi1 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-        Hr1 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-        Hi1 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+        kg = cm & (zc + i0 - 5 >= lo)
+        kG = cm & (zc + i0 - 5 >= start)
+        gr5 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+        gi5 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+        Gr5 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+        Gi5 = tl.load(dim_ptr + a, mask=kG, other=0.0)
         a -= C64
-        kg = cm & (zc + i - 6 >= lo)
-        kG = cm & (zc + i - 6 >= start)
-        hr2 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-        hi2 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-        Hr2 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-        Hi2 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+        kg = cm & (zc + i0 - 6 >= lo)
+        kG = cm & (zc + i0 - 6 >= start)
+        gr6 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+        gi6 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+        Gr6 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+        Gi6 = tl.load(dim_ptr + a, mask=kG, other=0.0)
         a -= C64
-        kg = cm & (zc + i - 7 >= lo)
-        kG = cm & (zc + i - 7 >= start)
-        hr3 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-        hi3 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-        Hr3 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-        Hi3 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+        kg = cm & (zc + i0 - 7 >= lo)
+        kG = cm & (zc + i0 - 7 >= start)
+        gr7 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+        gi7 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+        Gr7 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+        Gi7 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+    for t in range(0, end - start, GROUP):
+        i = i0 - t  # rows i .. i-GROUP+1 now; the next GROUP rows are loaded
+        if GROUP == 8:
+            a = base + (i - 8) * C64
+            kg = cm & (zc + i - 8 >= lo)
+            kG = cm & (zc + i - 8 >= start)
+            hr0 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+            hi0 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+            Hr0 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+            Hi0 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+            a -= C64
+            kg = cm & (zc + i - 9 >= lo)
+            kG = cm & (zc + i - 9 >= start)
+            hr1 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+            hi1 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+            Hr1 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+            Hi1 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+            a -= C64
+            kg = cm & (zc + i - 10 >= lo)
+            kG = cm & (zc + i - 10 >= start)
+            hr2 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+            hi2 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+            Hr2 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+            Hi2 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+            a -= C64
+            kg = cm & (zc + i - 11 >= lo)
+            kG = cm & (zc + i - 11 >= start)
+            hr3 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+            hi3 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+            Hr3 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+            Hi3 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+            a -= C64
+            kg = cm & (zc + i - 12 >= lo)
+            kG = cm & (zc + i - 12 >= start)
+            hr4 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+            hi4 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+            Hr4 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+            Hi4 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+            a -= C64
+            kg = cm & (zc + i - 13 >= lo)
+            kG = cm & (zc + i - 13 >= start)
+            hr5 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+            hi5 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+            Hr5 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+            Hi5 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+            a -= C64
+            kg = cm & (zc + i - 14 >= lo)
+            kG = cm & (zc + i - 14 >= start)
+            hr6 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+            hi6 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+            Hr6 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+            Hi6 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+            a -= C64
+            kg = cm & (zc + i - 15 >= lo)
+            kG = cm & (zc + i - 15 >= start)
+            hr7 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+            hi7 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+            Hr7 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+            Hi7 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+        else:
+            a = base + (i - 4) * C64
+            kg = cm & (zc + i - 4 >= lo)
+            kG = cm & (zc + i - 4 >= start)
+            hr0 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+            hi0 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+            Hr0 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+            Hi0 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+            a -= C64
+            kg = cm & (zc + i - 5 >= lo)
+            kG = cm & (zc + i - 5 >= start)
+            hr1 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+            hi1 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+            Hr1 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+            Hi1 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+            a -= C64
+            kg = cm & (zc + i - 6 >= lo)
+            kG = cm & (zc + i - 6 >= start)
+            hr2 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+            hi2 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+            Hr2 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+            Hi2 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+            a -= C64
+            kg = cm & (zc + i - 7 >= lo)
+            kG = cm & (zc + i - 7 >= start)
+            hr3 = tl.load(gre_ptr + a, mask=kg, other=0.0)
+            hi3 = tl.load(gim_ptr + a, mask=kg, other=0.0)
+            Hr3 = tl.load(dre_ptr + a, mask=kG, other=0.0)
+            Hi3 = tl.load(dim_ptr + a, mask=kG, other=0.0)
         o = i * C64
         c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
-            gr0, gi0, Gr0, Gi0, gr1, gi1, cm & (zc + i >= start), beta, c_re, c_im,
-            s_lam, s_eta, s_beta, dvb + o, CDT,
+            gr0, gi0, Gr0, Gi0, gr1, gi1, cm & (zc + i >= start), beta,
+            c_re, c_im, s_lam, s_eta, s_beta, dvb + o, CDT,
         )  # fmt: skip
-        o -= C64
+        o = (i - 1) * C64
         c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
-            gr1, gi1, Gr1, Gi1, gr2, gi2, cm & (zc + i - 1 >= start), beta, c_re, c_im,
-            s_lam, s_eta, s_beta, dvb + o, CDT,
+            gr1, gi1, Gr1, Gi1, gr2, gi2, cm & (zc + i - 1 >= start), beta,
+            c_re, c_im, s_lam, s_eta, s_beta, dvb + o, CDT,
         )  # fmt: skip
-        o -= C64
+        o = (i - 2) * C64
         c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
-            gr2, gi2, Gr2, Gi2, gr3, gi3, cm & (zc + i - 2 >= start), beta, c_re, c_im,
-            s_lam, s_eta, s_beta, dvb + o, CDT,
+            gr2, gi2, Gr2, Gi2, gr3, gi3, cm & (zc + i - 2 >= start), beta,
+            c_re, c_im, s_lam, s_eta, s_beta, dvb + o, CDT,
         )  # fmt: skip
-        o -= C64
-        c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
-            gr3, gi3, Gr3, Gi3, hr0, hi0, cm & (zc + i - 3 >= start), beta, c_re, c_im,
-            s_lam, s_eta, s_beta, dvb + o, CDT,
-        )  # fmt: skip
-        gr0, gi0, Gr0, Gi0 = hr0, hi0, Hr0, Hi0
-        gr1, gi1, Gr1, Gi1 = hr1, hi1, Hr1, Hi1
-        gr2, gi2, Gr2, Gi2 = hr2, hi2, Hr2, Hi2
-        gr3, gi3, Gr3, Gi3 = hr3, hi3, Hr3, Hi3
+        if GROUP == 8:
+            o = (i - 3) * C64
+            c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
+                gr3, gi3, Gr3, Gi3, gr4, gi4, cm & (zc + i - 3 >= start), beta,
+                c_re, c_im, s_lam, s_eta, s_beta, dvb + o, CDT,
+            )  # fmt: skip
+            o = (i - 4) * C64
+            c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
+                gr4, gi4, Gr4, Gi4, gr5, gi5, cm & (zc + i - 4 >= start), beta,
+                c_re, c_im, s_lam, s_eta, s_beta, dvb + o, CDT,
+            )  # fmt: skip
+            o = (i - 5) * C64
+            c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
+                gr5, gi5, Gr5, Gi5, gr6, gi6, cm & (zc + i - 5 >= start), beta,
+                c_re, c_im, s_lam, s_eta, s_beta, dvb + o, CDT,
+            )  # fmt: skip
+            o = (i - 6) * C64
+            c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
+                gr6, gi6, Gr6, Gi6, gr7, gi7, cm & (zc + i - 6 >= start), beta,
+                c_re, c_im, s_lam, s_eta, s_beta, dvb + o, CDT,
+            )  # fmt: skip
+            o = (i - 7) * C64
+            c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
+                gr7, gi7, Gr7, Gi7, hr0, hi0, cm & (zc + i - 7 >= start), beta,
+                c_re, c_im, s_lam, s_eta, s_beta, dvb + o, CDT,
+            )  # fmt: skip
+            gr0, gi0, Gr0, Gi0 = hr0, hi0, Hr0, Hi0
+            gr1, gi1, Gr1, Gi1 = hr1, hi1, Hr1, Hi1
+            gr2, gi2, Gr2, Gi2 = hr2, hi2, Hr2, Hi2
+            gr3, gi3, Gr3, Gi3 = hr3, hi3, Hr3, Hi3
+            gr4, gi4, Gr4, Gi4 = hr4, hi4, Hr4, Hi4
+            gr5, gi5, Gr5, Gi5 = hr5, hi5, Hr5, Hi5
+            gr6, gi6, Gr6, Gi6 = hr6, hi6, Hr6, Hi6
+            gr7, gi7, Gr7, Gi7 = hr7, hi7, Hr7, Hi7
+        else:
+            o = (i - 3) * C64
+            c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
+                gr3, gi3, Gr3, Gi3, hr0, hi0, cm & (zc + i - 3 >= start), beta,
+                c_re, c_im, s_lam, s_eta, s_beta, dvb + o, CDT,
+            )  # fmt: skip
+            gr0, gi0, Gr0, Gi0 = hr0, hi0, Hr0, Hi0
+            gr1, gi1, Gr1, Gi1 = hr1, hi1, Hr1, Hi1
+            gr2, gi2, Gr2, Gi2 = hr2, hi2, Hr2, Hi2
+            gr3, gi3, Gr3, Gi3 = hr3, hi3, Hr3, Hi3
     pb = part_ptr + row * 3 * C64 + offs
     tl.store(pb, s_lam, mask=cm)
     tl.store(pb + C64, s_eta, mask=cm)
@@ -674,7 +796,7 @@ class ScanConfig:
     """Launch parameters of one direction (tuned on an H100 by ``benchmarks/bench_kernel.py``).
 
     ``block_c`` channels per program, ``num_warps`` warps per program, ``group`` rows
-    loaded one group ahead of use (4 or 8; the backward always uses 4). The number of
+    loaded one group ahead of use (4 or 8; the backward chunk-map kernel uses 4). The number of
     chunks K is chosen so that about ``target_programs`` programs run, with chunks at least
     ``min_chunk`` long, unless a chunk length is forced.
     """
