@@ -15,6 +15,7 @@ from bkmath.primes import (
     GaussianTestFunction,
     default_prime_cutoff,
     explicit_formula,
+    explicit_formula_arb,
     explicit_formula_float64,
     prime_bump_l1_norm,
     prime_bump_pairing,
@@ -178,7 +179,32 @@ class TestExplicitFormula:
         zero_side = 0.5 * (ef.pole + ef.log_pi + ef.archimedean - ef.lhs)
         assert abs(pr["value"] - zero_side) < 1e-12
 
+    def test_arb_balls_contain_mpmath_and_are_narrow(self):
+        from flint import arb
+
+        ef = explicit_formula(0.3, gamma0=2.0, n_zeros=10, dps=40)
+        ball = explicit_formula_arb(0.3, gamma0=2.0, n_zeros=10, n_max=ef.n_max, prec=128)
+        for term in ("zero_sum", "pole", "log_pi", "archimedean", "prime_sum"):
+            b = arb(getattr(ball, term))
+            x = getattr(ef, term)  # mpmath at 40 digits, stored rounded to float64
+            # the ball is narrow and its centre is the mpmath value up to that rounding
+            assert float(b.rad()) < 1e-15
+            assert abs(float(b.mid()) - x) <= 2.0**-52 * max(1.0, abs(x))
+        assert ball.consistent and not ball.violated
+        assert ball.residual_abs_upper < 1e-30
+
+    def test_arb_refutes_variants(self):
+        for variant in ("pole_sign_flipped", "no_archimedean", "seed_centres"):
+            ball = explicit_formula_arb(0.3, n_zeros=10, prec=64, variant=variant)
+            assert ball.violated and not ball.consistent
+
     def test_bad_input(self):
+        with pytest.raises(ValueError, match="prec"):
+            explicit_formula_arb(0.3, prec=10)
+        with pytest.raises(ValueError, match="n_zeros"):
+            explicit_formula_arb(0.3, n_zeros=0)
+        with pytest.raises(ValueError, match="variant"):
+            explicit_formula_arb(0.3, variant="x")
         with pytest.raises(ValueError, match="variant"):
             explicit_formula(0.3, variant="nope")
         with pytest.raises(ValueError, match="dps"):
