@@ -809,18 +809,16 @@ class ScanConfig:
 
 
 # Measured on an H100 (benchmarks/results/bench_kernel_NVIDIA-H100-80GB-HBM3_2026-11-24.json,
-# 65,536 tokens × 1,024 channels): with >= 32,768 independent chains (batch × channels) one
+# 65,536 tokens × 1,024 channels): with enough independent chains (batch × channels) one
 # chunk is fastest (no second pass over the data); with fewer, chunks of the sequence fill
-# the GPU at the price of one extra read per direction.
-_WIDE_CHAINS = 32768
-_GPU_WIDE = (
-    ScanConfig(block_c=64, target_programs=1, group=8),
-    ScanConfig(block_c=32, target_programs=1),
-)
-_GPU_LONG = (
-    ScanConfig(block_c=128, target_programs=1024, group=8),
-    ScanConfig(block_c=128, target_programs=1024),
-)
+# the GPU at the price of one extra read per direction. The backward keeps four arrays in
+# flight per row, so it fills the GPU with fewer chains than the forward.
+_WIDE_FWD = 32768
+_WIDE_BWD = 16384
+_FWD_WIDE = ScanConfig(block_c=64, target_programs=1, group=8)
+_FWD_LONG = ScanConfig(block_c=128, target_programs=1024, group=8)
+_BWD_WIDE = ScanConfig(block_c=32, target_programs=1, group=8)
+_BWD_LONG = ScanConfig(block_c=64, target_programs=1024, group=8)
 # The interpreter runs one program at a time: as few, wide programs as possible.
 _CPU = (
     ScanConfig(block_c=128, target_programs=1, min_chunk=1),
@@ -832,7 +830,10 @@ def _default_config(device: torch.device, B: int, C: int) -> tuple[ScanConfig, S
     """(forward, backward) launch configurations for a (B, ·, C) problem on ``device``."""
     if device.type != "cuda":
         return _CPU
-    return _GPU_WIDE if B * C >= _WIDE_CHAINS else _GPU_LONG
+    return (
+        _FWD_WIDE if B * C >= _WIDE_FWD else _FWD_LONG,
+        _BWD_WIDE if B * C >= _WIDE_BWD else _BWD_LONG,
+    )
 
 
 def _plan(B: int, N: int, C: int, cfg: ScanConfig, chunk: int | None) -> tuple[int, int, int]:
@@ -1002,7 +1003,7 @@ def bk_scan_triton(
     return_stats: bool = False,
     tol: float = 1e-3,
     chunk: int | None = None,
-    validate: bool = True,
+    validate: bool | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Causal BK scan by Triton kernels, differentiable (exact adjoint backward kernels).
 
@@ -1028,11 +1029,13 @@ def bk_scan_triton(
     chunk : int, optional
         Force the chunk length of the sequence-parallel scan (default: chosen from the
         shape so that the GPU is full; one chunk when batch × channels suffices).
-    validate : bool
-        Check the values of lam, eta, b (finite, ``eta > 0``). This costs one host-device
-        synchronisation (~0.1-0.4 ms of idle GPU per call in the benchmark); a caller whose
-        parametrisation guarantees ``eta >= eta_min > 0`` may pass False. Shapes, dtypes
-        and devices are always checked.
+    validate : bool, optional
+        Check the values of lam, eta, b (finite, ``eta > 0``; ``ValueError`` otherwise).
+        On CUDA this costs a host-device synchronisation (0.3-0.5 ms per forward + backward
+        in ``benchmarks/bench_kernel.py``), so the default (None) checks CPU tensors only,
+        like :func:`bkmodel.ops.bk_scan.bk_scan`: on the GPU the model keeps
+        ``eta = eta_min + softplus(.) > 0`` and the fused counters flag non-finite output.
+        True / False: always / never. Shapes, dtypes and devices are always checked.
 
     Returns
     -------
@@ -1080,7 +1083,7 @@ def bk_scan_triton(
         raise ValueError(f"tol must be a finite number >= 0, got {tol}")
     if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
         raise ValueError(f"chunk must be a positive int or None, got {chunk!r}")
-    if validate:
+    if validate or (validate is None and not v.is_cuda):
         _check_values(lam, eta, b)
     g_re, g_im, counts = _BKScanTriton.apply(
         v.contiguous(), lam, eta, b, bool(return_stats), float(tol), chunk, None
