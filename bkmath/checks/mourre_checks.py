@@ -116,6 +116,39 @@ def _lattice_exact(
     return comm, form
 
 
+def _lattice_remainder_rank(size: int, v: list[Fraction]) -> int:
+    """Exact rank of ``R_n = P_n[H, iA]P_n - H_n(4 - H_n)`` over Q (python-flint fmpq_mat).
+
+    A proof, for this rational ``v`` and this section, that the remainder (the compact part
+    before projecting with ``E_I``) has that finite rank.
+    """
+    from flint import fmpq, fmpq_mat
+
+    comm, _ = _lattice_exact(size, v)
+    vv = [Fraction(0)] * size
+    start = (size - 1) // 2 - (len(v) - 1) // 2
+    for j, x in enumerate(v):
+        vv[start + j] = x
+    h = [[Fraction(0)] * size for _ in range(size)]
+    for i in range(size):
+        h[i][i] = 2 + vv[i]
+        if i + 1 < size:
+            h[i][i + 1] = h[i + 1][i] = Fraction(-1)
+    entries = []
+    for i in range(size):
+        for j in range(size):
+            f = sum(
+                (
+                    h[i][k] * ((4 if k == j else 0) - h[k][j])
+                    for k in range(max(0, i - 1), min(size, i + 2))
+                ),
+                Fraction(0),
+            )
+            r = comm[i][j] - f
+            entries.append(fmpq(r.numerator, r.denominator))
+    return int(fmpq_mat(size, size, entries).rank())
+
+
 def _hermite_mp(size: int, model: str, dps: int = 50) -> float:
     """max |P_n[H0, iA]P_n - f(H0)_n| for the Hermite sections in mpmath at ``dps`` digits."""
     big = size + 8
@@ -491,6 +524,7 @@ def _estimate_cert(
         if margin == 0.0:
             margin = -abs(est.c_claim) if est.c_claim <= 0 else -1.0
     mp_ok = (details or {}).get("mpmath_section", {}).get("agree (1e-10)", True)
+    mp_ok = mp_ok and (details or {}).get("exact_rank_stable", True)
     status = Status.VERIFIED if est.holds else Status.REFUTED
     if est.holds and not mp_ok:  # float64 spectrum not confirmed: cannot decide
         status = Status.INCONCLUSIVE
@@ -615,6 +649,14 @@ def check_mourre_estimate(profile: Profile) -> list[Certificate]:
             nmp = profile.pick(quick=13, default=15, thorough=25)  # odd: centred lattice box
             extra["mpmath_section"] = _mp_section_check(model, v, iv, nmp)
             if model == "lattice":
+                # the remainder's rank, exactly (rationals), on two sections: finite, n-independent
+                vq = [Fraction(int(round(x * 64)), 64) for x in v_lat]
+                ranks = {
+                    n: _lattice_remainder_rank(n, vq)
+                    for n in profile.pick(quick=(15, 29), default=(41, 81), thorough=(81, 161))
+                }
+                extra["exact_remainder_rank (fmpq, v rounded to 1/64)"] = ranks
+                extra["exact_rank_stable"] = len(set(ranks.values())) == 1
                 # normalisation: s A gives s c, with the same compact-part structure
                 half = mourre_constant(model, iv, v=v, sizes=_sizes(model, profile)[:2], scale=0.5)
                 extra["scale_0.5"] = {
