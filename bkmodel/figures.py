@@ -668,7 +668,9 @@ def figure_resolvent(ctx: FigureContext) -> FigureResult:
         fin = np.isfinite(ec)
         ax.loglog(np.array(ns)[fin], ec[fin], "--", color=f"C{k}", lw=0.8)
         if (~fin).any():
-            ax.loglog(np.array(ns)[~fin], np.ones((~fin).sum()), "x", color=f"C{k}", ms=6)
+            # offset per η so that coinciding markers stay visible
+            ax.loglog(np.array(ns)[~fin], np.full((~fin).sum(), 4.0**k), "x", color=f"C{k}",
+                      ms=6)
     ax.axhline(eps, color="k", lw=0.6, ls=":")
     ax.text(ns[0], eps * 1.5, r"$\varepsilon_{64}$", fontsize=7)
     ax.plot([], [], "k--", lw=0.8, label=r"$\theta/\varphi$ formula (× = inf/nan)")
