@@ -535,7 +535,8 @@ def _ld_finish(tx, ty, e, wrap, flip):
     if tx == 0.0 and ty == 0.0:
         return -math.inf, 0.0, True
     lab = math.log(math.hypot(tx, ty)) + e * math.log(2.0)
-    ang = math.atan2(ty, tx) + 2.0 * math.pi * wrap
+    # + 0.0 turns -0.0 into +0.0: the principal Arg of a negative real number is +pi, as in _wind
+    ang = math.atan2(ty + 0.0, tx) + 2.0 * math.pi * wrap
     return lab, flip * ang, True
 
 
@@ -649,7 +650,7 @@ def _ld_row_safe(a, b, c, zr, zi, sr, si, flip, pri):
             return -math.inf, 0.0, True
         # log|d| without overflow
         lab += math.log(math.hypot(dx, dy))
-        t = math.atan2(dy, dx)
+        t = math.atan2(dy + 0.0, dx)
         # known half-plane of the pivots (see _wind): fix the sign noise of a pivot on the
         # negative real axis
         if pri < 0.0 and t > 0.5 * math.pi:

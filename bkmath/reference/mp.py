@@ -163,21 +163,37 @@ def det(op: JacobiOperator, z: object, *, dps: int = 50) -> mpmath.mpc:
 def log_det(op: JacobiOperator, z: object, *, dps: int = 50, as_mp: bool = False):
     """mpmath reference for :func:`bkmath.log_det`, with the same branch.
 
-    ``log|θ_N| + i Σ_i Arg(θ_i / θ_{i-1})`` with principal arguments; for real z the
-    arguments are taken in [-π, π) (the ``λ + i0`` reading of a real z).
+    ``Σ_i (log|d_i| + i Arg d_i)`` over the LU pivots ``d_i = alpha_i - beta_{i-1}/d_{i-1}``,
+    principal arguments; for real z the arguments are taken in [-π, π) (the ``λ + i0``
+    reading of a real z). The pivots are formed by the ratio recursion, not as quotients of
+    continuants: for Hermitian H, ``Im d_i = Im alpha_i + beta Im d_{i-1}/|d_{i-1}|²`` adds two
+    terms of one sign, so even a pivot whose imaginary part is 1e-60 of its real part gets
+    the right sign (θ_i/θ_{i-1} would lose it to cancellation). An exactly zero pivot
+    (singular leading block) falls back to ``log θ_N`` with the continuant quotients.
     """
     op = _single(op)
     with mpmath.workdps(dps):
         z_mp = _scalar_z(z, boundary=True)
-        theta, _ = continuants(op, z, dps=dps)
+        alpha, beta = _alphas_betas(op, z_mp)
+        lab = mpmath.mpf(0)
         ang = mpmath.mpf(0)
-        for i in range(1, op.n + 1):
-            d = theta[i] / theta[i - 1]
-            if z_mp.imag == 0:
-                ang -= mpmath.arg(mpmath.conj(d))
-            else:
-                ang += mpmath.arg(d)
-        val = mpmath.log(abs(theta[op.n])) + 1j * ang
+        d = None
+        ok = True
+        for i in range(op.n):
+            d = alpha[i] if i == 0 else alpha[i] - beta[i - 1] / d
+            if d == 0:
+                ok = False
+                break
+            lab += mpmath.log(abs(d))
+            ang += -mpmath.arg(mpmath.conj(d)) if z_mp.imag == 0 else mpmath.arg(d)
+        if not ok:
+            theta, _ = continuants(op, z, dps=dps)
+            lab = mpmath.log(abs(theta[op.n]))
+            ang = mpmath.mpf(0)
+            for i in range(1, op.n + 1):
+                q = theta[i] / theta[i - 1]
+                ang += -mpmath.arg(mpmath.conj(q)) if z_mp.imag == 0 else mpmath.arg(q)
+        val = lab + 1j * ang
         return +val if as_mp else complex(val)
 
 

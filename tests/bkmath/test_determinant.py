@@ -124,6 +124,14 @@ class TestLogDet:
         op = JacobiOperator.free_plus(rng.normal(size=77), boundary="transparent")
         assert log_det(op, 0.25) == pytest.approx(log_det_mp(op, 0.25, dps=50), abs=1e-9)
 
+    def test_regression_negative_zero_imaginary_part(self):
+        # transparent leads outside the band (w real): all pivots real, the last continuant
+        # -0.254 - 0j; atan2(-0.0, x < 0) = -π once flipped the result's sign
+        op = JacobiOperator.free_plus([1.35906164, 1.64001999], boundary="transparent")
+        got = log_det(op, 4.795724176721748)
+        assert got.imag == pytest.approx(-np.pi)
+        assert got == pytest.approx(log_det_mp(op, 4.795724176721748), rel=1e-14)
+
     @given(op=_hermitian(max_n=120), lam=st.floats(-5, 9))
     def test_real_z_is_plus_i0_limit(self, op, lam):
         ev = np.linalg.eigvalsh(op.to_dense())
