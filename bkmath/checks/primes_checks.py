@@ -23,6 +23,7 @@ import math
 
 import mpmath
 import numpy as np
+from flint import arb
 
 from bkmath.certificate import Certificate, Kind, Status, timed
 from bkmath.checks import Profile, register
@@ -257,10 +258,17 @@ def check_prime_bump_pairing(profile: Profile) -> list[Certificate]:
         v64 = prime_bump_potential(xs, eps, n_max=pr["n_max"])
         vmp = np.array([float(prime_bump_potential_mp(x, eps, pr["n_max"], dps)) for x in xs])
         v_err = float(np.max(np.abs(v64 - vmp) / np.maximum(1.0, np.abs(vmp))))
+        # the exact pairing of the cut-off potential, Σ_{n ≤ n_max} Λ(n) n^{-1/2} (ψ_ε*g)(log n),
+        # enclosed in Arb: isolates the quadrature error from the explicit-formula link
+        prec = profile.pick(quick=64, default=128, thorough=192)
+        ball = explicit_formula_arb(sigma, eps=eps, n_zeros=nz, n_max=pr["n_max"], prec=prec)
+        exact_pairing = -float(arb(ball.prime_sum).mid()) / 2
+        quad_err = float(abs(pr["value"] - exact_pairing))
     err = abs(pr["value"] - zero_side)
     tol = 1e-12 * max(1.0, abs(zero_side)) + ef.zero_tail + 1e-18
     v_ok = v_err < 1e-13
-    ok = err <= tol and v_ok
+    quad_ok = bool(quad_err <= 1e-12 * max(1.0, abs(exact_pairing)))
+    ok = err <= tol and v_ok and quad_ok and ball.consistent
     certs.append(
         Certificate(
             theorem="prime_bump_pairing",
@@ -275,6 +283,8 @@ def check_prime_bump_pairing(profile: Profile) -> list[Certificate]:
             hypotheses={
                 "V_ε cut off at n_max (omitted bumps < 1e-18 in the pairing)": True,
                 "V_ε float64 agrees with the mpmath reference": v_ok,
+                "quadrature agrees with the Arb-enclosed exact pairing (1e-12)": quad_ok,
+                "Arb ball of the explicit formula consistent": ball.consistent,
             },
             inputs={
                 "sigma": sigma,
@@ -286,7 +296,8 @@ def check_prime_bump_pairing(profile: Profile) -> list[Certificate]:
             value=pr["value"],
             bound=zero_side,
             margin=tol - err,
-            precision=f"float64 (potential + trapezoid) vs mpmath dps={dps} (zero side)",
+            precision=f"float64 (potential + trapezoid) vs mpmath dps={dps} (zero side)"
+            f" + arb prec={prec}",
             tolerance=tol,
             tolerance_reason="trapezoid rule with spacing ε/8 on a Gaussian-smooth integrand "
             "(error ~ exp(-2π²·64), negligible) leaves float64 round-off: 1e-12 relative; "
@@ -304,7 +315,10 @@ def check_prime_bump_pairing(profile: Profile) -> list[Certificate]:
             details={
                 "explicit_formula": ef.to_dict(),
                 "V_eps max rel error vs mpmath": v_err,
-                "prime side (mpmath)": -ef.prime_sum / 2,
+                "prime side (mpmath, default cutoff)": -ef.prime_sum / 2,
+                "exact pairing of the cut-off V (arb)": exact_pairing,
+                "quadrature error vs arb": quad_err,
+                "arb": ball.to_dict(),
             },
         )
     )
