@@ -60,6 +60,9 @@ def compare(preset: str, out_dir: Path, overrides: dict, progress: bool) -> dict
             "eval_tokens_per_s": ev["validation"]["tokens_per_s"],
             "wall_s": wall, "counters": summary["counters"], "run_dir": str(run_dir),
             "config": cfg.to_dict(),
+            # the training curves (metrics.jsonl rows), for bk figures
+            "metrics": [json.loads(line) for line in
+                        (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()],
         }
     return rows
 
