@@ -110,6 +110,20 @@ class TestViews:
         m = JacobiOperator.free(2, boundary="transparent").to_dense(1.0)
         assert m[0, 0].imag < 0  # -Im w(1 + i0) < 0
 
+    def test_to_dense_batched_z(self):
+        op = JacobiOperator.free_plus(np.zeros((2, 3)))
+        z = np.array([[1j], [2j], [3j]])
+        m = op.to_dense(z)
+        assert m.shape == (3, 2, 3, 3)
+        np.testing.assert_array_equal(m[2, 1], op.to_dense()[1] - 3j * np.eye(3))
+
+    def test_self_energy(self):
+        z = 1.5 + 0.0j
+        assert JacobiOperator.free(3, boundary="transparent").self_energy(z) == lattice_w(
+            z, boundary=True
+        )
+        assert JacobiOperator.free(3).self_energy(z) == 0
+
     def test_sparse_matches_dense(self, rng):
         v = rng.normal(size=7)
         op = JacobiOperator(v, rng.normal(size=6), rng.normal(size=6))
