@@ -1375,6 +1375,18 @@ def _training_runs(ctx: FigureContext) -> tuple[dict[str, Any], str, dict[str, A
     return paths, ("bk figures --quick --only 7 (two `bk train --preset ci` runs, 40 steps)"), {}
 
 
+def _token_axis(ax: Any) -> None:
+    """Token counts on the x axis as 200k, 1.5M, ..."""
+    from matplotlib.ticker import FuncFormatter
+
+    def fmt(x: float, _pos: int) -> str:
+        if abs(x) >= 1e6:
+            return f"{x / 1e6:g}M"
+        return f"{x / 1e3:g}k" if abs(x) >= 1e3 else f"{x:g}"
+
+    ax.xaxis.set_major_formatter(FuncFormatter(fmt))
+
+
 @_figure(7, "training", "Language modelling: ResNet-BK against a Transformer")
 def figure_training(ctx: FigureContext) -> FigureResult:
     import numpy as np
@@ -1409,6 +1421,7 @@ def figure_training(ctx: FigureContext) -> FigureResult:
                 color=f"C{k}", ms=3, label=f"{labels[m]}, validation")
     ax.plot([], [], color="0.5", lw=0.5, label="training (exp loss)")
     ax.set_yscale("log")
+    _token_axis(ax)
     ax.set_xlabel("training tokens")
     ax.set_ylabel("perplexity")
     ax.set_title("(a) validation perplexity (held-out works)")
@@ -1423,6 +1436,7 @@ def figure_training(ctx: FigureContext) -> FigureResult:
             ax.axvline(e["step"] * runs["bk"]["per_step"], color="C3", lw=0.6, alpha=0.5)
     zero = [k.removeprefix("guard.") for k in guard_keys if series[k].max() == 0]
     ax.set_yscale("symlog", linthresh=1)
+    _token_axis(ax)
     ax.set_xlabel("training tokens")
     ax.set_ylabel("cumulative count")
     ax.set_title("(b) ResNet-BK certificate guards")
@@ -1442,13 +1456,19 @@ def figure_training(ctx: FigureContext) -> FigureResult:
                                   if e.get("event") in ("skip", "spike", "rollback"))),
     }
     if compare:
+        # the full held-out evaluation of lm_compare (the curves use the run's eval budget)
+        numbers["bkcurveppl"] = numbers["bkppl"]
+        numbers["baselinecurveppl"] = numbers["baselineppl"]
+        numbers["bkppl"] = float(compare["models"]["bk"]["val_ppl"])
+        numbers["baselineppl"] = float(compare["models"]["transformer"]["val_ppl"])
         numbers["preset"] = str(compare.get("preset", ""))
         numbers["bkparams"] = int(compare["models"]["bk"]["params"])
         numbers["baselineparams"] = int(compare["models"]["transformer"]["params"])
         numbers["bktestppl"] = float(compare["models"]["bk"]["test_ppl"])
         numbers["baselinetestppl"] = float(compare["models"]["transformer"]["test_ppl"])
     caption = (
-        r"(a) Validation perplexity on held-out works against training tokens for ResNet-BK "
+        r"(a) Validation perplexity on held-out works (the evaluation budget of the training "
+        r"run, \texttt{eval\_tokens}) against training tokens for ResNet-BK "
         r"and a Transformer with matched parameter count, trained by the same loop on the same "
         r"data and schedule (faint: training perplexity). (b) Cumulative runtime certificate-"
         r"guard counters of the ResNet-BK run (scans checked, violations of finiteness, of "
