@@ -165,6 +165,7 @@ CONFIGS = [  # (B, N, C, chunk, block_c, group, target_programs)
     (1, 37, 3, 12, 64, 8, 1),
     (1, 9, 2, 2, 128, 4, 1),
     (2, 21, 40, None, 32, 4, 6),  # two channel blocks, chunks from the planner
+    (2, 19, 40, None, 32, 8, 1),  # one chunk, groups of 8 with a ragged last group
 ]
 
 
@@ -345,6 +346,8 @@ GPU_CASES = [  # (B, N, C, eta, scale, chunk)
     (1, 131072, 64, 1e-4, 1.0, None),
     (2, 65536, 32, None, 30.0, 1000),
     (4, 8192, 1024, None, 1.0, None),
+    (32, 2048, 1024, None, 1.0, None),  # the default one-chunk path (benchmark shape)
+    (16, 4096, 1024, 1e-4, 1.0, None),  # chunked forward, one-chunk backward; stiff
 ]
 
 
