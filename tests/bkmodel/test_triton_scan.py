@@ -197,6 +197,8 @@ def test_gpu_planner_shapes():
     for cfg in (cfg_f, cfg_b):
         block_c, L, K = _plan(1, 131072, 1024, cfg, None)
         assert K > 1 and L * K >= 131072 and L * (K - 1) < 131072 and L >= cfg.min_chunk
+    with pytest.raises(ValueError, match="chunks"):
+        _plan(1, 70000, 8, cfg_f, 1)  # 70,000 chunks exceed the CUDA grid
     with pytest.raises(ValueError, match="group must be 4 or 8"):
         _scan_forward(*make_inputs(1, 3, 1), stats=False, tol=0.0, cfg=ScanConfig(group=5))
 

@@ -837,6 +837,9 @@ def _default_config(device: torch.device, B: int, C: int) -> tuple[ScanConfig, S
     )
 
 
+_MAX_GRID_YZ = 65535
+
+
 def _plan(B: int, N: int, C: int, cfg: ScanConfig, chunk: int | None) -> tuple[int, int, int]:
     """(BLOCK_C, L, K): channel block, chunk length and number of chunks."""
     block_c = min(cfg.block_c, triton.next_power_of_2(max(C, 1)))
@@ -848,6 +851,11 @@ def _plan(B: int, N: int, C: int, cfg: ScanConfig, chunk: int | None) -> tuple[i
     else:
         L = min(int(chunk), N)
     K = triton.cdiv(N, L)
+    if K > _MAX_GRID_YZ or B > _MAX_GRID_YZ:  # CUDA limits grid dimensions y and z
+        raise ValueError(
+            f"the launch grid needs {K} chunks × {B} batch rows; both must be <= "
+            f"{_MAX_GRID_YZ} (use a longer chunk, or split the batch)"
+        )
     return block_c, L, K
 
 
@@ -965,6 +973,7 @@ class _BKScanTriton(torch.autograd.Function):
         return g_re, g_im, counts
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # the kernels are not differentiated again
     def backward(ctx, G_re, G_im, _counts):  # type: ignore[override]
         g_re, g_im, b = ctx.saved_tensors
         bc = b.to(g_re.dtype)
