@@ -884,7 +884,9 @@ def figure_spectral_shift(ctx: FigureContext) -> FigureResult:
     # (b) infinite chain: ξ(λ + i0) exact, Birman–Krein with the transfer-matrix S, δ = arg det₂
     vi = np.array([-2.0, 0.0, 0.5, 0.0, 0.0, 3.0, -0.5])  # dyadic: exact for threshold_data
     td = threshold_data([str(x) for x in vi])
-    lam_b = np.linspace(-3.0, 7.0, ctx.pick(quick=401, full=1201))
+    # offset off the dyadic grid: an exactly zero pivot of a leading block (e.g. λ = -0.5,
+    # where w(λ) = 0.5 cancels a site) is not an eigenvalue but stops the pivot recursion
+    lam_b = np.linspace(-3.0, 7.0, ctx.pick(quick=401, full=1201)) + 1.234e-3
     lam_b = lam_b[(np.abs(lam_b) > 1e-9) & (np.abs(lam_b - 4) > 1e-9)]
     xi_inf = np.array([spectral_shift(vi, la, chain="infinite") for la in
                        ctx.progress(lam_b, "ξ(λ+i0), infinite chain")])
