@@ -294,13 +294,16 @@ def eval_windows(n_tokens: int, seq_len: int, max_tokens: int | None = None) -> 
     """Consecutive non-overlapping window starts covering a held-out stream once.
 
     Every token but the first is predicted exactly once (with the context available inside
-    its window); ``max_tokens`` truncates to the first windows (a prefix, deterministic).
+    its window). ``max_tokens`` keeps ``max_tokens // seq_len`` windows spread evenly over the
+    whole stream (deterministic), so a capped evaluation still samples every held-out work.
     """
     n = (n_tokens - 1) // seq_len
-    if max_tokens is not None:
-        n = min(n, max(1, max_tokens // seq_len))
     if n < 1:
         raise ValueError(
             f"the held-out stream ({n_tokens} tokens) is shorter than seq_len + 1 = {seq_len + 1}"
         )
-    return np.arange(n, dtype=np.int64) * seq_len
+    starts = np.arange(n, dtype=np.int64) * seq_len
+    if max_tokens is not None and max_tokens // seq_len < n:
+        keep = max(1, max_tokens // seq_len)
+        starts = starts[np.linspace(0, n - 1, keep).round().astype(np.int64)]
+    return starts

@@ -133,6 +133,8 @@ class TestChunkSampler:
         predicted = np.concatenate([np.arange(s + 1, s + T + 1) for s in starts])
         assert len(np.unique(predicted)) == len(predicted) == 100
         assert predicted.min() == 1 and predicted.max() == 100
-        assert len(eval_windows(n, T, max_tokens=30)) == 3
+        capped = eval_windows(n, T, max_tokens=30)
+        assert capped.tolist() == [0, 40, 90]  # windows 0, 4, 9 of the 10
+        assert len(np.unique(eval_windows(10_001, 10, max_tokens=5000))) == 500
         with pytest.raises(ValueError, match="shorter"):
             eval_windows(5, 10)
