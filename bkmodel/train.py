@@ -984,9 +984,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bk-option", action="append", default=[], metavar="KEY=JSON",
                         help="extra ModelConfig field for ResNet-BK (repeatable), e.g. "
                              "--bk-option n_channels=4")
-    group = parser.add_argument_group("overrides of the preset")
+    group = parser.add_argument_group(
+        "overrides of the preset", "fields of bkmodel.presets.TrainConfig; the preset's value "
+        "when omitted (see bkmodel/presets.py)")
     for name, typ in _override_fields():
-        group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=typ, default=None)
+        group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=typ, default=None,
+                           metavar=typ.__name__.upper())
 
 
 def run(args: argparse.Namespace) -> int:
