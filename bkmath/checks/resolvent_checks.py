@@ -514,7 +514,12 @@ def check_resolvent_diagonal_mpmath(profile: Profile) -> list[Certificate]:
             v = rng.normal(size=n)
             for bnd, z in (("dirichlet", 1.2 + 0.1j), ("dirichlet", -0.5 + 1.0j),
                            ("transparent", 2.5 + 0.0j)):
-                op = JacobiOperator.free_plus(v, boundary=bnd)
+                # Dirichlet, Im z >= 0.1: κ <= (||H|| + |z|)/Im z ~ 60 at any N. Transparent
+                # leads at λ + i0: the absorption reaching the middle of a random chain decays
+                # exponentially with its length (localisation), so the window is kept short
+                # (M = 60, κ ~ 1e2); longer windows are covered by the tests' κ-scaled bounds.
+                vv = v if bnd == "dirichlet" else v[:60]
+                op = JacobiOperator.free_plus(vv, boundary=bnd)
                 for side in ("both", "left", "right"):
                     g = resolvent_diagonal(op, z, side=side)
                     ref = resolvent_diagonal_mp(op, z, side=side, dps=50)
@@ -526,11 +531,12 @@ def check_resolvent_diagonal_mpmath(profile: Profile) -> list[Certificate]:
     cert = _cert(
         "resolvent_diagonal_mpmath",
         "resolvent_diagonal agrees with the mpmath θ/φ reference (dps 50) to 1e-12 relative in "
-        "well-conditioned cases (|V| ~ 1, Im z >= 0.1 or transparent leads at λ + i0)",
+        "well-conditioned cases (|V| ~ 1; Im z >= 0.1, or a 60-site window with transparent "
+        "leads at λ + i0)",
         worst <= tol,
         counterexample=worst_case,
         hypotheses={"well conditioned": True},
-        inputs={"seed": 5, "N": n, "cases": cases},
+        inputs={"seed": 5, "N": n, "transparent window": 60, "cases": cases},
         value=worst,
         bound=tol,
         margin=tol - worst,
