@@ -55,6 +55,8 @@ def to_jsonable(x: Any) -> Any:
     """
     if x is None or isinstance(x, (bool, str)):
         return x
+    if isinstance(x, np.bool_):
+        return bool(x)
     if isinstance(x, Enum):
         return x.value
     if isinstance(x, (int, np.integer)):
