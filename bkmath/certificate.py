@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from bkmath.io import atomic_write
+
 __all__ = ["Certificate", "Status", "Kind", "to_jsonable", "from_jsonable", "timed"]
 
 
@@ -196,8 +198,8 @@ def write_report(certs: list[Certificate], json_path: str | Path, md_path: str |
     """Write certificates as JSON (a list of dicts) and as a markdown table, atomically."""
     json_path, md_path = Path(json_path), Path(md_path)
     data = [c.to_dict() for c in certs]
-    _atomic_write(json_path, json.dumps(data, indent=1))
-    _atomic_write(md_path, markdown_table(certs))
+    atomic_write(json_path, json.dumps(data, indent=1))
+    atomic_write(md_path, markdown_table(certs))
 
 
 def markdown_table(certs: list[Certificate]) -> str:
@@ -212,20 +214,3 @@ def markdown_table(certs: list[Certificate]) -> str:
             f"{'yes' if c.expected else 'NO'} | {m} | {c.precision} | {c.wall_time:.2f} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -25,7 +25,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bkmath.io import atomic_write
 from bkmodel.config import ModelConfig
 from bkmodel.guards import ScanGuard
 from bkmodel.moe import MLP, MoE
@@ -313,28 +313,20 @@ class _BKNetwork(nn.Module):
         (written last) records the SHA-256 of the weights file, so a torn or mismatched pair
         is detected by :meth:`from_pretrained`. Tied weights are stored once.
         """
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         if self.config.tie_embeddings:
             state.pop("lm_head.weight", None)
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=WEIGHTS_NAME + ".", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(state, tmp, metadata={"format": "pt", "model": type(self).__name__})
-            with open(tmp, "rb") as fh:
-                digest = hashlib.sha256(fh.read()).hexdigest()
-                os.fsync(fh.fileno())
-            os.replace(tmp, directory / WEIGHTS_NAME)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        blob = save(state, metadata={"format": "pt", "model": type(self).__name__})
+        digest = hashlib.sha256(blob).hexdigest()
+        atomic_write(directory / WEIGHTS_NAME, blob)
         meta = {"model_type": "resnet-bk", "class": type(self).__name__,
                 "format_version": FORMAT_VERSION, "weights_sha256": digest,
                 "config": self.config.to_dict()}
-        _atomic_write_text(directory / CONFIG_NAME, json.dumps(meta, indent=1))
+        atomic_write(directory / CONFIG_NAME, json.dumps(meta, indent=1))
         return directory
 
     @classmethod
@@ -395,19 +387,6 @@ def _mean_normalised_entropy(loads: list[torch.Tensor]) -> float:
         h = -(p * p.clamp_min(1e-300).log()).sum()
         vals.append(float(h) / math.log(p.numel()))
     return sum(vals) / len(vals) if vals else 1.0
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class LanguageModel(_BKNetwork):

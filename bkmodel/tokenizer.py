@@ -23,13 +23,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from bkmath.io import atomic_write
 
 __all__ = [
     "EOT",
@@ -153,20 +154,6 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "resnet-bk"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_tokenizer(tok: Tokenizer, path: Path | str, content_hash: str = "") -> Path:
     """Write ``tok`` to ``path`` atomically, wrapped with its SHA-256 (format ``FORMAT``)."""
     path = Path(path)
@@ -180,7 +167,7 @@ def save_tokenizer(tok: Tokenizer, path: Path | str, content_hash: str = "") -> 
         "payload_sha256": hashlib.sha256(payload.encode("utf-8")).hexdigest(),
         "payload": payload,
     }
-    _atomic_write_text(path, json.dumps(doc))
+    atomic_write(path, json.dumps(doc))
     return path
 
 

@@ -63,6 +63,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bkmath.io import atomic_write
 from bkmodel.data import ChunkSampler, batch_from_stream, eval_windows, load_split, rank_rows
 from bkmodel.presets import PRESETS, TrainConfig
 from bkmodel.tokenizer import (
@@ -300,26 +301,16 @@ def _write_checkpoint(path: Path, state: dict[str, Any]) -> None:
     torch.save(state, buf)
     payload = buf.getvalue()
     blob = CKPT_MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     kill_at = os.environ.get("BK_FAULT_KILL_IN_CKPT_WRITE")
-    with open(tmp, "wb") as fh:
-        if kill_at is not None and int(kill_at) == _CKPT_WRITES:
+    if kill_at is not None and int(kill_at) == _CKPT_WRITES:  # fault injection: a torn temp
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
             fh.write(blob[: len(blob) // 2])
             fh.flush()
             os.fsync(fh.fileno())
-            os.kill(os.getpid(), signal.SIGKILL)
-        fh.write(blob)
-        fh.flush()
-        os.fsync(fh.fileno())
-    _read_checkpoint_file(tmp)  # verify what reached the disk before it replaces anything
-    if path.exists():
-        os.replace(path, path.with_name(CKPT_PREV))
-    os.replace(tmp, path)
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+        os.kill(os.getpid(), signal.SIGKILL)
+    # verify what reached the disk before it replaces anything
+    atomic_write(path, blob, keep_previous=CKPT_PREV, verify=_read_checkpoint_file)
 
 
 def _read_checkpoint_file(path: Path) -> dict[str, Any]:
