@@ -13,15 +13,7 @@ from bkmodel.ops.bk_scan import bk_scan
 from bkmodel.ops.bk_scan.naive import bk_scan_naive
 from bkmodel.ops.bk_scan.torch_scan import bk_scan_torch, bk_step, default_chunk
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: with pytest -n 2 on 2 cores, torch's default 2 threads per worker
-    oversubscribe the CPU and spin-wait (measured 40x slower); run these on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 F64 = torch.float64
 

@@ -12,15 +12,7 @@ from bkmodel.causality import causality_certificate
 from bkmodel.cli import main
 from bkmodel.model import BKEncoder, LanguageModel
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: with pytest -n 2 on 2 cores, torch's default 2 threads per worker
-    oversubscribe the CPU and spin-wait (measured 40x slower); run these on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CFG = dict(vocab_size=41, d_model=16, n_layers=2, n_seq=40, n_channels=3, num_experts=2,
            top_k=1, init_std=0.2)

@@ -10,15 +10,7 @@ import torch
 from bkmodel.config import ModelConfig
 from bkmodel.model import CONFIG_NAME, WEIGHTS_NAME, LanguageModel
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: with pytest -n 2 on 2 cores, torch's default 2 threads per worker
-    oversubscribe the CPU and spin-wait (measured 40x slower); run these on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CFG = dict(vocab_size=29, d_model=16, n_layers=2, n_seq=32, n_channels=2, num_experts=2,
            top_k=1)

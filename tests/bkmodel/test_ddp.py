@@ -26,12 +26,7 @@ STEPS = 6
 BK_OPTS = {"potential": "linear", "ffn": "mlp"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def curve(run_dir):

@@ -34,13 +34,7 @@ from bkmodel.train import (
 STEPS, EVERY = 12, 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one thread avoids oversubscription under ``pytest -n 2``."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def ci(model: str = "transformer", **kw) -> TrainConfig:

@@ -14,15 +14,7 @@ from bkmodel.guards import GuardError, ScanGuard, recurrence_residual
 from bkmodel.model import LanguageModel
 from bkmodel.ops.bk_scan import bk_scan
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: with pytest -n 2 on 2 cores, torch's default 2 threads per worker
-    oversubscribe the CPU and spin-wait (measured 40x slower); run these on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def inputs(B=2, N=30, C=3, seed=0):

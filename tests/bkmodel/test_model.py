@@ -10,15 +10,7 @@ from bkmodel.model import BKEncoder, LanguageModel, two_sided_diagonal
 from bkmodel.ops.bk_scan import bk_scan
 from bkmodel.ops.bk_scan.naive import bk_scan_naive
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: with pytest -n 2 on 2 cores, torch's default 2 threads per worker
-    oversubscribe the CPU and spin-wait (measured 40x slower); run these on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TINY = dict(vocab_size=37, d_model=16, n_layers=2, n_seq=48, n_channels=3, num_experts=3,
             top_k=2)

@@ -10,15 +10,7 @@ import torch.nn.functional as F
 
 from bkmodel.moe import MoE, scattering_route
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny tensors: with pytest -n 2 on 2 cores, torch's default 2 threads per worker
-    oversubscribe the CPU and spin-wait (measured 40x slower); run these on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make(router="learned", E=4, k=2, d=8, seed=0):
