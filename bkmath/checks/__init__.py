@@ -112,19 +112,23 @@ def run_check(name: str, profile: Profile | str = "default") -> list[Certificate
     try:
         certs = spec.func(prof)
     except Exception as exc:  # reported, not hidden
-        return [
-            Certificate(
-                theorem=name,
-                statement=spec.description,
-                status=Status.INCONCLUSIVE,
-                kind=Kind.THEOREM,
-                details={"error": f"{type(exc).__name__}: {exc}"},
-                wall_time=time.perf_counter() - t0,
-            )
-        ]
+        return [_error_certificate(spec, exc, t0)]
     if not certs:
         raise RuntimeError(f"check {name!r} returned no certificate")
     return certs
+
+
+def _error_certificate(spec: CheckSpec, exc: Exception, t0: float) -> Certificate:
+    """The ``inconclusive`` certificate reporting that check ``spec`` raised ``exc`` (started
+    at ``time.perf_counter() == t0``)."""
+    return Certificate(
+        theorem=spec.name,
+        statement=spec.description,
+        status=Status.INCONCLUSIVE,
+        kind=Kind.THEOREM,
+        details={"error": f"{type(exc).__name__}: {exc}"},
+        wall_time=time.perf_counter() - t0,
+    )
 
 
 def run_checks(

@@ -1,4 +1,4 @@
-"""Small helpers shared by the Birman–Schwinger / determinant / Schatten / scattering checks."""
+"""Small helpers shared by the check modules: certificate building, convergence rates, EPS."""
 
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from bkmath.certificate import Certificate, Kind, Status, write_report
-from bkmath.checks import CHECK_MODULES, Profile, registry, run_checks
+from bkmath.checks import CHECK_MODULES, Profile, _error_certificate, registry, run_checks
 
 __all__ = ["configure_parser", "run", "format_table"]
 
@@ -118,16 +118,7 @@ def _run_loaded(names: list[str], profile: Profile, progress: bool) -> list[Cert
             if not certs:
                 raise RuntimeError(f"check {name!r} returned no certificate")
         except Exception as exc:
-            certs = [
-                Certificate(
-                    theorem=name,
-                    statement=spec.description,
-                    status=Status.INCONCLUSIVE,
-                    kind=Kind.THEOREM,
-                    details={"error": f"{type(exc).__name__}: {exc}"},
-                    wall_time=time.perf_counter() - t0,
-                )
-            ]
+            certs = [_error_certificate(spec, exc, t0)]
         out.extend(certs)
     return out
 

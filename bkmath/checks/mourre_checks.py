@@ -29,6 +29,7 @@ import numpy as np
 
 from bkmath.certificate import Certificate, Kind, Status, timed
 from bkmath.checks import Profile, register
+from bkmath.checks._bs_support import EPS, make_cert
 from bkmath.mourre import (
     _NORM_GROWTH,
     MourreEstimate,
@@ -39,9 +40,6 @@ from bkmath.mourre import (
     mourre_commutator,
     mourre_constant,
 )
-
-EPS = float(np.finfo(np.float64).eps)
-
 
 # --------------------------------------------------------------------------- potentials
 
@@ -266,10 +264,10 @@ def _identity_cert(model: str, profile: Profile) -> Certificate:
             }
         )
     ok = err <= tol and ok_extra
-    return Certificate(
-        theorem=f"mourre_commutator_identity[{model}]",
-        statement=statement,
-        status=Status.VERIFIED if ok else Status.REFUTED,
+    return make_cert(
+        f"mourre_commutator_identity[{model}]",
+        statement,
+        ok,
         kind=Kind.THEOREM,
         hypotheses={
             "V real, smooth/finitely supported": True,
@@ -288,9 +286,7 @@ def _identity_cert(model: str, profile: Profile) -> Certificate:
         precision=prec,
         tolerance=tol,
         tolerance_reason=reason,
-        counterexample=None
-        if ok
-        else {"model": model, "size": n, "error": err, "exact/mpmath ok": ok_extra},
+        counterexample={"model": model, "size": n, "error": err, "exact/mpmath ok": ok_extra},
         wall_time=t["seconds"],
         details=details,
     )
@@ -316,11 +312,11 @@ def _identity_negative_control(profile: Profile) -> Certificate:
         i, k = np.unravel_index(int(diff.argmax()), diff.shape)
     tol = 8 * EPS * n
     refuted = err > tol
-    return Certificate(
-        theorem="mourre_commutator_identity[negative_control:perturbed_hopping]",
-        statement="[H, iA] = H(4 - H) claimed for H = -Δ with one hopping set to -1.05 (false: "
+    return make_cert(
+        "mourre_commutator_identity[negative_control:perturbed_hopping]",
+        "[H, iA] = H(4 - H) claimed for H = -Δ with one hopping set to -1.05 (false: "
         "the identity needs translation invariance)",
-        status=Status.REFUTED if refuted else Status.VERIFIED,
+        not refuted,
         kind=Kind.NEGATIVE_CONTROL,
         hypotheses={"translation invariance": False},
         inputs={"size": n, "perturbed bond": [int(j), int(j + 1)], "hopping": -1.05},
@@ -330,7 +326,7 @@ def _identity_negative_control(profile: Profile) -> Certificate:
         precision="float64",
         tolerance=tol,
         tolerance_reason="as for the lattice identity",
-        counterexample={"entry": [int(i), int(k)], "abs error": err} if refuted else None,
+        counterexample={"entry": [int(i), int(k)], "abs error": err},
         wall_time=t["seconds"],
     )
 
@@ -362,10 +358,10 @@ def _identity_negative_line(model: str, profile: Profile) -> Certificate:
         i, k = np.unravel_index(int(diff.argmax()), diff.shape)
     tol = 1e-10
     refuted = err > tol
-    return Certificate(
-        theorem=f"mourre_commutator_identity[negative_control:{model}]",
-        statement=stmt + ": must fail",
-        status=Status.REFUTED if refuted else Status.VERIFIED,
+    return make_cert(
+        f"mourre_commutator_identity[negative_control:{model}]",
+        stmt + ": must fail",
+        not refuted,
         kind=Kind.NEGATIVE_CONTROL,
         hypotheses={"claimed identity is the true one": False},
         inputs=inputs,
@@ -375,7 +371,7 @@ def _identity_negative_line(model: str, profile: Profile) -> Certificate:
         precision="float64",
         tolerance=tol,
         tolerance_reason="the tolerance of the continuum identity (the larger of the two)",
-        counterexample={"entry": [int(i), int(k)], "abs error": err} if refuted else None,
+        counterexample={"entry": [int(i), int(k)], "abs error": err},
         wall_time=t["seconds"],
     )
 

@@ -27,6 +27,7 @@ from flint import arb
 
 from bkmath.certificate import Certificate, Kind, Status, timed
 from bkmath.checks import Profile, register
+from bkmath.checks._bs_support import make_cert
 from bkmath.primes import (
     ExplicitFormula,
     GaussianTestFunction,
@@ -270,15 +271,15 @@ def check_prime_bump_pairing(profile: Profile) -> list[Certificate]:
     quad_ok = bool(quad_err <= 1e-12 * max(1.0, abs(exact_pairing)))
     ok = err <= tol and v_ok and quad_ok and ball.consistent
     certs.append(
-        Certificate(
-            theorem="prime_bump_pairing",
-            statement=(
+        make_cert(
+            "prime_bump_pairing",
+            (
                 "∫ V_ε(x) g(x) dx = ½[h_ε(i/2) + h_ε(-i/2) - g_ε(0) log π + (1/2π)∫ h_ε Re ψ(1/4 + "
                 "ir/2) dr - Σ_ρ h_ε(γ_ρ)] for V_ε = Σ Λ(n) n^(-1/2) ψ_ε(x - log n), g(x) = "
                 "exp(-x²/(2σ²)), g_ε = ψ_ε * g, h_ε its Fourier transform (explicit formula "
                 "applied to g_ε)"
             ),
-            status=Status.VERIFIED if ok else Status.REFUTED,
+            ok,
             kind=Kind.THEOREM,
             hypotheses={
                 "V_ε cut off at n_max (omitted bumps < 1e-18 in the pairing)": True,
@@ -302,9 +303,7 @@ def check_prime_bump_pairing(profile: Profile) -> list[Certificate]:
             tolerance_reason="trapezoid rule with spacing ε/8 on a Gaussian-smooth integrand "
             "(error ~ exp(-2π²·64), negligible) leaves float64 round-off: 1e-12 relative; "
             "plus the zero tail bound",
-            counterexample=None
-            if ok
-            else {
+            counterexample={
                 "sigma": sigma,
                 "eps": eps,
                 "value": pr["value"],
@@ -330,11 +329,11 @@ def check_prime_bump_pairing(profile: Profile) -> list[Certificate]:
     err2 = abs(val - zero_side)
     refuted = err2 > tol
     certs.append(
-        Certificate(
-            theorem="prime_bump_pairing[negative_control:primes_only]",
-            statement="the pairing identity for the perturbed potential with only the primes "
+        make_cert(
+            "prime_bump_pairing[negative_control:primes_only]",
+            "the pairing identity for the perturbed potential with only the primes "
             "(bumps of p^k, k ≥ 2 removed): must fail",
-            status=Status.REFUTED if refuted else Status.VERIFIED,
+            not refuted,
             kind=Kind.NEGATIVE_CONTROL,
             hypotheses={"weights = von Mangoldt": False},
             inputs={"sigma": sigma, "eps": eps, "n_max": pr["n_max"]},
@@ -344,9 +343,7 @@ def check_prime_bump_pairing(profile: Profile) -> list[Certificate]:
             precision=f"float64 vs mpmath dps={dps}",
             tolerance=tol,
             tolerance_reason="as for prime_bump_pairing",
-            counterexample={"value": val, "zero side": zero_side, "difference": val - zero_side}
-            if refuted
-            else None,
+            counterexample={"value": val, "zero side": zero_side, "difference": val - zero_side},
             wall_time=t2["seconds"],
         )
     )

@@ -24,14 +24,13 @@ Theorems checked (design.md §2–3)
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from bkmath.certificate import Certificate, Kind, Status, timed
+from bkmath.certificate import Certificate, Kind, timed
 from bkmath.checks import Profile, register
+from bkmath.checks._bs_support import EPS, make_cert
 from bkmath.operators import JacobiOperator
 from bkmath.reference import (
     continuant_diagonal,
@@ -45,29 +44,6 @@ from bkmath.resolvent import (
     lattice_w,
     resolvent_diagonal,
 )
-
-EPS = float(np.finfo(np.float64).eps)
-
-
-def _cert(
-    theorem: str,
-    statement: str,
-    ok: bool,
-    *,
-    kind: Kind = Kind.THEOREM,
-    counterexample: dict[str, Any] | None = None,
-    **fields: Any,
-) -> Certificate:
-    """Verified when ``ok``, else refuted with the counterexample (which must be given)."""
-    status = Status.VERIFIED if ok else Status.REFUTED
-    return Certificate(
-        theorem=theorem,
-        statement=statement,
-        status=status,
-        kind=kind,
-        counterexample=None if ok else (counterexample or {"note": "see details"}),
-        **fields,
-    )
 
 
 def _dist_to_band(z: complex) -> float:
@@ -131,7 +107,7 @@ def _check_lattice(profile: Profile, *, wrong_branch: bool) -> Certificate:
                     mp_err = max(mp_err, abs(free_resolvent(0, dd, z) - ref) / abs(ref))
     ok = worst <= 1.0 and (wrong_branch or mp_err <= 1e-13)
     name = "free_resolvent_lattice" + ("_wrong_branch" if wrong_branch else "")
-    return _cert(
+    return make_cert(
         name,
         (
             "G0(m,n;z) = w^{|m-n|}/(w^{-1} - w), |w| < 1, equals [(-Δ - z)^{-1}](m,n) on ℓ²(Z)"
@@ -219,7 +195,7 @@ def _check_continuum(profile: Profile, *, wrong_branch: bool) -> Certificate:
     order_ok = all(1.8 < o < 2.2 for o in orders)
     ok = worst <= 1.0 and (wrong_branch or (order_ok and mp_err <= 1e-13))
     name = "free_resolvent_continuum" + ("_wrong_branch" if wrong_branch else "")
-    return _cert(
+    return make_cert(
         name,
         (
             "R0(z)(x,y) = i e^{ik|x-y|}/(2k), k = sqrt(z), Im k > 0, is the kernel of "
@@ -311,7 +287,7 @@ def _check_identity_finite(profile: Profile) -> Certificate:
             resm = rm - r0m + r0m * vm * rm
             mp_res = float(max(abs(resm[i, j]) for i in range(nn) for j in range(nn)))
     ok = worst <= 1.0 and diag_err <= 1.0 and mp_res < 1e-30
-    return _cert(
+    return make_cert(
         "resolvent_identity_finite",
         "R(z) - R0(z) = -R0(z) V R(z) for H = H0 + V on N sites (dense), Im z > 0",
         ok,
@@ -361,7 +337,7 @@ def _check_identity_lattice(profile: Profile, *, wrong_branch: bool) -> Certific
                     worst_case = {"z": z, "v": v, "residual": res, "tolerance": tol}
     ok = worst <= 1.0
     name = "resolvent_identity_lattice" + ("_wrong_branch" if wrong_branch else "")
-    return _cert(
+    return make_cert(
         name,
         (
             "On ℓ²(Z), supp V ⊂ {1..M}: R - R0 = -R0 V R restricted to the window, with R0 the "
@@ -464,7 +440,7 @@ def _check_herglotz(profile: Profile, *, control: str | None) -> Certificate:
         "(not self-adjoint)",
         "lower_half_plane": "NEGATIVE CONTROL: the Herglotz bounds at Im z < 0",
     }[control]
-    return _cert(
+    return make_cert(
         name,
         stmt,
         ok,
@@ -528,7 +504,7 @@ def check_resolvent_diagonal_mpmath(profile: Profile) -> list[Certificate]:
                         worst = err
                         worst_case = {"boundary": bnd, "z": z, "side": side, "rel_err": err}
     tol = 1e-12
-    cert = _cert(
+    cert = make_cert(
         "resolvent_diagonal_mpmath",
         "resolvent_diagonal agrees with the mpmath θ/φ reference (dps 50) to 1e-12 relative in "
         "well-conditioned cases (|V| ~ 1; Im z >= 0.1, or a 60-site window with transparent "
@@ -557,7 +533,7 @@ def check_resolvent_diagonal_mpmath(profile: Profile) -> list[Certificate]:
             err_c = np.abs(gc - ref) / np.abs(ref)
         bad = ~(err_c <= tol)
         first = int(np.argmax(bad)) if np.any(bad) else -1
-    ctrl = _cert(
+    ctrl = make_cert(
         "resolvent_diagonal_continuant_overflow",
         "NEGATIVE CONTROL: the unscaled float64 θ/φ continuant formula G_ii = θ_{i-1}φ_{i+1}/θ_N "
         "agrees with the reference on a long chain",
