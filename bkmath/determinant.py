@@ -12,7 +12,7 @@ import numpy as np
 
 from bkmath._validation import as_real_array, as_spectral_parameter
 from bkmath.operators import JacobiOperator
-from bkmath.resolvent import _check_op, _coeff_arrays, _rows, lattice_w
+from bkmath.resolvent import _check_op, _kernel_inputs, _rows
 
 __all__ = ["log_det", "eigenvalue_count"]
 
@@ -70,14 +70,7 @@ def log_det(op: JacobiOperator, z: object) -> np.ndarray | complex:
 
     op = _check_op(op)
     zz = as_spectral_parameter(z, "z", boundary=True)
-    out_batch, a2, ia, b2, c2, ib, ip = _rows(op, zz.shape, "z")
-    zf = zz.ravel()[ip]
-    sig = (
-        np.asarray(lattice_w(zf, boundary=True)).reshape(-1)
-        if op.boundary == "transparent"
-        else np.zeros_like(zf)
-    )
-    real, a2, b2, c2 = _coeff_arrays(op, a2, b2, c2)
+    out_batch, real, a2, b2, c2, ia, ib, zf, sig = _kernel_inputs(op, zz)
     if real and not (op.n == 1 or bool(np.all(b2 * c2 >= 0))):
         # real but not Herglotz (some b c < 0): the general kernel with the chord test
         real = False

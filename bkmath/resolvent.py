@@ -192,6 +192,25 @@ def _rows(op: JacobiOperator, pshape: tuple[int, ...], pname: str):
     )
 
 
+def _kernel_inputs(op: JacobiOperator, zz: np.ndarray):
+    """Everything the row kernels need for ``op`` at the spectral parameters ``zz``.
+
+    Returns ``(out_batch, real, a2, b2, c2, ia, ib, zf, sig)``: the broadcast batch shape, the
+    coefficient rows of :func:`_rows` converted by :func:`_coeff_arrays`, their row indices,
+    the parameter of each row ``zf`` and the lead term ``sig = w(zf)`` (``|w| < 1``, at
+    ``λ + i0`` on the band) for transparent boundaries, zeros for Dirichlet.
+    """
+    out_batch, a2, ia, b2, c2, ib, ip = _rows(op, zz.shape, "z")
+    zf = zz.ravel()[ip]
+    sig = (
+        np.asarray(lattice_w(zf, boundary=True)).reshape(-1)
+        if op.boundary == "transparent"
+        else np.zeros_like(zf)
+    )
+    real, a2, b2, c2 = _coeff_arrays(op, a2, b2, c2)
+    return out_batch, real, a2, b2, c2, ia, ib, zf, sig
+
+
 def _coeff_arrays(op: JacobiOperator, a2, b2, c2):
     """Arrays for the kernels: (real, a2, b2, c2).
 
@@ -296,14 +315,7 @@ def resolvent_diagonal(op: JacobiOperator, z: object, side: str = "both") -> np.
     if not isinstance(side, str) or side not in SIDES:
         raise ValueError(f"side must be one of {SIDES}, got {side!r}")
     zz = as_spectral_parameter(z, "z", boundary=op.boundary == "transparent")
-    out_batch, a2, ia, b2, c2, ib, ip = _rows(op, zz.shape, "z")
-    zf = zz.ravel()[ip]
-    sig = (
-        np.asarray(lattice_w(zf, boundary=True)).reshape(-1)
-        if op.boundary == "transparent"
-        else np.zeros_like(zf)
-    )
-    real, a2, b2, c2 = _coeff_arrays(op, a2, b2, c2)
+    out_batch, real, a2, b2, c2, ia, ib, zf, sig = _kernel_inputs(op, zz)
     rows = ia.shape[0]
     out = np.empty((rows, op.n), dtype=np.complex128)
     o3 = out.view(np.float64).reshape(rows, op.n, 2)
