@@ -32,7 +32,7 @@ _API: dict[str, str] = {
     "log_det": "bkmath.determinant",
     "eigenvalue_count": "bkmath.determinant",
     # Birman–Schwinger theory (issue: proofs_checks)
-    "birman_schwinger": "bkmath.birman_schwinger",
+    "birman_schwinger": "bkmath.bs_operator",
     "schatten_norm": "bkmath.schatten",
     "fredholm_det": "bkmath.fredholm",
     "perturbation_determinant": "bkmath.fredholm",

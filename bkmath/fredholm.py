@@ -43,7 +43,7 @@ from collections.abc import Callable
 import numpy as np
 
 from bkmath._validation import as_real_array, as_spectral_parameter
-from bkmath.birman_schwinger import (
+from bkmath.bs_operator import (
     BirmanSchwingerOperator,
     as_matrix,
     birman_schwinger,

@@ -186,7 +186,7 @@ def scattering_phase(v: np.ndarray, lam: float | np.ndarray, *, method: str = "e
     branch; an independent computation used by the checks. λ ∈ R ∖ {0, 4}.
     See the module docstring: δ = πξ − Σv/√(λ(4 − λ)) on the band.
     """
-    from bkmath.birman_schwinger import birman_schwinger, free_kernel_diagonal
+    from bkmath.bs_operator import birman_schwinger, free_kernel_diagonal
     from bkmath.fredholm import det2
 
     vv = as_real_array(v, "v", ndim=1)

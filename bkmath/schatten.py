@@ -3,7 +3,7 @@ r"""Schatten norms of the Birman–Schwinger operator, and bounds on them.
 Norms
 -----
 :func:`schatten_norm` (p = 1, 2, ∞) of a matrix (SVD, O(N³)), or of a
-:class:`~bkmath.birman_schwinger.BirmanSchwingerOperator` (p = 2 in O(N)).
+:class:`~bkmath.bs_operator.BirmanSchwingerOperator` (p = 2 in O(N)).
 
 Bounds (proved; the hypotheses are stated with each function)
 -------------------------------------------------------------
@@ -50,7 +50,7 @@ from __future__ import annotations
 import numpy as np
 
 from bkmath._validation import as_real_array, as_spectral_parameter
-from bkmath.birman_schwinger import (
+from bkmath.bs_operator import (
     MODELS,
     BirmanSchwingerOperator,
     as_matrix,

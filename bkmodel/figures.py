@@ -747,7 +747,7 @@ def _shade_true(ax: Any, x: Any, mask: Any, color: str, label: str | None) -> No
 def figure_schatten(ctx: FigureContext) -> FigureResult:
     import numpy as np
 
-    from bkmath.birman_schwinger import birman_schwinger
+    from bkmath.bs_operator import birman_schwinger
     from bkmath.schatten import s1_bound, s2_bound, schatten_norm, seed_s1_bound, seed_s2_bound
 
     lam = 2.0

@@ -48,3 +48,15 @@ class TestRegistry:
         seed = Certificate("t", "s", Status.REFUTED, Kind.SEED_CLAIM, counterexample={"v": 1})
         checks.assert_expected([ok, ctrl, seed])
         assert not Certificate("t", "s", Status.VERIFIED, Kind.NEGATIVE_CONTROL).expected
+
+
+def test_flat_api_names_are_not_shadowed_by_submodules():
+    """Regression: a submodule named like a flat-API function (once bkmath.birman_schwinger)
+    replaced the function on the package as soon as any module imported it."""
+    import importlib
+
+    import bkmath
+
+    for name, module in bkmath._API.items():
+        importlib.import_module(module)
+        assert not isinstance(getattr(bkmath, name), type(bkmath)), name

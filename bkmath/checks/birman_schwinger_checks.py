@@ -22,7 +22,7 @@ import mpmath
 import numpy as np
 from scipy.optimize import brentq
 
-from bkmath.birman_schwinger import birman_schwinger
+from bkmath.bs_operator import birman_schwinger
 from bkmath.certificate import Certificate, Kind, timed
 from bkmath.checks import Profile, register
 from bkmath.checks._bs_support import EPS, make_cert

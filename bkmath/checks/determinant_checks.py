@@ -23,7 +23,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from bkmath.birman_schwinger import birman_schwinger, free_kernel_diagonal, lattice_w_boundary
+from bkmath.bs_operator import birman_schwinger, free_kernel_diagonal, lattice_w_boundary
 from bkmath.certificate import Certificate, Kind, timed
 from bkmath.checks import Profile, register
 from bkmath.checks._bs_support import EPS, loglog_rate, make_cert

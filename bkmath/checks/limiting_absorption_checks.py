@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bkmath.birman_schwinger import birman_schwinger
+from bkmath.bs_operator import birman_schwinger
 from bkmath.certificate import Certificate, Kind, timed
 from bkmath.checks import Profile, register
 from bkmath.checks._bs_support import loglog_rate, make_cert

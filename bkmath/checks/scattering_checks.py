@@ -20,7 +20,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from bkmath.birman_schwinger import birman_schwinger
+from bkmath.bs_operator import birman_schwinger
 from bkmath.certificate import Certificate, Kind, timed
 from bkmath.checks import Profile, register
 from bkmath.checks._bs_support import make_cert

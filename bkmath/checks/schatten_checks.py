@@ -20,7 +20,7 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 
-from bkmath.birman_schwinger import birman_schwinger, gauss_legendre
+from bkmath.bs_operator import birman_schwinger, gauss_legendre
 from bkmath.certificate import Certificate, Kind, timed
 from bkmath.checks import Profile, register
 from bkmath.checks._bs_support import EPS, loglog_rate, make_cert

@@ -273,7 +273,7 @@ def birman_schwinger(
     Examples
     --------
     >>> K = birman_schwinger([0.0, -1.0, 0.0], 1j)      # one site: K = v G0(0, 0; z)
-    >>> from bkmath.birman_schwinger import lattice_w_boundary
+    >>> from bkmath.bs_operator import lattice_w_boundary
     >>> w = lattice_w_boundary(1j)
     >>> bool(np.isclose(K[0, 0], -1.0 / (1 / w - w)))
     True
