@@ -1,4 +1,4 @@
-"""Tests for bkmath.birman_schwinger: kernels, the semiseparable form, validation."""
+"""Tests for bkmath.bs_operator: kernels, the semiseparable form, validation."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy.integrate import quad
 
-import bkmath.birman_schwinger as bsmod
+import bkmath.bs_operator as bsmod
 from bkmath import free_resolvent, free_resolvent_continuum
-from bkmath.birman_schwinger import (
+from bkmath.bs_operator import (
     BirmanSchwingerOperator,
     birman_schwinger,
     free_kernel_diagonal,

@@ -11,7 +11,7 @@ import pytest
 from flint import arb
 
 import bkmath.enclosure as emod
-from bkmath.birman_schwinger import birman_schwinger
+from bkmath.bs_operator import birman_schwinger
 from bkmath.enclosure import (
     arb_precision,
     ball_contains,

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import bkmath.fredholm as fmod
-from bkmath.birman_schwinger import birman_schwinger
+from bkmath.bs_operator import birman_schwinger
 from bkmath.fredholm import (
     continuum_fredholm_det,
     det2,

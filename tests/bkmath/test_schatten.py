@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import bkmath.schatten as smod
-from bkmath.birman_schwinger import birman_schwinger, free_kernel_diagonal
+from bkmath.bs_operator import birman_schwinger, free_kernel_diagonal
 from bkmath.reference.scattering_ref import singular_values_mp, trace_class_constant_mp
 from bkmath.schatten import (
     potential_norm,
