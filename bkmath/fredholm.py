@@ -170,7 +170,17 @@ def _log_det_herglotz(op, z: complex) -> complex:
     if op.boundary == "dirichlet" and z.imag == 0:
         # real λ on a finite self-adjoint chain: Arg d_i = −π per negative pivot (Sylvester)
         return complex(complex(log_det(op, z)).real, -np.pi * int(eigenvalue_count(op, z.real)))
-    g = np.asarray(resolvent_diagonal(op, z, side="left"), dtype=np.complex128)
+    try:
+        g = np.asarray(resolvent_diagonal(op, z, side="left"), dtype=np.complex128)
+    except ValueError:
+        if z.imag != 0:
+            raise
+        # Real z at which a *leading block* is singular although H - z - Σ need not be:
+        # log det is analytic in z off the spectrum and continuous from C⁺, so take the
+        # limit η ↓ 0 by Richardson extrapolation of L(λ + iη) = L(λ) + O(η) from
+        # η = 2h and h (error O(h²)).
+        h = 1e-9 * (1.0 + abs(z))
+        return 2 * _log_det_herglotz(op, z + 1j * h) - _log_det_herglotz(op, z + 2j * h)
     if not np.all(np.isfinite(g)) or np.any(g == 0):
         raise ValueError("zero pivot: z is an eigenvalue of a leading block")
     im = np.where(g.imag == 0, 0.0, g.imag)  # +0.0: the limit from the Herglotz side

@@ -147,3 +147,15 @@ class TestPhaseAndThresholds:
             scattering_phase([1.0], 1.0, method="magic")
         with pytest.raises(ValueError, match="increasing"):
             scattering_phase([1.0], [2.0, 1.0], method="dense")
+
+
+def test_spectral_shift_when_a_leading_block_is_singular():
+    """Regression: at λ = −0.5 the first pivot of the transparent window of this V is exactly
+    zero (2 + v_1 − λ − w(λ) = 0 with w(−0.5) = 1/2) although λ is no eigenvalue; ξ must be
+    the integer it is on both sides of λ, not an error."""
+    v = [-2, 0, 0.5, 0, 0, 3, -0.5]
+    xi = scmod.spectral_shift(v, -0.5, chain="infinite")
+    left = scmod.spectral_shift(v, -0.5 - 1e-3, chain="infinite")
+    right = scmod.spectral_shift(v, -0.5 + 1e-3, chain="infinite")
+    assert abs(xi - round(xi)) < 1e-6
+    assert abs(xi - left) < 1e-6 and abs(xi - right) < 1e-6
