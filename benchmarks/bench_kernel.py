@@ -175,7 +175,7 @@ GRID = [
 ]
 
 
-def sweep(rows: list, v, lam, eta, b, dgr, dgi, log) -> None:
+def sweep(rows: list, v, lam, eta, b, dgr, dgi, log, directions=("fwd", "bwd")) -> None:
     """Time the forward and the backward alone over a grid of launch configurations."""
     from bkmodel.ops.bk_scan.triton_scan import ScanConfig, _plan, _scan_backward, _scan_forward
 
@@ -184,9 +184,9 @@ def sweep(rows: list, v, lam, eta, b, dgr, dgi, log) -> None:
     beta = b.square()
     best = {}
     ref_g = _scan_forward(vd, lam, eta, beta, stats=False, tol=1e-3)
-    ref_dv = _scan_backward(ref_g[0], ref_g[1], dgr, dgi, beta, vd.dtype)[0]
-    for direction, grid in (("fwd", GRID), ("bwd", GRID)):
-        for depth, bc, nw, tp in grid:
+    ref_dv = _scan_backward(vd, lam, eta, beta, ref_g[0], ref_g[1], dgr, dgi)[0]
+    for direction in directions:
+        for depth, bc, nw, tp in GRID:
             cfg = ScanConfig(block_c=bc, num_warps=nw, target_programs=tp, group=depth)
             _, L, K = _plan(B, N, C, cfg, None)
             if direction == "fwd":
@@ -196,7 +196,7 @@ def sweep(rows: list, v, lam, eta, b, dgr, dgi, log) -> None:
             else:
                 gr, gi, _ = _scan_forward(vd, lam, eta, beta, stats=False, tol=1e-3)
                 fn = lambda cfg=cfg, gr=gr, gi=gi: _scan_backward(  # noqa: E731
-                    gr, gi, dgr, dgi, beta, vd.dtype, cfg=cfg
+                    vd, lam, eta, beta, gr, gi, dgr, dgi, cfg=cfg
                 )
             try:
                 out = fn()
@@ -215,7 +215,7 @@ def sweep(rows: list, v, lam, eta, b, dgr, dgi, log) -> None:
             rows.append(row)
             if err < 1e-4 and (direction not in best or t < best[direction]["ms"]):
                 best[direction] = row
-    for d in ("fwd", "bwd"):
+    for d in directions:
         log(f"    sweep best {d}: {best.get(d)}")
 
 
@@ -229,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtypes", nargs="+", default=["bf16", "fp32"])
     p.add_argument("--sweep", action="store_true", help="also time a grid of launch configs")
     p.add_argument("--sweep-ns", type=int, nargs="+", default=[2048, 8192, 32768, 131072])
+    p.add_argument("--sweep-dirs", nargs="+", default=["fwd", "bwd"], choices=["fwd", "bwd"])
+    p.add_argument("--tag", default="", help="inserted in the result file's name")
     p.add_argument("--no-sdpa", action="store_true")
     p.add_argument("--no-torch-ref", action="store_true")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
@@ -294,8 +296,12 @@ def main(argv: list[str] | None = None) -> int:
             _, Lb, Kb = _plan(B, N, C, cfg_b, None)
             elems = B * N * C
             ideal = elems * (sv + 8 + 8 + sv)
-            # forward: (map pass: v) + v + g; backward: (map pass: g, G) + g + G + dv
-            actual = elems * (sv * (K - 1) / K + sv + 8 + 16 * (Kb - 1) / Kb + 16 + sv)
+            # forward: (map pass: v) + v + g; backward: (map pass: v, G) + v + G + dv, and
+            # the stored g once per group of rows (g is recomputed from v inside a group)
+            gb = 8 / cfg_b.group
+            actual = elems * (
+                sv * (K - 1) / K + sv + 8 + (sv + 8) * (Kb - 1) / Kb + sv + 8 + sv + gb
+            )
             t_ref = None
             if not args.no_torch_ref and dname == "fp32":
                 try:
@@ -328,14 +334,15 @@ def main(argv: list[str] | None = None) -> int:
                 + (f" x{t_ref / t_raw:6.1f}" if ok and t_ref is not None else "")
             )
             if args.sweep and dname == "bf16" and N in args.sweep_ns:
-                sweep(result["sweep"], v, lam, eta, b, dgr, dgi, log)
+                sweep(result["sweep"], v, lam, eta, b, dgr, dgi, log, args.sweep_dirs)
             del v, dgr, dgi
             torch.cuda.empty_cache()
     result["log"] = lines
     if not ok:
         log("CORRECTNESS FAILED: no speed-up reported")
     dev_tag = re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
-    out = args.out / f"bench_kernel_{dev_tag}_{date.strftime('%Y-%m-%d')}.json"
+    tag = f"{args.tag}_" if args.tag else ""
+    out = args.out / f"bench_kernel_{tag}{dev_tag}_{date.strftime('%Y-%m-%d')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     log(f"wrote {out}")

@@ -236,16 +236,22 @@ def _fwd_carry_kernel(
 
 
 @triton.jit
+def _rec(x, g_re, g_im, lam, eta, beta, CDT: tl.constexpr):
+    """g <- 1/(x - lam - i eta - beta g): the forward step, shared by every kernel that
+    computes or recomputes g (so that a recomputation repeats the forward's arithmetic)."""
+    d_re = x.to(CDT) - lam - beta * g_re
+    d_im = -eta - beta * g_im
+    inv = 1.0 / (d_re * d_re + d_im * d_im)
+    return d_re * inv, -d_im * inv
+
+
+@triton.jit
 def _fwd_row(
     x, n, end, g_re, g_im, lam, eta, beta, gp_re, gp_im, cm, zc,
     herg, bnd2, n_nf, n_hg, n_bd, STATS: tl.constexpr, CDT: tl.constexpr,
 ):  # fmt: skip
     """One step g <- 1/(x - z - beta g), stored at row n (if n < end); certificate counts."""
-    d_re = x.to(CDT) - lam - beta * g_re
-    d_im = -eta - beta * g_im
-    inv = 1.0 / (d_re * d_re + d_im * d_im)
-    g_re = d_re * inv
-    g_im = -d_im * inv
+    g_re, g_im = _rec(x, g_re, g_im, lam, eta, beta, CDT)
     ok = cm & (zc + n < end)
     tl.store(gp_re, g_re, mask=ok)
     tl.store(gp_im, g_im, mask=ok)
@@ -373,30 +379,55 @@ def _fwd_kernel(
 
 
 @triton.jit
-def _bwd_map_row(gr, gi, Gr, Gi, ok, beta, P_re, P_im, Q_re, Q_im, CDT: tl.constexpr):
-    """(P, Q) <- (m P, m (G + Q)) with m = beta conj(g)^2; unchanged where not ok."""
-    gr = gr.to(CDT)
-    gi = gi.to(CDT)
-    m_re = tl.where(ok, beta * (gr * gr - gi * gi), 1.0)
-    m_im = tl.where(ok, -2.0 * beta * gr * gi, 0.0)
-    S_re = Gr.to(CDT) + Q_re  # G is 0 where not ok (masked load)
-    S_im = Gi.to(CDT) + Q_im
+def _ld_row(vb, Gb_re, Gb_im, i, start, end, cm, zc, C64):
+    """(v_i, Re G_i, Im G_i); zeros outside start <= i < end."""
+    ok = cm & (zc + i >= start) & (zc + i < end)
+    o = i * C64
     return (
-        m_re * P_re - m_im * P_im,
-        m_re * P_im + m_im * P_re,
-        m_re * S_re - m_im * S_im,
-        m_re * S_im + m_im * S_re,
+        tl.load(vb + o, mask=ok, other=0.0),
+        tl.load(Gb_re + o, mask=ok, other=0.0),
+        tl.load(Gb_im + o, mask=ok, other=0.0),
+    )
+
+
+@triton.jit
+def _ld_g(gb_re, gb_im, i, start, cm, zc, C64):
+    """Stored g_i for start - 1 <= i (zero for i < 0: g_0 = 0 starts the recurrence)."""
+    ok = cm & (zc + i >= 0) & (zc + i >= start - 1)
+    o = i * C64
+    return tl.load(gb_re + o, mask=ok, other=0.0), tl.load(gb_im + o, mask=ok, other=0.0)
+
+
+@triton.jit
+def _bwd_map_row(gr, gi, Gr, Gi, ok, beta, P_re, P_im, Q_re, Q_im):
+    """(P, Q) <- (P m, Q + P m G) with m = beta conj(g)^2; unchanged where not ok.
+
+    (P, Q) is the map c_i -> c_{s-1} = P c_i + Q, extended by one row to the right."""
+    m_re = beta * (gr * gr - gi * gi)
+    m_im = -2.0 * beta * gr * gi
+    nP_re = P_re * m_re - P_im * m_im
+    nP_im = P_re * m_im + P_im * m_re
+    nQ_re = Q_re + nP_re * Gr - nP_im * Gi
+    nQ_im = Q_im + nP_re * Gi + nP_im * Gr
+    return (
+        tl.where(ok, nP_re, P_re),
+        tl.where(ok, nP_im, P_im),
+        tl.where(ok, nQ_re, Q_re),
+        tl.where(ok, nQ_im, Q_im),
     )
 
 
 @triton.jit
 def _bwd_chunk_map_kernel(
-    gre_ptr, gim_ptr, dre_ptr, dim_ptr, beta_ptr, map_ptr,
+    v_ptr, gre_ptr, gim_ptr, dre_ptr, dim_ptr, lam_ptr, eta_ptr, beta_ptr, map_ptr,
     N, C, L, K, k0,
     GROUP: tl.constexpr, BLOCK_C: tl.constexpr, F64: tl.constexpr,
 ):  # fmt: skip
     """map[(b*K + k)*4 + j, c] = (Re P, Im P, Re Q, Im Q): the carry leaving chunk k to the
-    left is P * (carry entering from the right) + Q (k = k0 + program_id(1))."""
+    left is P * (carry entering from the right) + Q (k = k0 + program_id(1)).
+
+    Composed left to right while g is recomputed from v and the stored g_{s-1}: reads v and
+    G (not the stored g) inside the chunk."""
     CDT: tl.constexpr = tl.float64 if F64 else tl.float32
     pid_c = tl.program_id(0)
     pid_k = tl.program_id(1) + k0
@@ -405,81 +436,87 @@ def _bwd_chunk_map_kernel(
     cm = offs < C
     zc = tl.zeros([BLOCK_C], tl.int32)
     C64 = C.to(tl.int64)
+    lam = tl.load(lam_ptr + offs, mask=cm, other=0.0).to(CDT)
+    eta = tl.load(eta_ptr + offs, mask=cm, other=1.0).to(CDT)
     beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
     start = pid_k * L
     end = tl.minimum(start + L, N)
     base = pid_b.to(tl.int64) * N * C64 + offs
+    vb = v_ptr + base
+    Gb_re = dre_ptr + base
+    Gb_im = dim_ptr + base
+    g_re, g_im = _ld_g(gre_ptr + base, gim_ptr + base, start - 1, start, cm, zc, C64)
+    g_re = g_re.to(CDT)
+    g_im = g_im.to(CDT)
     P_re = tl.full([BLOCK_C], 1.0, CDT)
     P_im = tl.zeros([BLOCK_C], CDT)
     Q_re = tl.zeros([BLOCK_C], CDT)
     Q_im = tl.zeros([BLOCK_C], CDT)
-    i0 = end - 1
-    a = base + i0 * C64
-    k = cm & (zc + i0 >= start)
-    gr0 = tl.load(gre_ptr + a, mask=k, other=0.0)
-    gi0 = tl.load(gim_ptr + a, mask=k, other=0.0)
-    Gr0 = tl.load(dre_ptr + a, mask=k, other=0.0)
-    Gi0 = tl.load(dim_ptr + a, mask=k, other=0.0)
-    a -= C64
-    k = cm & (zc + i0 - 1 >= start)
-    gr1 = tl.load(gre_ptr + a, mask=k, other=0.0)
-    gi1 = tl.load(gim_ptr + a, mask=k, other=0.0)
-    Gr1 = tl.load(dre_ptr + a, mask=k, other=0.0)
-    Gi1 = tl.load(dim_ptr + a, mask=k, other=0.0)
-    a -= C64
-    k = cm & (zc + i0 - 2 >= start)
-    gr2 = tl.load(gre_ptr + a, mask=k, other=0.0)
-    gi2 = tl.load(gim_ptr + a, mask=k, other=0.0)
-    Gr2 = tl.load(dre_ptr + a, mask=k, other=0.0)
-    Gi2 = tl.load(dim_ptr + a, mask=k, other=0.0)
-    a -= C64
-    k = cm & (zc + i0 - 3 >= start)
-    gr3 = tl.load(gre_ptr + a, mask=k, other=0.0)
-    gi3 = tl.load(gim_ptr + a, mask=k, other=0.0)
-    Gr3 = tl.load(dre_ptr + a, mask=k, other=0.0)
-    Gi3 = tl.load(dim_ptr + a, mask=k, other=0.0)
-    for t in range(0, end - start, 4):
-        i = i0 - t  # rows i, i-1, i-2, i-3 now; i-4 .. i-7 loaded for the next group
-        a = base + (i - 4) * C64
-        k = cm & (zc + i - 4 >= start)
-        hr0 = tl.load(gre_ptr + a, mask=k, other=0.0)
-        hi0 = tl.load(gim_ptr + a, mask=k, other=0.0)
-        Hr0 = tl.load(dre_ptr + a, mask=k, other=0.0)
-        Hi0 = tl.load(dim_ptr + a, mask=k, other=0.0)
-        a -= C64
-        k = cm & (zc + i - 5 >= start)
-        hr1 = tl.load(gre_ptr + a, mask=k, other=0.0)
-        hi1 = tl.load(gim_ptr + a, mask=k, other=0.0)
-        Hr1 = tl.load(dre_ptr + a, mask=k, other=0.0)
-        Hi1 = tl.load(dim_ptr + a, mask=k, other=0.0)
-        a -= C64
-        k = cm & (zc + i - 6 >= start)
-        hr2 = tl.load(gre_ptr + a, mask=k, other=0.0)
-        hi2 = tl.load(gim_ptr + a, mask=k, other=0.0)
-        Hr2 = tl.load(dre_ptr + a, mask=k, other=0.0)
-        Hi2 = tl.load(dim_ptr + a, mask=k, other=0.0)
-        a -= C64
-        k = cm & (zc + i - 7 >= start)
-        hr3 = tl.load(gre_ptr + a, mask=k, other=0.0)
-        hi3 = tl.load(gim_ptr + a, mask=k, other=0.0)
-        Hr3 = tl.load(dre_ptr + a, mask=k, other=0.0)
-        Hi3 = tl.load(dim_ptr + a, mask=k, other=0.0)
+    x0, Gr0, Gi0 = _ld_row(vb, Gb_re, Gb_im, start, start, end, cm, zc, C64)
+    x1, Gr1, Gi1 = _ld_row(vb, Gb_re, Gb_im, start + 1, start, end, cm, zc, C64)
+    x2, Gr2, Gi2 = _ld_row(vb, Gb_re, Gb_im, start + 2, start, end, cm, zc, C64)
+    x3, Gr3, Gi3 = _ld_row(vb, Gb_re, Gb_im, start + 3, start, end, cm, zc, C64)
+    if GROUP == 8:
+        x4, Gr4, Gi4 = _ld_row(vb, Gb_re, Gb_im, start + 4, start, end, cm, zc, C64)
+        x5, Gr5, Gi5 = _ld_row(vb, Gb_re, Gb_im, start + 5, start, end, cm, zc, C64)
+        x6, Gr6, Gi6 = _ld_row(vb, Gb_re, Gb_im, start + 6, start, end, cm, zc, C64)
+        x7, Gr7, Gi7 = _ld_row(vb, Gb_re, Gb_im, start + 7, start, end, cm, zc, C64)
+    for n in range(start, end, GROUP):
+        m = n + GROUP  # the next group is loaded before this one is computed
+        y0, Hr0, Hi0 = _ld_row(vb, Gb_re, Gb_im, m, start, end, cm, zc, C64)
+        y1, Hr1, Hi1 = _ld_row(vb, Gb_re, Gb_im, m + 1, start, end, cm, zc, C64)
+        y2, Hr2, Hi2 = _ld_row(vb, Gb_re, Gb_im, m + 2, start, end, cm, zc, C64)
+        y3, Hr3, Hi3 = _ld_row(vb, Gb_re, Gb_im, m + 3, start, end, cm, zc, C64)
+        if GROUP == 8:
+            y4, Hr4, Hi4 = _ld_row(vb, Gb_re, Gb_im, m + 4, start, end, cm, zc, C64)
+            y5, Hr5, Hi5 = _ld_row(vb, Gb_re, Gb_im, m + 5, start, end, cm, zc, C64)
+            y6, Hr6, Hi6 = _ld_row(vb, Gb_re, Gb_im, m + 6, start, end, cm, zc, C64)
+            y7, Hr7, Hi7 = _ld_row(vb, Gb_re, Gb_im, m + 7, start, end, cm, zc, C64)
+        g_re, g_im = _rec(x0, g_re, g_im, lam, eta, beta, CDT)
         P_re, P_im, Q_re, Q_im = _bwd_map_row(
-            gr0, gi0, Gr0, Gi0, zc + i >= start, beta, P_re, P_im, Q_re, Q_im, CDT
+            g_re, g_im, Gr0.to(CDT), Gi0.to(CDT), zc + n < end, beta, P_re, P_im, Q_re, Q_im
         )
+        g_re, g_im = _rec(x1, g_re, g_im, lam, eta, beta, CDT)
         P_re, P_im, Q_re, Q_im = _bwd_map_row(
-            gr1, gi1, Gr1, Gi1, zc + i - 1 >= start, beta, P_re, P_im, Q_re, Q_im, CDT
+            g_re, g_im, Gr1.to(CDT), Gi1.to(CDT), zc + n + 1 < end, beta, P_re, P_im, Q_re, Q_im
         )
+        g_re, g_im = _rec(x2, g_re, g_im, lam, eta, beta, CDT)
         P_re, P_im, Q_re, Q_im = _bwd_map_row(
-            gr2, gi2, Gr2, Gi2, zc + i - 2 >= start, beta, P_re, P_im, Q_re, Q_im, CDT
+            g_re, g_im, Gr2.to(CDT), Gi2.to(CDT), zc + n + 2 < end, beta, P_re, P_im, Q_re, Q_im
         )
+        g_re, g_im = _rec(x3, g_re, g_im, lam, eta, beta, CDT)
         P_re, P_im, Q_re, Q_im = _bwd_map_row(
-            gr3, gi3, Gr3, Gi3, zc + i - 3 >= start, beta, P_re, P_im, Q_re, Q_im, CDT
+            g_re, g_im, Gr3.to(CDT), Gi3.to(CDT), zc + n + 3 < end, beta, P_re, P_im, Q_re, Q_im
         )
-        gr0, gi0, Gr0, Gi0 = hr0, hi0, Hr0, Hi0
-        gr1, gi1, Gr1, Gi1 = hr1, hi1, Hr1, Hi1
-        gr2, gi2, Gr2, Gi2 = hr2, hi2, Hr2, Hi2
-        gr3, gi3, Gr3, Gi3 = hr3, hi3, Hr3, Hi3
+        if GROUP == 8:
+            g_re, g_im = _rec(x4, g_re, g_im, lam, eta, beta, CDT)
+            P_re, P_im, Q_re, Q_im = _bwd_map_row(
+                g_re, g_im, Gr4.to(CDT), Gi4.to(CDT), zc + n + 4 < end, beta,
+                P_re, P_im, Q_re, Q_im,
+            )  # fmt: skip
+            g_re, g_im = _rec(x5, g_re, g_im, lam, eta, beta, CDT)
+            P_re, P_im, Q_re, Q_im = _bwd_map_row(
+                g_re, g_im, Gr5.to(CDT), Gi5.to(CDT), zc + n + 5 < end, beta,
+                P_re, P_im, Q_re, Q_im,
+            )  # fmt: skip
+            g_re, g_im = _rec(x6, g_re, g_im, lam, eta, beta, CDT)
+            P_re, P_im, Q_re, Q_im = _bwd_map_row(
+                g_re, g_im, Gr6.to(CDT), Gi6.to(CDT), zc + n + 6 < end, beta,
+                P_re, P_im, Q_re, Q_im,
+            )  # fmt: skip
+            g_re, g_im = _rec(x7, g_re, g_im, lam, eta, beta, CDT)
+            P_re, P_im, Q_re, Q_im = _bwd_map_row(
+                g_re, g_im, Gr7.to(CDT), Gi7.to(CDT), zc + n + 7 < end, beta,
+                P_re, P_im, Q_re, Q_im,
+            )  # fmt: skip
+            x4, Gr4, Gi4 = y4, Hr4, Hi4
+            x5, Gr5, Gi5 = y5, Hr5, Hi5
+            x6, Gr6, Gi6 = y6, Hr6, Hi6
+            x7, Gr7, Gi7 = y7, Hr7, Hi7
+        x0, Gr0, Gi0 = y0, Hr0, Hi0
+        x1, Gr1, Gi1 = y1, Hr1, Hi1
+        x2, Gr2, Gi2 = y2, Hr2, Hi2
+        x3, Gr3, Gi3 = y3, Hr3, Hi3
     mb = map_ptr + (pid_b.to(tl.int64) * K + pid_k) * 4 * C64 + offs
     tl.store(mb + 0 * C64, P_re, mask=cm)
     tl.store(mb + 1 * C64, P_im, mask=cm)
@@ -527,8 +564,6 @@ def _bwd_row(
 ):  # fmt: skip
     """One adjoint step at a row (skipped where not ok): S = G + c, A = -conj(g)^2 S,
     dv = Re A, sums, c <- -beta A. (g1r, g1i) is g one row earlier."""
-    gr = gr.to(CDT)
-    gi = gi.to(CDT)
     u = gr * gr - gi * gi  # conj(g)^2 = u + i w
     w = -2.0 * gr * gi
     S_re = Gr.to(CDT) + c_re
@@ -538,17 +573,23 @@ def _bwd_row(
     tl.store(dvp, A_re.to(dvp.dtype.element_ty), mask=ok)
     s_lam -= A_re
     s_eta -= A_im
-    s_beta -= g1r.to(CDT) * A_re + g1i.to(CDT) * A_im  # Re(-conj(g_{i-1}) A_i)
+    # Re(-conj(g_{i-1}) A_i); rows past the chunk hold recomputed garbage: masked, not * 0
+    s_beta -= tl.where(ok, g1r * A_re + g1i * A_im, 0.0)
     return tl.where(ok, -beta * A_re, c_re), tl.where(ok, -beta * A_im, c_im), s_lam, s_eta, s_beta
 
 
 @triton.jit
 def _bwd_kernel(
-    gre_ptr, gim_ptr, dre_ptr, dim_ptr, beta_ptr, init_ptr, dv_ptr, part_ptr,
-    N, C, L, K,
+    v_ptr, gre_ptr, gim_ptr, dre_ptr, dim_ptr, lam_ptr, eta_ptr, beta_ptr, init_ptr, dv_ptr,
+    part_ptr, N, C, L, K,
     HAS_INIT: tl.constexpr, GROUP: tl.constexpr, BLOCK_C: tl.constexpr, F64: tl.constexpr,
 ):  # fmt: skip
-    """Exact adjoint inside chunk k; dv and partial sums part[(b*K + k)*3 + {lam, eta, beta}]."""
+    """Exact adjoint inside chunk k; dv and partial sums part[(b*K + k)*3 + {lam, eta, beta}].
+
+    The chunk is walked from the right in groups of GROUP rows. For each group the stored
+    g one row before it is read and the group's g are recomputed from v (the forward's own
+    arithmetic, ``_rec``), then the adjoint runs through the group from its last row: the
+    stored g is read once per GROUP rows, v and G once per row."""
     CDT: tl.constexpr = tl.float64 if F64 else tl.float32
     pid_c = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -557,6 +598,8 @@ def _bwd_kernel(
     cm = offs < C
     zc = tl.zeros([BLOCK_C], tl.int32)
     C64 = C.to(tl.int64)
+    lam = tl.load(lam_ptr + offs, mask=cm, other=0.0).to(CDT)
+    eta = tl.load(eta_ptr + offs, mask=cm, other=1.0).to(CDT)
     beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
     start = pid_k * L
     end = tl.minimum(start + L, N)
@@ -572,215 +615,90 @@ def _bwd_kernel(
     s_eta = tl.zeros([BLOCK_C], CDT)
     s_beta = tl.zeros([BLOCK_C], CDT)
     base = pid_b.to(tl.int64) * N * C64 + offs
+    vb = v_ptr + base
+    gb_re = gre_ptr + base
+    gb_im = gim_ptr + base
+    Gb_re = dre_ptr + base
+    Gb_im = dim_ptr + base
     dvb = dv_ptr + base
-    # g is read down to one row before the chunk (g_{s-1}; zero before the sequence),
-    # G only inside the chunk.
-    lo = tl.maximum(start - 1, 0)
-    i0 = end - 1
-    a = base + (i0) * C64
-    kg = cm & (zc + i0 >= lo)
-    kG = cm & (zc + i0 >= start)
-    gr0 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-    gi0 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-    Gr0 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-    Gi0 = tl.load(dim_ptr + a, mask=kG, other=0.0)
-    a -= C64
-    kg = cm & (zc + i0 - 1 >= lo)
-    kG = cm & (zc + i0 - 1 >= start)
-    gr1 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-    gi1 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-    Gr1 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-    Gi1 = tl.load(dim_ptr + a, mask=kG, other=0.0)
-    a -= C64
-    kg = cm & (zc + i0 - 2 >= lo)
-    kG = cm & (zc + i0 - 2 >= start)
-    gr2 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-    gi2 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-    Gr2 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-    Gi2 = tl.load(dim_ptr + a, mask=kG, other=0.0)
-    a -= C64
-    kg = cm & (zc + i0 - 3 >= lo)
-    kG = cm & (zc + i0 - 3 >= start)
-    gr3 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-    gi3 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-    Gr3 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-    Gi3 = tl.load(dim_ptr + a, mask=kG, other=0.0)
+    T = tl.cdiv(end - start, GROUP)
+    n = start + (T - 1) * GROUP  # first row of the last group
+    pr, pi = _ld_g(gb_re, gb_im, n - 1, start, cm, zc, C64)
+    x0, Gr0, Gi0 = _ld_row(vb, Gb_re, Gb_im, n, start, end, cm, zc, C64)
+    x1, Gr1, Gi1 = _ld_row(vb, Gb_re, Gb_im, n + 1, start, end, cm, zc, C64)
+    x2, Gr2, Gi2 = _ld_row(vb, Gb_re, Gb_im, n + 2, start, end, cm, zc, C64)
+    x3, Gr3, Gi3 = _ld_row(vb, Gb_re, Gb_im, n + 3, start, end, cm, zc, C64)
     if GROUP == 8:
-        a = base + (i0 - 4) * C64
-        kg = cm & (zc + i0 - 4 >= lo)
-        kG = cm & (zc + i0 - 4 >= start)
-        gr4 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-        gi4 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-        Gr4 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-        Gi4 = tl.load(dim_ptr + a, mask=kG, other=0.0)
-        a -= C64
-        kg = cm & (zc + i0 - 5 >= lo)
-        kG = cm & (zc + i0 - 5 >= start)
-        gr5 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-        gi5 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-        Gr5 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-        Gi5 = tl.load(dim_ptr + a, mask=kG, other=0.0)
-        a -= C64
-        kg = cm & (zc + i0 - 6 >= lo)
-        kG = cm & (zc + i0 - 6 >= start)
-        gr6 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-        gi6 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-        Gr6 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-        Gi6 = tl.load(dim_ptr + a, mask=kG, other=0.0)
-        a -= C64
-        kg = cm & (zc + i0 - 7 >= lo)
-        kG = cm & (zc + i0 - 7 >= start)
-        gr7 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-        gi7 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-        Gr7 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-        Gi7 = tl.load(dim_ptr + a, mask=kG, other=0.0)
-    for t in range(0, end - start, GROUP):
-        i = i0 - t  # rows i .. i-GROUP+1 now; the next GROUP rows are loaded
+        x4, Gr4, Gi4 = _ld_row(vb, Gb_re, Gb_im, n + 4, start, end, cm, zc, C64)
+        x5, Gr5, Gi5 = _ld_row(vb, Gb_re, Gb_im, n + 5, start, end, cm, zc, C64)
+        x6, Gr6, Gi6 = _ld_row(vb, Gb_re, Gb_im, n + 6, start, end, cm, zc, C64)
+        x7, Gr7, Gi7 = _ld_row(vb, Gb_re, Gb_im, n + 7, start, end, cm, zc, C64)
+    for _t in range(0, T):
+        m = n - GROUP  # the group to the left is loaded before this one is computed
+        qr, qi = _ld_g(gb_re, gb_im, m - 1, start, cm, zc, C64)
+        y0, Hr0, Hi0 = _ld_row(vb, Gb_re, Gb_im, m, start, end, cm, zc, C64)
+        y1, Hr1, Hi1 = _ld_row(vb, Gb_re, Gb_im, m + 1, start, end, cm, zc, C64)
+        y2, Hr2, Hi2 = _ld_row(vb, Gb_re, Gb_im, m + 2, start, end, cm, zc, C64)
+        y3, Hr3, Hi3 = _ld_row(vb, Gb_re, Gb_im, m + 3, start, end, cm, zc, C64)
         if GROUP == 8:
-            a = base + (i - 8) * C64
-            kg = cm & (zc + i - 8 >= lo)
-            kG = cm & (zc + i - 8 >= start)
-            hr0 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-            hi0 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-            Hr0 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-            Hi0 = tl.load(dim_ptr + a, mask=kG, other=0.0)
-            a -= C64
-            kg = cm & (zc + i - 9 >= lo)
-            kG = cm & (zc + i - 9 >= start)
-            hr1 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-            hi1 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-            Hr1 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-            Hi1 = tl.load(dim_ptr + a, mask=kG, other=0.0)
-            a -= C64
-            kg = cm & (zc + i - 10 >= lo)
-            kG = cm & (zc + i - 10 >= start)
-            hr2 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-            hi2 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-            Hr2 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-            Hi2 = tl.load(dim_ptr + a, mask=kG, other=0.0)
-            a -= C64
-            kg = cm & (zc + i - 11 >= lo)
-            kG = cm & (zc + i - 11 >= start)
-            hr3 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-            hi3 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-            Hr3 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-            Hi3 = tl.load(dim_ptr + a, mask=kG, other=0.0)
-            a -= C64
-            kg = cm & (zc + i - 12 >= lo)
-            kG = cm & (zc + i - 12 >= start)
-            hr4 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-            hi4 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-            Hr4 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-            Hi4 = tl.load(dim_ptr + a, mask=kG, other=0.0)
-            a -= C64
-            kg = cm & (zc + i - 13 >= lo)
-            kG = cm & (zc + i - 13 >= start)
-            hr5 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-            hi5 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-            Hr5 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-            Hi5 = tl.load(dim_ptr + a, mask=kG, other=0.0)
-            a -= C64
-            kg = cm & (zc + i - 14 >= lo)
-            kG = cm & (zc + i - 14 >= start)
-            hr6 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-            hi6 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-            Hr6 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-            Hi6 = tl.load(dim_ptr + a, mask=kG, other=0.0)
-            a -= C64
-            kg = cm & (zc + i - 15 >= lo)
-            kG = cm & (zc + i - 15 >= start)
-            hr7 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-            hi7 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-            Hr7 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-            Hi7 = tl.load(dim_ptr + a, mask=kG, other=0.0)
-        else:
-            a = base + (i - 4) * C64
-            kg = cm & (zc + i - 4 >= lo)
-            kG = cm & (zc + i - 4 >= start)
-            hr0 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-            hi0 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-            Hr0 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-            Hi0 = tl.load(dim_ptr + a, mask=kG, other=0.0)
-            a -= C64
-            kg = cm & (zc + i - 5 >= lo)
-            kG = cm & (zc + i - 5 >= start)
-            hr1 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-            hi1 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-            Hr1 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-            Hi1 = tl.load(dim_ptr + a, mask=kG, other=0.0)
-            a -= C64
-            kg = cm & (zc + i - 6 >= lo)
-            kG = cm & (zc + i - 6 >= start)
-            hr2 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-            hi2 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-            Hr2 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-            Hi2 = tl.load(dim_ptr + a, mask=kG, other=0.0)
-            a -= C64
-            kg = cm & (zc + i - 7 >= lo)
-            kG = cm & (zc + i - 7 >= start)
-            hr3 = tl.load(gre_ptr + a, mask=kg, other=0.0)
-            hi3 = tl.load(gim_ptr + a, mask=kg, other=0.0)
-            Hr3 = tl.load(dre_ptr + a, mask=kG, other=0.0)
-            Hi3 = tl.load(dim_ptr + a, mask=kG, other=0.0)
-        o = i * C64
-        c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
-            gr0, gi0, Gr0, Gi0, gr1, gi1, cm & (zc + i >= start), beta,
-            c_re, c_im, s_lam, s_eta, s_beta, dvb + o, CDT,
-        )  # fmt: skip
-        o = (i - 1) * C64
-        c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
-            gr1, gi1, Gr1, Gi1, gr2, gi2, cm & (zc + i - 1 >= start), beta,
-            c_re, c_im, s_lam, s_eta, s_beta, dvb + o, CDT,
-        )  # fmt: skip
-        o = (i - 2) * C64
-        c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
-            gr2, gi2, Gr2, Gi2, gr3, gi3, cm & (zc + i - 2 >= start), beta,
-            c_re, c_im, s_lam, s_eta, s_beta, dvb + o, CDT,
-        )  # fmt: skip
+            y4, Hr4, Hi4 = _ld_row(vb, Gb_re, Gb_im, m + 4, start, end, cm, zc, C64)
+            y5, Hr5, Hi5 = _ld_row(vb, Gb_re, Gb_im, m + 5, start, end, cm, zc, C64)
+            y6, Hr6, Hi6 = _ld_row(vb, Gb_re, Gb_im, m + 6, start, end, cm, zc, C64)
+            y7, Hr7, Hi7 = _ld_row(vb, Gb_re, Gb_im, m + 7, start, end, cm, zc, C64)
+        # g of this group, recomputed from the stored g one row before it
+        pr = pr.to(CDT)
+        pi = pi.to(CDT)
+        g0r, g0i = _rec(x0, pr, pi, lam, eta, beta, CDT)
+        g1r, g1i = _rec(x1, g0r, g0i, lam, eta, beta, CDT)
+        g2r, g2i = _rec(x2, g1r, g1i, lam, eta, beta, CDT)
+        g3r, g3i = _rec(x3, g2r, g2i, lam, eta, beta, CDT)
         if GROUP == 8:
-            o = (i - 3) * C64
+            g4r, g4i = _rec(x4, g3r, g3i, lam, eta, beta, CDT)
+            g5r, g5i = _rec(x5, g4r, g4i, lam, eta, beta, CDT)
+            g6r, g6i = _rec(x6, g5r, g5i, lam, eta, beta, CDT)
+            g7r, g7i = _rec(x7, g6r, g6i, lam, eta, beta, CDT)
             c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
-                gr3, gi3, Gr3, Gi3, gr4, gi4, cm & (zc + i - 3 >= start), beta,
-                c_re, c_im, s_lam, s_eta, s_beta, dvb + o, CDT,
+                g7r, g7i, Gr7, Gi7, g6r, g6i, cm & (zc + n + 7 < end), beta,
+                c_re, c_im, s_lam, s_eta, s_beta, dvb + (n + 7) * C64, CDT,
             )  # fmt: skip
-            o = (i - 4) * C64
             c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
-                gr4, gi4, Gr4, Gi4, gr5, gi5, cm & (zc + i - 4 >= start), beta,
-                c_re, c_im, s_lam, s_eta, s_beta, dvb + o, CDT,
+                g6r, g6i, Gr6, Gi6, g5r, g5i, cm & (zc + n + 6 < end), beta,
+                c_re, c_im, s_lam, s_eta, s_beta, dvb + (n + 6) * C64, CDT,
             )  # fmt: skip
-            o = (i - 5) * C64
             c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
-                gr5, gi5, Gr5, Gi5, gr6, gi6, cm & (zc + i - 5 >= start), beta,
-                c_re, c_im, s_lam, s_eta, s_beta, dvb + o, CDT,
+                g5r, g5i, Gr5, Gi5, g4r, g4i, cm & (zc + n + 5 < end), beta,
+                c_re, c_im, s_lam, s_eta, s_beta, dvb + (n + 5) * C64, CDT,
             )  # fmt: skip
-            o = (i - 6) * C64
             c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
-                gr6, gi6, Gr6, Gi6, gr7, gi7, cm & (zc + i - 6 >= start), beta,
-                c_re, c_im, s_lam, s_eta, s_beta, dvb + o, CDT,
+                g4r, g4i, Gr4, Gi4, g3r, g3i, cm & (zc + n + 4 < end), beta,
+                c_re, c_im, s_lam, s_eta, s_beta, dvb + (n + 4) * C64, CDT,
             )  # fmt: skip
-            o = (i - 7) * C64
-            c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
-                gr7, gi7, Gr7, Gi7, hr0, hi0, cm & (zc + i - 7 >= start), beta,
-                c_re, c_im, s_lam, s_eta, s_beta, dvb + o, CDT,
-            )  # fmt: skip
-            gr0, gi0, Gr0, Gi0 = hr0, hi0, Hr0, Hi0
-            gr1, gi1, Gr1, Gi1 = hr1, hi1, Hr1, Hi1
-            gr2, gi2, Gr2, Gi2 = hr2, hi2, Hr2, Hi2
-            gr3, gi3, Gr3, Gi3 = hr3, hi3, Hr3, Hi3
-            gr4, gi4, Gr4, Gi4 = hr4, hi4, Hr4, Hi4
-            gr5, gi5, Gr5, Gi5 = hr5, hi5, Hr5, Hi5
-            gr6, gi6, Gr6, Gi6 = hr6, hi6, Hr6, Hi6
-            gr7, gi7, Gr7, Gi7 = hr7, hi7, Hr7, Hi7
-        else:
-            o = (i - 3) * C64
-            c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
-                gr3, gi3, Gr3, Gi3, hr0, hi0, cm & (zc + i - 3 >= start), beta,
-                c_re, c_im, s_lam, s_eta, s_beta, dvb + o, CDT,
-            )  # fmt: skip
-            gr0, gi0, Gr0, Gi0 = hr0, hi0, Hr0, Hi0
-            gr1, gi1, Gr1, Gi1 = hr1, hi1, Hr1, Hi1
-            gr2, gi2, Gr2, Gi2 = hr2, hi2, Hr2, Hi2
-            gr3, gi3, Gr3, Gi3 = hr3, hi3, Hr3, Hi3
+            x4, Gr4, Gi4 = y4, Hr4, Hi4
+            x5, Gr5, Gi5 = y5, Hr5, Hi5
+            x6, Gr6, Gi6 = y6, Hr6, Hi6
+            x7, Gr7, Gi7 = y7, Hr7, Hi7
+        c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
+            g3r, g3i, Gr3, Gi3, g2r, g2i, cm & (zc + n + 3 < end), beta,
+            c_re, c_im, s_lam, s_eta, s_beta, dvb + (n + 3) * C64, CDT,
+        )  # fmt: skip
+        c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
+            g2r, g2i, Gr2, Gi2, g1r, g1i, cm & (zc + n + 2 < end), beta,
+            c_re, c_im, s_lam, s_eta, s_beta, dvb + (n + 2) * C64, CDT,
+        )  # fmt: skip
+        c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
+            g1r, g1i, Gr1, Gi1, g0r, g0i, cm & (zc + n + 1 < end), beta,
+            c_re, c_im, s_lam, s_eta, s_beta, dvb + (n + 1) * C64, CDT,
+        )  # fmt: skip
+        c_re, c_im, s_lam, s_eta, s_beta = _bwd_row(
+            g0r, g0i, Gr0, Gi0, pr, pi, cm & (zc + n < end), beta,
+            c_re, c_im, s_lam, s_eta, s_beta, dvb + n * C64, CDT,
+        )  # fmt: skip
+        x0, Gr0, Gi0 = y0, Hr0, Hi0
+        x1, Gr1, Gi1 = y1, Hr1, Hi1
+        x2, Gr2, Gi2 = y2, Hr2, Hi2
+        x3, Gr3, Gi3 = y3, Hr3, Hi3
+        pr, pi = qr, qi
+        n = m
     pb = part_ptr + row * 3 * C64 + offs
     tl.store(pb, s_lam, mask=cm)
     tl.store(pb + C64, s_eta, mask=cm)
@@ -906,26 +824,32 @@ def _scan_forward(
 
 
 def _scan_backward(
+    v: torch.Tensor,
+    lam: torch.Tensor,
+    eta: torch.Tensor,
+    beta: torch.Tensor,
     g_re: torch.Tensor,
     g_im: torch.Tensor,
     G_re: torch.Tensor,
     G_im: torch.Tensor,
-    beta: torch.Tensor,
-    v_dtype: torch.dtype,
     *,
     chunk: int | None = None,
     cfg: ScanConfig | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Launch the backward kernels. Returns dv (dtype ``v_dtype``) and the (C,) sums
-    ``-sum Re A`` (d lam), ``-sum Im A`` (d eta), ``sum Re(-conj(g_{i-1}) A_i)`` (d beta)."""
+    """Launch the backward kernels for the forward ``(g_re, g_im) = scan(v, lam, eta, beta)``.
+
+    Returns dv (dtype of ``v``) and the (C,) sums ``-sum Re A`` (d lam), ``-sum Im A``
+    (d eta), ``sum Re(-conj(g_{i-1}) A_i)`` (d beta). The kernels recompute g from v in
+    groups of ``cfg.group`` rows and read the stored g only one row before each group."""
     B, N, C = g_re.shape
     cfg = cfg or _default_config(g_re.device, B, C)[1]
     cdt = g_re.dtype
     f64 = cdt == torch.float64
-    beta = beta.to(cdt).contiguous()
+    lam, eta, beta = (t.to(cdt).contiguous() for t in (lam, eta, beta))
+    v = v.contiguous()
     G_re = G_re.to(cdt).contiguous()
     G_im = G_im.to(cdt).contiguous()
-    dv = torch.empty((B, N, C), dtype=v_dtype, device=g_re.device)
+    dv = torch.empty((B, N, C), dtype=v.dtype, device=g_re.device)
     if B * N * C == 0:
         z = torch.zeros(C, dtype=cdt, device=g_re.device)
         return dv, z, z.clone(), z.clone()
@@ -939,12 +863,14 @@ def _scan_backward(
         maps = torch.empty((B * K * 4, C), dtype=cdt, device=g_re.device)
         init = torch.empty((B * K * 2, C), dtype=cdt, device=g_re.device)
         grid = (n_cb, K - 1, B)  # the first chunk's map is never needed
-        _bwd_chunk_map_kernel[grid](g_re, g_im, G_re, G_im, beta, maps, N, C, L, K, 1, **kw)
+        _bwd_chunk_map_kernel[grid](
+            v, g_re, g_im, G_re, G_im, lam, eta, beta, maps, N, C, L, K, 1, **kw
+        )
         _bwd_carry_kernel[(n_cb, B)](
             maps, init, C, K, BLOCK_C=block_c, F64=f64, num_warps=cfg.num_warps
         )
     part = torch.empty((B * K, 3, C), dtype=cdt, device=g_re.device)
-    args = (g_re, g_im, G_re, G_im, beta, init, dv, part, N, C, L, K)
+    args = (v, g_re, g_im, G_re, G_im, lam, eta, beta, init, dv, part, N, C, L, K)
     _bwd_kernel[(n_cb, K, B)](*args, HAS_INIT=K > 1, **kw)
     sums = part.sum(dim=0)  # (3, C)
     return dv, sums[0], sums[1], sums[2]
@@ -963,8 +889,7 @@ class _BKScanTriton(torch.autograd.Function):
         g_re, g_im, counts = _scan_forward(
             v, lam, eta, beta, stats=stats, tol=tol, chunk=chunk, cfg=cfg_f
         )
-        ctx.save_for_backward(g_re, g_im, b)
-        ctx.v_dtype = v.dtype
+        ctx.save_for_backward(v, lam, eta, b, g_re, g_im)
         ctx.lam_dtype = lam.dtype
         ctx.eta_dtype = eta.dtype
         ctx.chunk = chunk
@@ -975,10 +900,10 @@ class _BKScanTriton(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable  # the kernels are not differentiated again
     def backward(ctx, G_re, G_im, _counts):  # type: ignore[override]
-        g_re, g_im, b = ctx.saved_tensors
+        v, lam, eta, b, g_re, g_im = ctx.saved_tensors
         bc = b.to(g_re.dtype)
         dv, s_lam, s_eta, s_beta = _scan_backward(
-            g_re, g_im, G_re, G_im, bc.square(), ctx.v_dtype, chunk=ctx.chunk, cfg=ctx.cfg
+            v, lam, eta, bc.square(), g_re, g_im, G_re, G_im, chunk=ctx.chunk, cfg=ctx.cfg
         )
         need = ctx.needs_input_grad
         return (
