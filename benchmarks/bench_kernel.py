@@ -143,6 +143,17 @@ def copy_bandwidth(device) -> float:
     return 2 * n * 4 / (t * 1e-3)
 
 
+def read_write_bandwidth(device) -> tuple[float, float]:
+    """Bytes per second of a read-only pass (``sum`` of 2 GiB) and of a write-only pass
+    (``fill_`` of 2 GiB): the forward writes 4× more than it reads (bf16 v), so the copy's
+    50/50 mix is not its roof."""
+    n = 2**29
+    x = torch.randn(n, device=device)
+    t_r = bench(lambda: x.sum())
+    t_w = bench(lambda: x.fill_(1.0))
+    return n * 4 / (t_r * 1e-3), n * 4 / (t_w * 1e-3)
+
+
 def sdpa_ms(B: int, N: int, device) -> float:
     import torch.nn.functional as F
 
@@ -262,11 +273,14 @@ def main(argv: list[str] | None = None) -> int:
         f"triton {triton.__version__}; {date.isoformat(timespec='seconds')}")  # fmt: skip
     bw = copy_bandwidth(dev)
     log(f"device-to-device copy: {bw / 1e12:.3f} TB/s (read + write)")
+    bw_r, bw_w = read_write_bandwidth(dev)
+    log(f"read-only {bw_r / 1e12:.3f} TB/s, write-only {bw_w / 1e12:.3f} TB/s")
     log("correctness (rel. error of triton fp32; in brackets the sequential fp32 loop's):")
     ok, corr = correctness(dev, log)
     result: dict = dict(
         device=name, sms=props.multi_processor_count, date=date.isoformat(timespec="seconds"),
         torch=torch.__version__, triton=triton.__version__, copy_bandwidth_Bps=bw,
+        read_bandwidth_Bps=bw_r, write_bandwidth_Bps=bw_w,
         correctness_ok=ok, correctness=corr, tokens=args.tokens, channels=args.channels,
         runs=[], sweep=[],
     )  # fmt: skip
@@ -299,9 +313,10 @@ def main(argv: list[str] | None = None) -> int:
             # forward: (map pass: v) + v + g; backward: (map pass: v, G) + v + G + dv, and
             # the stored g once per group of rows (g is recomputed from v inside a group)
             gb = 8 / cfg_b.group
-            actual = elems * (
-                sv * (K - 1) / K + sv + 8 + (sv + 8) * (Kb - 1) / Kb + sv + 8 + sv + gb
-            )
+            reads = elems * (sv * (K - 1) / K + sv + (sv + 8) * (Kb - 1) / Kb + sv + 8 + gb)
+            writes = elems * (8 + sv)
+            actual = reads + writes
+            roof_ms = 1e3 * (reads / bw_r + writes / bw_w)  # at the measured one-way rates
             t_ref = None
             if not args.no_torch_ref and dname == "fp32":
                 try:
@@ -317,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
                 ideal_bytes=ideal, actual_bytes=actual,
                 ideal_bw_frac_of_copy=ideal / (t_raw * 1e-3) / bw,
                 actual_bw_frac_of_copy=actual / (t_raw * 1e-3) / bw,
+                actual_read_bytes=reads, actual_write_bytes=writes, roof_ms=roof_ms,
+                roof_frac=roof_ms / t_raw,
                 sdpa_fwd_bwd_ms=sd, torch_ref_fwd_bwd_ms=t_ref,
                 ms_per_65536_tokens=t_raw * 65536 / (B * N),
             )  # fmt: skip
@@ -328,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"N={N:>6} B={B:>2} {dname}: K={K:>3}/{Kb:>3} fwd+bwd {t_raw:7.3f} ms "
                 f"(validate=True {t_pub:7.3f}, fwd {t_fwd:6.3f}); BW/copy ideal "
                 f"{row['ideal_bw_frac_of_copy']:.2f} actual {row['actual_bw_frac_of_copy']:.2f}"
+                f"; roof {roof_ms:.3f} ms ({roof_ms / t_raw:.2f})"
                 + (f"; sdpa {sd:8.2f} ms" if sd is not None else "")
                 + (f" x{sd / t_raw:7.1f}" if ok and sd is not None else "")
                 + (f"; torch ref {t_ref:8.2f} ms" if t_ref is not None else "")

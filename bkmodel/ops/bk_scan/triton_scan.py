@@ -69,6 +69,13 @@ __all__ = ["bk_scan_triton", "ScanConfig"]
 
 
 @triton.jit
+def _i64(n):
+    """n as an int64 scalar; n may be a runtime int32 or a constexpr (Triton specialises an
+    int argument equal to 1 into a constexpr, which has no ``.to``)."""
+    return n * tl.full([], 1, tl.int64)
+
+
+@triton.jit
 def _fwd_map_row(
     x, ok, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im, CDT: tl.constexpr
 ):
@@ -106,7 +113,7 @@ def _fwd_chunk_map_kernel(
     offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     cm = offs < C
     zc = tl.zeros([BLOCK_C], tl.int32)  # vector row masks (the interpreter needs them)
-    C64 = C.to(tl.int64)
+    C64 = _i64(C)
     lam = tl.load(lam_ptr + offs, mask=cm, other=0.0).to(CDT)
     eta = tl.load(eta_ptr + offs, mask=cm, other=1.0).to(CDT)
     beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
@@ -206,7 +213,7 @@ def _fwd_carry_kernel(
     pid_b = tl.program_id(1)
     offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     cm = offs < C
-    C64 = C.to(tl.int64)
+    C64 = _i64(C)
     g_re = tl.zeros([BLOCK_C], CDT)
     g_im = tl.zeros([BLOCK_C], CDT)
     ib = init_ptr + pid_b.to(tl.int64) * K * 2 * C64 + offs
@@ -279,7 +286,7 @@ def _fwd_kernel(
     offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     cm = offs < C
     zc = tl.zeros([BLOCK_C], tl.int32)
-    C64 = C.to(tl.int64)
+    C64 = _i64(C)
     lam = tl.load(lam_ptr + offs, mask=cm, other=0.0).to(CDT)
     eta = tl.load(eta_ptr + offs, mask=cm, other=1.0).to(CDT)
     beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
@@ -435,7 +442,7 @@ def _bwd_chunk_map_kernel(
     offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     cm = offs < C
     zc = tl.zeros([BLOCK_C], tl.int32)
-    C64 = C.to(tl.int64)
+    C64 = _i64(C)
     lam = tl.load(lam_ptr + offs, mask=cm, other=0.0).to(CDT)
     eta = tl.load(eta_ptr + offs, mask=cm, other=1.0).to(CDT)
     beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
@@ -536,7 +543,7 @@ def _bwd_carry_kernel(
     pid_b = tl.program_id(1)
     offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     cm = offs < C
-    C64 = C.to(tl.int64)
+    C64 = _i64(C)
     c_re = tl.zeros([BLOCK_C], CDT)
     c_im = tl.zeros([BLOCK_C], CDT)
     ib = init_ptr + (pid_b.to(tl.int64) * K + K - 1) * 2 * C64 + offs
@@ -597,7 +604,7 @@ def _bwd_kernel(
     offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     cm = offs < C
     zc = tl.zeros([BLOCK_C], tl.int32)
-    C64 = C.to(tl.int64)
+    C64 = _i64(C)
     lam = tl.load(lam_ptr + offs, mask=cm, other=0.0).to(CDT)
     eta = tl.load(eta_ptr + offs, mask=cm, other=1.0).to(CDT)
     beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
