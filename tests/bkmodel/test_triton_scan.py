@@ -276,7 +276,7 @@ def test_fused_stats_equal_scan_stats_when_violated(chunk, tol, poison_empty):
     v, lam, eta, _ = make_inputs(2, 30, 5, dtype=torch.float32, seed=7)
     v[0, 20, 1] = float("nan")
     v[1, 5, 3] = float("inf")
-    beta = torch.tensor([-2.0, -0.5, 1.0, -4.0, -1.0], dtype=torch.float64)
+    beta = torch.tensor([-2.0, -0.5, 1.0, -4.0, -1.0], dtype=torch.float64, device=v.device)
     gr, gi, counts = _scan_forward(v, lam, eta, beta, stats=True, tol=tol, chunk=chunk)
     expected = scan_stats(gr, gi, eta, tol)
     assert counts.tolist() == expected.tolist()
@@ -308,7 +308,7 @@ def test_rejects_bad_arguments(monkeypatch):
     with pytest.raises(ValueError, match="v must have shape"):
         bk_scan_triton(v[0], lam, eta, b)
     with pytest.raises(TypeError, match="v must be a torch.Tensor"):
-        bk_scan_triton(v.numpy(), lam, eta, b)
+        bk_scan_triton(v.cpu().numpy(), lam, eta, b)
     with pytest.raises(TypeError, match="v must be float"):
         bk_scan_triton(v.to(torch.int32), lam, eta, b)
     with pytest.raises(ValueError, match="lam must have shape"):

@@ -734,16 +734,16 @@ class ScanConfig:
     group: int = 4
 
 
-# Measured on an H100 (benchmarks/results/bench_kernel_NVIDIA-H100-80GB-HBM3_2026-11-24.json,
-# 65,536 tokens × 1,024 channels): with enough independent chains (batch × channels) one
-# chunk is fastest (no second pass over the data); with fewer, chunks of the sequence fill
-# the GPU at the price of one extra read per direction. The backward keeps four arrays in
-# flight per row, so it fills the GPU with fewer chains than the forward.
+# Measured on an H100 (benchmarks/results/bench_kernel_*NVIDIA-H100-80GB-HBM3_2026-11-24.json,
+# 65,536 tokens × 1,024 channels, sweeps over these parameters): with enough independent
+# chains (batch × channels >= 32,768) one chunk is fastest (no second pass over the data);
+# with fewer, chunks of the sequence fill the GPU at the price of one extra read of v
+# (forward) and of (v, dG) (backward: 10 of its 13 bytes per element for bf16 v).
 _WIDE_FWD = 32768
-_WIDE_BWD = 16384
+_WIDE_BWD = 32768
 _FWD_WIDE = ScanConfig(block_c=64, target_programs=1, group=8)
 _FWD_LONG = ScanConfig(block_c=128, target_programs=1024, group=8)
-_BWD_WIDE = ScanConfig(block_c=32, target_programs=1, group=8)
+_BWD_WIDE = ScanConfig(block_c=64, target_programs=1, group=8)
 _BWD_LONG = ScanConfig(block_c=64, target_programs=1024, group=8)
 # The interpreter runs one program at a time: as few, wide programs as possible.
 _CPU = (
