@@ -77,36 +77,51 @@ def _i64(n):
 
 @triton.jit
 def _fwd_map_row(
-    x, ok, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im, CDT: tl.constexpr
-):
-    """(p, q; r, s) <- M_i (p, q; r, s), renormalised; unchanged where not ok."""
+    x, ok, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im,
+    MASKED: tl.constexpr, CDT: tl.constexpr,
+):  # fmt: skip
+    """(p, q; r, s) <- M_i (p, q; r, s), not renormalised (``_renorm`` every 4 rows); if
+    MASKED, unchanged where not ok."""
     a_re = x.to(CDT) - lam
     nr_re = a_re * r_re - a_im * r_im - beta * p_re
     nr_im = a_re * r_im + a_im * r_re - beta * p_im
     ns_re = a_re * s_re - a_im * s_im - beta * q_re
     ns_im = a_re * s_im + a_im * s_re - beta * q_im
-    sc = 1.0 / (tl.abs(nr_re) + tl.abs(nr_im) + tl.abs(ns_re) + tl.abs(ns_im))
-    return (
-        tl.where(ok, r_re * sc, p_re),
-        tl.where(ok, r_im * sc, p_im),
-        tl.where(ok, s_re * sc, q_re),
-        tl.where(ok, s_im * sc, q_im),
-        tl.where(ok, nr_re * sc, r_re),
-        tl.where(ok, nr_im * sc, r_im),
-        tl.where(ok, ns_re * sc, s_re),
-        tl.where(ok, ns_im * sc, s_im),
-    )
+    if MASKED:
+        nr_re = tl.where(ok, nr_re, r_re)
+        nr_im = tl.where(ok, nr_im, r_im)
+        ns_re = tl.where(ok, ns_re, s_re)
+        ns_im = tl.where(ok, ns_im, s_im)
+        r_re = tl.where(ok, r_re, p_re)
+        r_im = tl.where(ok, r_im, p_im)
+        s_re = tl.where(ok, s_re, q_re)
+        s_im = tl.where(ok, s_im, q_im)
+    return r_re, r_im, s_re, s_im, nr_re, nr_im, ns_re, ns_im
+
+
+@triton.jit
+def _renorm(p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im):
+    """Scale the 2×2 product so that its last row has 1-norm 1 (a Möbius map is defined up
+    to scale). Between two calls the entries grow by at most (|alpha| + beta)^4: no float32
+    overflow for |v - z| + b^2 below ~1e9."""
+    sc = 1.0 / (tl.abs(r_re) + tl.abs(r_im) + tl.abs(s_re) + tl.abs(s_im))
+    return p_re * sc, p_im * sc, q_re * sc, q_im * sc, r_re * sc, r_im * sc, s_re * sc, s_im * sc
 
 
 @triton.jit
 def _fwd_chunk_map_kernel(
     v_ptr, lam_ptr, eta_ptr, beta_ptr, map_ptr,
     N, C, L, K, k0,
-    GROUP: tl.constexpr, BLOCK_C: tl.constexpr, F64: tl.constexpr,
+    EVEN: tl.constexpr, GROUP: tl.constexpr, BLOCK_C: tl.constexpr, F64: tl.constexpr,
 ):  # fmt: skip
     """map[(b*K + k)*8 + j, c]: columns (p, r), (q, s) of chunk k's Möbius product
-    ``M_e ... M_s`` (k = k0 + program_id(1))."""
+    ``M_e ... M_s`` (k = k0 + program_id(1); never the last chunk).
+
+    EVEN (L a multiple of GROUP): every row of the chunk and of the group loaded ahead past
+    its end exists (it belongs to the next chunk), so rows need neither masks nor selects —
+    the kernel is then bound by memory rather than by instruction issue."""
     CDT: tl.constexpr = tl.float64 if F64 else tl.float32
+    MASKED: tl.constexpr = not EVEN
     pid_c = tl.program_id(0)
     pid_k = tl.program_id(1) + k0
     pid_b = tl.program_id(2)
@@ -119,6 +134,10 @@ def _fwd_chunk_map_kernel(
     beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
     start = pid_k * L
     end = tl.minimum(start + L, N)
+    if EVEN:
+        lim = N  # loads past the chunk stay inside the tensor
+    else:
+        lim = end
     vb = v_ptr + pid_b.to(tl.int64) * N * C64 + offs
     # M = identity: first column (p, r), second column (q, s).
     p_re = tl.full([BLOCK_C], 1.0, CDT)
@@ -130,58 +149,65 @@ def _fwd_chunk_map_kernel(
     s_re = tl.full([BLOCK_C], 1.0, CDT)
     s_im = tl.zeros([BLOCK_C], CDT)
     a_im = -eta
-    x0 = tl.load(vb + start * C64, mask=cm & (zc + start < end), other=0.0)
-    x1 = tl.load(vb + (start + 1) * C64, mask=cm & (zc + start + 1 < end), other=0.0)
-    x2 = tl.load(vb + (start + 2) * C64, mask=cm & (zc + start + 2 < end), other=0.0)
-    x3 = tl.load(vb + (start + 3) * C64, mask=cm & (zc + start + 3 < end), other=0.0)
+    x0 = tl.load(vb + start * C64, mask=cm & (zc + start < lim), other=0.0)
+    x1 = tl.load(vb + (start + 1) * C64, mask=cm & (zc + start + 1 < lim), other=0.0)
+    x2 = tl.load(vb + (start + 2) * C64, mask=cm & (zc + start + 2 < lim), other=0.0)
+    x3 = tl.load(vb + (start + 3) * C64, mask=cm & (zc + start + 3 < lim), other=0.0)
     if GROUP == 8:
-        x4 = tl.load(vb + (start + 4) * C64, mask=cm & (zc + start + 4 < end), other=0.0)
-        x5 = tl.load(vb + (start + 5) * C64, mask=cm & (zc + start + 5 < end), other=0.0)
-        x6 = tl.load(vb + (start + 6) * C64, mask=cm & (zc + start + 6 < end), other=0.0)
-        x7 = tl.load(vb + (start + 7) * C64, mask=cm & (zc + start + 7 < end), other=0.0)
+        x4 = tl.load(vb + (start + 4) * C64, mask=cm & (zc + start + 4 < lim), other=0.0)
+        x5 = tl.load(vb + (start + 5) * C64, mask=cm & (zc + start + 5 < lim), other=0.0)
+        x6 = tl.load(vb + (start + 6) * C64, mask=cm & (zc + start + 6 < lim), other=0.0)
+        x7 = tl.load(vb + (start + 7) * C64, mask=cm & (zc + start + 7 < lim), other=0.0)
     for n in range(start, end, GROUP):
         m = n + GROUP  # next group
-        y0 = tl.load(vb + m * C64, mask=cm & (zc + m < end), other=0.0)
-        y1 = tl.load(vb + (m + 1) * C64, mask=cm & (zc + m + 1 < end), other=0.0)
-        y2 = tl.load(vb + (m + 2) * C64, mask=cm & (zc + m + 2 < end), other=0.0)
-        y3 = tl.load(vb + (m + 3) * C64, mask=cm & (zc + m + 3 < end), other=0.0)
+        y0 = tl.load(vb + m * C64, mask=cm & (zc + m < lim), other=0.0)
+        y1 = tl.load(vb + (m + 1) * C64, mask=cm & (zc + m + 1 < lim), other=0.0)
+        y2 = tl.load(vb + (m + 2) * C64, mask=cm & (zc + m + 2 < lim), other=0.0)
+        y3 = tl.load(vb + (m + 3) * C64, mask=cm & (zc + m + 3 < lim), other=0.0)
         if GROUP == 8:
-            y4 = tl.load(vb + (m + 4) * C64, mask=cm & (zc + m + 4 < end), other=0.0)
-            y5 = tl.load(vb + (m + 5) * C64, mask=cm & (zc + m + 5 < end), other=0.0)
-            y6 = tl.load(vb + (m + 6) * C64, mask=cm & (zc + m + 6 < end), other=0.0)
-            y7 = tl.load(vb + (m + 7) * C64, mask=cm & (zc + m + 7 < end), other=0.0)
+            y4 = tl.load(vb + (m + 4) * C64, mask=cm & (zc + m + 4 < lim), other=0.0)
+            y5 = tl.load(vb + (m + 5) * C64, mask=cm & (zc + m + 5 < lim), other=0.0)
+            y6 = tl.load(vb + (m + 6) * C64, mask=cm & (zc + m + 6 < lim), other=0.0)
+            y7 = tl.load(vb + (m + 7) * C64, mask=cm & (zc + m + 7 < lim), other=0.0)
         p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _fwd_map_row(
-            x0, zc + n < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im, CDT
+            x0, zc + n < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im,
+            MASKED, CDT,
+        )  # fmt: skip
+        p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _fwd_map_row(
+            x1, zc + n + 1 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re,
+            s_im, MASKED, CDT,
+        )  # fmt: skip
+        p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _fwd_map_row(
+            x2, zc + n + 2 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re,
+            s_im, MASKED, CDT,
+        )  # fmt: skip
+        p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _fwd_map_row(
+            x3, zc + n + 3 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re,
+            s_im, MASKED, CDT,
+        )  # fmt: skip
+        p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _renorm(
+            p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im
         )
-        p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _fwd_map_row(
-            x1, zc + n + 1 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im,
-            CDT,
-        )  # fmt: skip
-        p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _fwd_map_row(
-            x2, zc + n + 2 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im,
-            CDT,
-        )  # fmt: skip
-        p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _fwd_map_row(
-            x3, zc + n + 3 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im,
-            CDT,
-        )  # fmt: skip
         if GROUP == 8:
             p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _fwd_map_row(
-                x4, zc + n + 4 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re,
-                s_im, CDT,
+                x4, zc + n + 4 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im,
+                s_re, s_im, MASKED, CDT,
             )  # fmt: skip
             p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _fwd_map_row(
-                x5, zc + n + 5 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re,
-                s_im, CDT,
+                x5, zc + n + 5 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im,
+                s_re, s_im, MASKED, CDT,
             )  # fmt: skip
             p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _fwd_map_row(
-                x6, zc + n + 6 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re,
-                s_im, CDT,
+                x6, zc + n + 6 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im,
+                s_re, s_im, MASKED, CDT,
             )  # fmt: skip
             p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _fwd_map_row(
-                x7, zc + n + 7 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re,
-                s_im, CDT,
+                x7, zc + n + 7 < end, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im,
+                s_re, s_im, MASKED, CDT,
             )  # fmt: skip
+            p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _renorm(
+                p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im
+            )
             x4 = y4
             x5 = y5
             x6 = y6
@@ -202,44 +228,80 @@ def _fwd_chunk_map_kernel(
 
 
 @triton.jit
+def _ld_fmap(mb, k, lim, cm, zc, C64):
+    """The 8 components of chunk k's forward map (identity where k >= lim)."""
+    ok = cm & (zc + k < lim)
+    o = mb + k * 8 * C64
+    return (
+        tl.load(o, mask=ok, other=1.0),
+        tl.load(o + C64, mask=ok, other=0.0),
+        tl.load(o + 2 * C64, mask=ok, other=0.0),
+        tl.load(o + 3 * C64, mask=ok, other=0.0),
+        tl.load(o + 4 * C64, mask=ok, other=0.0),
+        tl.load(o + 5 * C64, mask=ok, other=0.0),
+        tl.load(o + 6 * C64, mask=ok, other=1.0),
+        tl.load(o + 7 * C64, mask=ok, other=0.0),
+    )
+
+
+@triton.jit
+def _apply_fmap(m, g_re, g_im, ib, k, lim, cm, zc, C64):
+    """g <- (p g + q) / (r g + s) for the map m of chunk k; stored as the value entering
+    chunk k + 1 (if k < lim)."""
+    p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = m
+    n_re = p_re * g_re - p_im * g_im + q_re
+    n_im = p_re * g_im + p_im * g_re + q_im
+    d_re = r_re * g_re - r_im * g_im + s_re
+    d_im = r_re * g_im + r_im * g_re + s_im
+    inv = 1.0 / (d_re * d_re + d_im * d_im)
+    g_re = (n_re * d_re + n_im * d_im) * inv
+    g_im = (n_im * d_re - n_re * d_im) * inv
+    ok = cm & (zc + k < lim)
+    o = ib + (k + 1) * 2 * C64
+    tl.store(o, g_re, mask=ok)
+    tl.store(o + C64, g_im, mask=ok)
+    return g_re, g_im
+
+
+@triton.jit
 def _fwd_carry_kernel(
     map_ptr, init_ptr, C, K,
     BLOCK_C: tl.constexpr, F64: tl.constexpr,
 ):  # fmt: skip
     """init[(b*K + k)*2 + {0,1}, c] = value entering chunk k: s_0 = 0, s_{k+1} = P_k(s_k)
-    (maps of chunks 0 .. K-2 are read)."""
+    (maps of chunks 0 .. K-2 are read, four at a time, the next four loaded before the
+    current four are applied: K sequential steps, not K memory latencies)."""
     CDT = tl.float64 if F64 else tl.float32
     pid_c = tl.program_id(0)
     pid_b = tl.program_id(1)
     offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     cm = offs < C
     C64 = _i64(C)
+    zc = tl.zeros([BLOCK_C], tl.int32)
     g_re = tl.zeros([BLOCK_C], CDT)
     g_im = tl.zeros([BLOCK_C], CDT)
     ib = init_ptr + pid_b.to(tl.int64) * K * 2 * C64 + offs
+    mb = map_ptr + pid_b.to(tl.int64) * K * 8 * C64 + offs
     tl.store(ib, g_re, mask=cm)
     tl.store(ib + C64, g_im, mask=cm)
-    for k in range(0, K - 1):
-        row = pid_b.to(tl.int64) * K + k
-        mb = map_ptr + row * 8 * C64 + offs
-        p_re = tl.load(mb + 0 * C64, mask=cm, other=1.0)
-        p_im = tl.load(mb + 1 * C64, mask=cm, other=0.0)
-        q_re = tl.load(mb + 2 * C64, mask=cm, other=0.0)
-        q_im = tl.load(mb + 3 * C64, mask=cm, other=0.0)
-        r_re = tl.load(mb + 4 * C64, mask=cm, other=0.0)
-        r_im = tl.load(mb + 5 * C64, mask=cm, other=0.0)
-        s_re = tl.load(mb + 6 * C64, mask=cm, other=1.0)
-        s_im = tl.load(mb + 7 * C64, mask=cm, other=0.0)
-        n_re = p_re * g_re - p_im * g_im + q_re
-        n_im = p_re * g_im + p_im * g_re + q_im
-        d_re = r_re * g_re - r_im * g_im + s_re
-        d_im = r_re * g_im + r_im * g_re + s_im
-        inv = 1.0 / (d_re * d_re + d_im * d_im)
-        g_re = (n_re * d_re + n_im * d_im) * inv
-        g_im = (n_im * d_re - n_re * d_im) * inv
-        ib = init_ptr + (row + 1) * 2 * C64 + offs
-        tl.store(ib, g_re, mask=cm)
-        tl.store(ib + C64, g_im, mask=cm)
+    lim = K - 1
+    m0 = _ld_fmap(mb, 0, lim, cm, zc, C64)
+    m1 = _ld_fmap(mb, 1, lim, cm, zc, C64)
+    m2 = _ld_fmap(mb, 2, lim, cm, zc, C64)
+    m3 = _ld_fmap(mb, 3, lim, cm, zc, C64)
+    for k in range(0, lim, 4):
+        n0 = _ld_fmap(mb, k + 4, lim, cm, zc, C64)
+        n1 = _ld_fmap(mb, k + 5, lim, cm, zc, C64)
+        n2 = _ld_fmap(mb, k + 6, lim, cm, zc, C64)
+        n3 = _ld_fmap(mb, k + 7, lim, cm, zc, C64)
+        g_re, g_im = _apply_fmap(m0, g_re, g_im, ib, k, lim, cm, zc, C64)
+        g_re, g_im = _apply_fmap(m1, g_re, g_im, ib, k + 1, lim, cm, zc, C64)
+        g_re, g_im = _apply_fmap(m2, g_re, g_im, ib, k + 2, lim, cm, zc, C64)
+        g_re, g_im = _apply_fmap(m3, g_re, g_im, ib, k + 3, lim, cm, zc, C64)
+        m0 = n0
+        m1 = n1
+        m2 = n2
+        m3 = n3
 
 
 @triton.jit
@@ -532,36 +594,71 @@ def _bwd_chunk_map_kernel(
 
 
 @triton.jit
+def _ld_bmap(mb, k, lo, cm, zc, C64):
+    """(Re P, Im P, Re Q, Im Q) of chunk k's backward map (identity where k < lo)."""
+    ok = cm & (zc + k >= lo)
+    o = mb + k * 4 * C64
+    return (
+        tl.load(o, mask=ok, other=1.0),
+        tl.load(o + C64, mask=ok, other=0.0),
+        tl.load(o + 2 * C64, mask=ok, other=0.0),
+        tl.load(o + 3 * C64, mask=ok, other=0.0),
+    )
+
+
+@triton.jit
+def _apply_bmap(m, c_re, c_im, ib, k, lo, cm, zc, C64):
+    """c <- P c + Q for chunk k's map; stored as the carry entering chunk k - 1."""
+    P_re, P_im, Q_re, Q_im = m
+    t_re = P_re * c_re - P_im * c_im + Q_re
+    c_im = P_re * c_im + P_im * c_re + Q_im
+    c_re = t_re
+    ok = cm & (zc + k >= lo)
+    o = ib + (k - 1) * 2 * C64
+    tl.store(o, c_re, mask=ok)
+    tl.store(o + C64, c_im, mask=ok)
+    return c_re, c_im
+
+
+@triton.jit
 def _bwd_carry_kernel(
     map_ptr, init_ptr, C, K,
     BLOCK_C: tl.constexpr, F64: tl.constexpr,
 ):  # fmt: skip
     """init[(b*K + k)*2 + {0,1}, c] = carry entering chunk k from the right (0 for the last;
-    maps of chunks 1 .. K-1 are read)."""
+    maps of chunks K-1 .. 1 are read, four at a time, the next four loaded first)."""
     CDT = tl.float64 if F64 else tl.float32
     pid_c = tl.program_id(0)
     pid_b = tl.program_id(1)
     offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     cm = offs < C
     C64 = _i64(C)
+    zc = tl.zeros([BLOCK_C], tl.int32)
     c_re = tl.zeros([BLOCK_C], CDT)
     c_im = tl.zeros([BLOCK_C], CDT)
-    ib = init_ptr + (pid_b.to(tl.int64) * K + K - 1) * 2 * C64 + offs
-    tl.store(ib, c_re, mask=cm)
-    tl.store(ib + C64, c_im, mask=cm)
-    for t in range(0, K - 1):
-        row = pid_b.to(tl.int64) * K + (K - 1 - t)
-        mb = map_ptr + row * 4 * C64 + offs
-        P_re = tl.load(mb + 0 * C64, mask=cm, other=0.0)
-        P_im = tl.load(mb + 1 * C64, mask=cm, other=0.0)
-        Q_re = tl.load(mb + 2 * C64, mask=cm, other=0.0)
-        Q_im = tl.load(mb + 3 * C64, mask=cm, other=0.0)
-        t_re = P_re * c_re - P_im * c_im + Q_re
-        c_im = P_re * c_im + P_im * c_re + Q_im
-        c_re = t_re
-        ib = init_ptr + (row - 1) * 2 * C64 + offs
-        tl.store(ib, c_re, mask=cm)
-        tl.store(ib + C64, c_im, mask=cm)
+    ib = init_ptr + pid_b.to(tl.int64) * K * 2 * C64 + offs
+    mb = map_ptr + pid_b.to(tl.int64) * K * 4 * C64 + offs
+    tl.store(ib + (K - 1) * 2 * C64, c_re, mask=cm)
+    tl.store(ib + (K - 1) * 2 * C64 + C64, c_im, mask=cm)
+    k = K - 1
+    m0 = _ld_bmap(mb, k, 1, cm, zc, C64)
+    m1 = _ld_bmap(mb, k - 1, 1, cm, zc, C64)
+    m2 = _ld_bmap(mb, k - 2, 1, cm, zc, C64)
+    m3 = _ld_bmap(mb, k - 3, 1, cm, zc, C64)
+    for _t in range(0, K - 1, 4):
+        n0 = _ld_bmap(mb, k - 4, 1, cm, zc, C64)
+        n1 = _ld_bmap(mb, k - 5, 1, cm, zc, C64)
+        n2 = _ld_bmap(mb, k - 6, 1, cm, zc, C64)
+        n3 = _ld_bmap(mb, k - 7, 1, cm, zc, C64)
+        c_re, c_im = _apply_bmap(m0, c_re, c_im, ib, k, 1, cm, zc, C64)
+        c_re, c_im = _apply_bmap(m1, c_re, c_im, ib, k - 1, 1, cm, zc, C64)
+        c_re, c_im = _apply_bmap(m2, c_re, c_im, ib, k - 2, 1, cm, zc, C64)
+        c_re, c_im = _apply_bmap(m3, c_re, c_im, ib, k - 3, 1, cm, zc, C64)
+        m0 = n0
+        m1 = n1
+        m2 = n2
+        m3 = n3
+        k -= 4
 
 
 @triton.jit
@@ -773,6 +870,8 @@ def _plan(B: int, N: int, C: int, cfg: ScanConfig, chunk: int | None) -> tuple[i
         want = max(1, math.ceil(cfg.target_programs / (B * n_cb)))
         k_max = max(1, N // max(cfg.min_chunk, 1))
         L = triton.cdiv(N, min(want, k_max))
+        if L < N:  # whole groups of 8 rows: the chunk-map kernel then needs no row masks
+            L = min(N, triton.cdiv(L, 8) * 8)
     else:
         L = min(int(chunk), N)
     K = triton.cdiv(N, L)
@@ -821,7 +920,9 @@ def _scan_forward(
         maps = torch.empty((B * K * 8, C), dtype=cdt, device=v.device)
         init = torch.empty((B * K * 2, C), dtype=cdt, device=v.device)
         grid = (n_cb, K - 1, B)  # the last chunk's map is never needed
-        _fwd_chunk_map_kernel[grid](v, lam, eta, beta, maps, N, C, L, K, 0, **kw)
+        _fwd_chunk_map_kernel[grid](
+            v, lam, eta, beta, maps, N, C, L, K, 0, EVEN=L % cfg.group == 0, **kw
+        )
         _fwd_carry_kernel[(n_cb, B)](
             maps, init, C, K, BLOCK_C=block_c, F64=f64, num_warps=cfg.num_warps
         )
