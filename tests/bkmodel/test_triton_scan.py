@@ -297,14 +297,17 @@ def test_fused_stats_zero_for_herglotz_input():
 
 def test_rejects_bad_arguments(monkeypatch):
     v, lam, eta, b = make_inputs(1, 4, 3, dtype=torch.float32)
+    # value checks: by default on CPU tensors only (a host sync on CUDA), always if asked
     with pytest.raises(ValueError, match="eta must be > 0"):
-        bk_scan_triton(v, lam, torch.tensor([0.1, 0.0, 0.2]), b)
+        bk_scan_triton(v, lam, torch.tensor([0.1, 0.0, 0.2], device=v.device), b, validate=True)
     with pytest.raises(ValueError, match="eta must be > 0"):
-        bk_scan_triton(v, lam, -eta, b)
+        bk_scan_triton(v, lam, -eta, b, validate=True)
     with pytest.raises(ValueError, match="lam must be finite"):
-        bk_scan_triton(v, lam + float("inf"), eta, b)
+        bk_scan_triton(v, lam + float("inf"), eta, b, validate=True)
     with pytest.raises(ValueError, match="b must be finite"):
-        bk_scan_triton(v, lam, eta, b * float("nan"))
+        bk_scan_triton(v, lam, eta, b * float("nan"), validate=True)
+    with pytest.raises(ValueError, match="eta must be on the device of v"):
+        bk_scan_triton(v, lam, eta.to("meta"), b)
     with pytest.raises(ValueError, match="v must have shape"):
         bk_scan_triton(v[0], lam, eta, b)
     with pytest.raises(TypeError, match="v must be a torch.Tensor"):
