@@ -18,12 +18,54 @@ from collections import defaultdict
 import torch
 
 
+def host_profile(lam, eta, b, dev, steps: int = 200) -> None:
+    """Wall time per forward + backward at (1, 64, C) for one and for several chunks, where
+    the GPU work is negligible, and the host functions that take it."""
+    import cProfile
+    import pstats
+    import time
+
+    from bkmodel.ops.bk_scan.triton_scan import bk_scan_triton
+
+    C = lam.numel()
+    v = torch.randn(1, 64, C, device=dev, dtype=torch.bfloat16, requires_grad=True)
+    dg = [torch.randn(1, 64, C, device=dev) for _ in range(2)]
+    for chunk in (None, 8):
+
+        def step(chunk=chunk):
+            v.grad = None
+            gr, gi = bk_scan_triton(v, lam, eta, b, chunk=chunk)
+            torch.autograd.backward((gr, gi), dg)
+
+        for _ in range(10):
+            step()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+        dt = (time.perf_counter() - t0) / steps
+        print(f"host: (1, 64, {C}) chunk={chunk}: {dt * 1e3:.3f} ms per forward + backward")
+        if chunk == 8:
+            pr = cProfile.Profile()
+            pr.enable()
+            for _ in range(steps):
+                step()
+            torch.cuda.synchronize()
+            pr.disable()
+            pstats.Stats(pr).sort_stats("tottime").print_stats(25)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--ns", type=int, nargs="+", default=[2048, 8192, 65536])
     p.add_argument("--tokens", type=int, default=65536)
     p.add_argument("--channels", type=int, default=1024)
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument(
+        "--host", action="store_true",
+        help="also time a tiny problem (host-bound) and print cProfile's top host functions",
+    )  # fmt: skip
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         print("profile_kernel: needs a CUDA device", file=sys.stderr)
@@ -38,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     lam = (torch.rand(C, generator=g) * 4 - 0.5).to(dev)
     eta = (torch.rand(C, generator=g) * 0.5 + 0.05).to(dev)
     b = (torch.rand(C, generator=g) * 0.5 + 0.75).to(dev)
+    if args.host:
+        host_profile(lam, eta, b, dev)
     for N in args.ns:
         B = max(1, args.tokens // N)
         v = torch.randn(B, N, C, device=dev, dtype=torch.bfloat16, requires_grad=True)
