@@ -170,6 +170,27 @@ def sdpa_ms(B: int, N: int, device) -> float:
     return bench(step, warmup=50, rep=300 if N >= 65536 else 100, grad_to_none=[q, k, v])
 
 
+def graph_ms(step, v) -> float | None:
+    """Median GPU time of ``step`` replayed from a CUDA graph (no host launch overhead):
+    the kernels' own time. None if the step cannot be captured."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    try:
+        with torch.cuda.stream(s):
+            for _ in range(3):  # warm up on the side stream (autotuning, allocator)
+                v.grad = None
+                step()
+        torch.cuda.current_stream().wait_stream(s)
+        graph = torch.cuda.CUDAGraph()
+        v.grad = None
+        with torch.cuda.graph(graph):
+            step()
+    except RuntimeError as e:  # noqa: BLE001  (report, do not fail the benchmark)
+        print(f"    CUDA graph capture failed: {e}", file=sys.stderr)
+        return None
+    return bench(graph.replay)
+
+
 def scan_step_fn(scan, v, lam, eta, b, dgr, dgi):
     def step():
         gr, gi = scan(v, lam, eta, b)[:2]
@@ -301,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             raw = scan_step_fn(bk_scan_triton, v, lam, eta, b, dgr, dgi)  # default: no sync
             t_pub = bench(pub, grad_to_none=[v])
             t_raw = bench(raw, grad_to_none=[v])
+            t_graph = graph_ms(raw, v)
             with torch.no_grad():
                 t_fwd = bench(
                     lambda v=v: _BKScanTriton.apply(v, lam, eta, b, False, 1e-3, None, None)
@@ -329,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
                 N=N, B=B, C=C, dtype=dname, chunks_fwd=K, chunks_bwd=Kb, config_fwd=str(cfg_f),
                 config_bwd=str(cfg_b),
                 fwd_bwd_ms=t_raw, fwd_bwd_validate_true_ms=t_pub, fwd_ms=t_fwd,
+                fwd_bwd_cuda_graph_ms=t_graph,
                 ideal_bytes=ideal, actual_bytes=actual,
                 ideal_bw_frac_of_copy=ideal / (t_raw * 1e-3) / bw,
                 actual_bw_frac_of_copy=actual / (t_raw * 1e-3) / bw,
@@ -343,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
             result["runs"].append(row)
             log(
                 f"N={N:>6} B={B:>2} {dname}: K={K:>3}/{Kb:>3} fwd+bwd {t_raw:7.3f} ms "
-                f"(validate=True {t_pub:7.3f}, fwd {t_fwd:6.3f}); BW/copy ideal "
+                + (f"(CUDA graph {t_graph:6.3f}) " if t_graph is not None else "")
+                + f"(validate=True {t_pub:7.3f}, fwd {t_fwd:6.3f}); BW/copy ideal "
                 f"{row['ideal_bw_frac_of_copy']:.2f} actual {row['actual_bw_frac_of_copy']:.2f}"
                 f"; roof {roof_ms:.3f} ms ({roof_ms / t_raw:.2f})"
                 + (f"; sdpa {sd:8.2f} ms" if sd is not None else "")
