@@ -3,10 +3,13 @@
 Shape (issue 7): 65,536 tokens per step, B × N = 65,536 for N = 2,048 … 65,536 (at
 N = 131,072 the batch is 1, i.e. 131,072 tokens), C = 1,024 channels. Printed and saved:
 
-* forward, backward and forward + backward time (``triton.testing.do_bench``, median);
+* forward and forward + backward time (``triton.testing.do_bench``, median), eager and
+  replayed from a CUDA graph (the GPU time without Python launch overhead);
 * achieved bandwidth as a fraction of a device-to-device copy measured in the same run, for
   the issue's byte count (read v, write g; read dg, write dv) and for the bytes the kernels
-  actually move (g is re-read by the backward, chunk passes re-read their inputs);
+  actually move (chunk passes re-read their inputs; the backward reads v to recompute g and
+  the stored g once per group of rows), and the roof set by the measured one-way read and
+  write bandwidths for those bytes;
 * the ratio to causal ``scaled_dot_product_attention`` (bf16, 16 heads × 64, forward +
   backward) at the same tokens, and to the torch reference (``torch_scan.py``).
 
@@ -18,29 +21,33 @@ Usage::
 
     PYTHONPATH=. python benchmarks/bench_kernel.py [--ns 2048 8192 ...] [--sweep] [--out DIR]
 
-Measured (H100 80GB HBM3, torch 2.11, triton 3.6, 2026-11-24; copy 3.02 TB/s; bf16 v,
-forward + backward of the default path, median; ``bench_kernel_NVIDIA-H100-80GB-HBM3_
-2026-11-24.json``)::
+Measured (H100 80GB HBM3, torch 2.11, triton 3.6, 2026-11-24; copy 3.02 TB/s, read-only
+3.06, write-only 3.29; ``bench_kernel_NVIDIA-H100-80GB-HBM3_2026-11-24.json``): forward +
+backward in ms per 65,536 tokens, GPU time of a CUDA-graph replay (eager wall time in
+brackets: it adds the Python launch overhead of 2-6 Triton launches and ~8 torch ops,
+0.66-1.16 ms per call on that host, measured by ``profile_kernel.py --host``)::
 
-    N        B   chunks f/b  fwd+bwd ms  fwd ms  actual bytes / copy BW  vs SDPA  vs torch_scan(f32)
-    2048     32    1/1        0.754      0.314    0.82                    x3.7     x35
-    4096     16    8/1        0.940      0.365    0.70                    x5.4     x30
-    8192      8   16/8        1.126      0.365    0.87                    x8.2     x44
-    16384     4   32/16       1.156      0.376    0.86                    x15      x33
-    32768     2   64/32       1.181      0.386    0.86                    x30      x46
-    65536     1  128/64       1.212      0.407    0.84                    x57      x74
-    131072    1  128/64       2.315      0.750    0.88 (131,072 tokens)   x125     x55
+    N        B  chunks f/b  bf16 v          fp32 v          roof bf16  bf16/SDPA  fp32/torch_scan
+    2048     32    1/1      0.707 (0.919)   0.854 (0.862)   0.489      x4.0          x34
+    4096     16    8/4      0.858 (1.323)   1.013 (1.023)   0.692      x5.7          x33
+    8192      8   16/8      0.880 (0.893)   1.043 (1.060)   0.722      x10           x39
+    16384     4   32/16     0.891 (0.975)   1.061 (1.079)   0.737      x20           x51
+    32768     2   64/32     0.908 (0.923)   1.076 (1.091)   0.744      x38           x59
+    65536     1  128/64     0.919 (0.933)   1.102 (1.114)   0.748      x74           x71
+    131072    1  128/64     0.889 (0.894)   1.057 (1.063)   0.748      x160          x67
 
-The target (<= 1.0 ms per 65,536 tokens) is met while batch × channels alone fills the GPU
-(one chunk: 10 + 18 bytes per element for bf16 v); with fewer chains the chunked scan adds one
-read of v (forward) and of (g, dg) (backward), 16 more bytes per element, and runs at
-0.84-0.88 of the copy bandwidth: 1.13-1.21 ms. A single-pass scan (decoupled look-back with
-the chunk held in registers) would remove that read; not done. ``validate=True`` adds a
-host sync per call (+0.2-0.6 ms). History of the kernel variants (sweeps in
-``bench_kernel_sweep{0,1,2}_*.json``): rows loaded 4 ahead through rotating registers ran at
-~1.1 TB/s with one chunk (a register move of a pending load stalls the warp); tiles of T rows
-picked by select+sum were slower still (sweep0); loading the next group of 4 or 8 rows before
-computing the current group (sweep1: forward, sweep2: backward) gave the numbers above.
+(131,072: one sequence of 131,072 tokens, halved.) "roof" is the time to move the bytes the
+kernels move at the measured one-way read and write bandwidths; bf16 runs at 0.81-0.84 of
+it for N >= 4,096 (0.69 at 2,048, one chunk: 512 programs of one warp do not keep enough
+loads in flight), fp32 at 0.87-0.91. The target (<= 1.0 ms) holds for bf16 v at every N in
+GPU time; fp32 v moves 10-12 more bytes per element and takes 1.01-1.10 ms for N >= 4,096.
+Eager wall times are host-bound when the host is slow: the same N measured 0.89-1.17 ms
+eager in two runs an hour apart. History: the first version re-read the stored g in the
+backward (bf16: 1.13-1.21 ms for N >= 8,192; sweeps 0-2); recomputing g from v in groups of
+8 rows (sweeps 3-4) and the instruction-bound forward chunk map (rescaled every 4 rows,
+no masks) gave the numbers above. Earlier: rows loaded 4 ahead through rotating registers
+ran at ~1.1 TB/s (a register move of a pending load stalls the warp); tiles of T rows
+picked by select+sum were slower still (sweep0).
 """
 
 from __future__ import annotations

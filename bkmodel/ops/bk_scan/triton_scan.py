@@ -13,9 +13,11 @@ Forward, for a sequence cut into K chunks of length L (K = 1: one pass):
 
 1. ``_fwd_chunk_map_kernel`` — each chunk's Möbius map ``g -> 1/(alpha - beta g)`` composed
    over the chunk, as the 2×2 product ``P = M_e ... M_s`` of ``M_i = [[0, 1], [-beta, alpha_i]]``
-   (two complex columns, renormalised every step: only the map matters, not the scale);
+   (two complex columns, rescaled every 4 rows: only the map matters, not the scale; chunks
+   of whole groups of 8 rows need no row masks);
 2. ``_fwd_carry_kernel`` — the value entering each chunk, ``s_0 = 0``, ``s_{k+1} = P_k(s_k)``
-   (K sequential steps per (batch, channel));
+   (K sequential steps per (batch, channel); the next four maps are loaded before the
+   current four are applied);
 3. ``_fwd_kernel`` — the exact recurrence inside every chunk from its entering value; writes
    ``Re g``, ``Im g`` and counts the runtime-certificate violations (non-finite values,
    ``Im g < -tol/eta``, ``|g| > (1 + tol)/eta``; design.md §8) with one atomic add per program.
@@ -27,19 +29,30 @@ complex value) the total gradient on g_i obeys the *linear* backward recurrence
 
 and ``dL/dv_i = Re A_i``, ``dL/dlam = -sum Re A_i``, ``dL/deta = -sum Im A_i``,
 ``dL/db = 2 b * sum_i Re(-conj(g_{i-1}) A_i)``. The map ``c_i -> c_{s-1}`` across a chunk is
-affine, ``c -> P c + Q`` (``P = prod beta conj(g_i)^2``), so the backward is chunked the same
-way: ``_bwd_chunk_map_kernel`` (P, Q per chunk), ``_bwd_carry_kernel`` (K steps from the
-right), ``_bwd_kernel`` (the exact adjoint inside each chunk; writes dv and per-program
-partial sums for lam, eta, b, summed on the host: deterministic, no float atomics).
-The backward reads the stored g (8 bytes per element: 0.18 ms for 65,536 × 1,024 elements
-at the H100's measured 3.0 TB/s) rather than recomputing it: a recomputation would rerun
-the forward (0.31-0.41 ms measured, ``benchmarks/bench_kernel.py``) and still need the
-chunk's g in reverse order, and the model keeps g anyway (it is the input of W_out).
+affine, ``c -> P c + Q`` with ``P = prod beta conj(g_i)^2``, ``Q = sum_i (prod_{j<=i} beta
+conj(g_j)^2) G_i``, so the backward is chunked the same way: ``_bwd_chunk_map_kernel``
+(P, Q per chunk, composed left to right), ``_bwd_carry_kernel`` (K steps from the right),
+``_bwd_kernel`` (the exact adjoint inside each chunk; writes dv and per-program partial
+sums for lam, eta, b, summed on the host: deterministic, no float atomics).
 
-Memory traffic per element (fp32 v): K = 1 forward 4 + 8 bytes, backward 8 + 8 + 4 bytes;
-K > 1 adds one read of v (forward) and one of (g, G) (backward). Rows are processed in
-groups: the loads of the next group are issued before the current group is computed (see
-the Kernels section; measured on an H100 in ``benchmarks/results``).
+**g is recomputed, not re-read.** Both backward kernels recompute g from v with the
+forward's own step (``_rec``), anchored at the stored g one row before each chunk (map
+kernel) or before each group of GROUP rows (adjoint kernel, which walks the groups from
+the right, recomputes a group's g forward in registers and then runs the adjoint through
+it backwards). So per element the backward reads v (2 bytes in bf16) instead of g
+(8 bytes), plus the stored g once per GROUP = 8 rows. The recomputed values repeat the
+forward's arithmetic from the same anchor, so they equal the stored ones up to the
+compiler's instruction choice (no drift: each group restarts from a stored value).
+
+Memory traffic per element, bf16 v (fp32 v: add 2 bytes per read or write of v):
+K = 1: forward read v 2 + write g 8; backward read v 2 + G 8 + g 1, write dv 2 (23 in all).
+K > 1: + 2 (forward chunk maps re-read v) + 10 (backward chunk maps read v and G): 35.
+Rows are processed in groups: the loads of the next group are issued before the current
+group is computed (see the Kernels section). Measured on an H100 (``benchmarks/results/
+bench_kernel_NVIDIA-H100-80GB-HBM3_2026-11-24.json``, 65,536 tokens × 1,024 channels, bf16
+v): forward + backward 0.71-0.92 ms of GPU time at N = 2,048 ... 131,072 (CUDA-graph
+replay; ``benchmarks/profile_kernel.py`` gives the per-kernel split), 0.81-0.84 of the
+roof set by the measured one-way read and write bandwidths for N >= 4,096.
 
 Tiers: ``@triton.jit`` kernels → host wrappers (allocate, launch) → ``_BKScanTriton``
 (``torch.autograd.Function``) → :func:`bk_scan_triton` (validation, docstring).
@@ -1088,9 +1101,12 @@ def bk_scan_triton(
     Notes
     -----
     O(B·N·C) work; sequential depth ``L + K`` with K chunks of length L. State arithmetic in
-    float32 (float64 for float64 input). One forward + backward moves about 32 bytes per
-    element for float32 v with one chunk (read v, write g; read dg and g, write dv), and
-    about 52 with several chunks.
+    float32 (float64 for float64 input). One forward + backward moves about 23 bytes per
+    element for bf16 v with one chunk (read v, write g; read v and dg and every 8th g,
+    write dv: the backward recomputes g from v), and about 35 with several chunks.
+    On CUDA every call launches 2 (one chunk) or 6 kernels plus a few small torch ops;
+    for short sequences that host overhead can exceed the GPU time, and capturing the
+    training step in a CUDA graph removes it (``benchmarks/bench_kernel.py`` times both).
 
     Examples
     --------
