@@ -31,18 +31,22 @@ from bkmodel.presets import TrainConfig  # noqa: E402
 from bkmodel.train import train  # noqa: E402
 
 
-def run_one(model: str, seq_len: int, tokens: int, steps: int, out: Path) -> dict:
+def run_one(model: str, seq_len: int, tokens: int, steps: int, out: Path,
+            bk_options: dict | None = None, label: str | None = None) -> dict:  # fmt: skip
     batch = max(1, tokens // seq_len)
     cfg = TrainConfig.from_preset(
         "small", model=model, seq_len=seq_len, batch_size=batch, max_steps=steps,
         warmup_steps=min(5, steps), eval_every=10**6, ckpt_every=10**6,
         eval_tokens=2 * seq_len, log_every=5,
     )  # fmt: skip
+    if bk_options:
+        cfg.bk_options.update(bk_options)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
-    summary = train(cfg, out / f"{model}-{seq_len}", progress=False)
+    summary = train(cfg, out / f"{label or model}-{seq_len}", progress=False)
     return dict(
-        model=model, seq_len=seq_len, batch_size=batch, steps=summary["steps"],
+        model=label or model, seq_len=seq_len, bk_options=bk_options or {},
+        batch_size=batch, steps=summary["steps"],
         params=summary["params"], train_tokens_per_s=summary["train_tokens_per_s"],
         peak_memory_bytes=torch.cuda.max_memory_allocated(),
         counters=summary.get("counters"),
@@ -54,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seq-lens", type=int, nargs="+", default=[2048, 16384])
     p.add_argument("--tokens", type=int, default=16384, help="tokens per optimizer step")
     p.add_argument("--steps", type=int, default=30)
+    p.add_argument(
+        "--variants", action="store_true",
+        help="also run ResNet-BK with guards off and with sparse MoE dispatch (diagnostics)",
+    )  # fmt: skip
     p.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
@@ -75,6 +83,13 @@ def main(argv: list[str] | None = None) -> int:
                     f"peak {r['peak_memory_bytes'] / 2**30:6.2f} GiB",
                     flush=True,
                 )  # fmt: skip
+            if args.variants:
+                for label, opts in (("bk-noguard", {"guard": {"enabled": False}}),
+                                    ("bk-sparse-moe", {"moe_dispatch": "sparse"})):  # fmt: skip
+                    r = run_one("bk", n, args.tokens, args.steps, Path(tmp), opts, label)
+                    rows.append(r)
+                    print(f"n_seq={n:>6} {label:<14} {r['train_tokens_per_s']:>10.0f} tok/s  "
+                          f"peak {r['peak_memory_bytes'] / 2**30:6.2f} GiB", flush=True)
             ratio = pair["bk"]["train_tokens_per_s"] / pair["transformer"]["train_tokens_per_s"]
             mem = pair["bk"]["peak_memory_bytes"] / pair["transformer"]["peak_memory_bytes"]
             print(

@@ -19,6 +19,7 @@ _ROUTERS = ("learned", "scattering")
 _BK_MODES = ("causal", "two_sided")
 _POTENTIALS = ("linear", "moe")
 _FFNS = ("mlp", "moe", "none")
+_DISPATCH = ("auto", "sparse", "dense")
 _BACKENDS = ("auto", "torch", "triton", "naive")
 
 
@@ -117,6 +118,13 @@ class ModelConfig:
         stream (the seeds' layer returns ``MoE(x) + W_out [Re G, Im G]``).
     ffn_mult : int
         Hidden width of an MLP / expert is ``ffn_mult * d_model``.
+    moe_dispatch : {"auto", "sparse", "dense"}
+        How an MoE sends tokens to experts. ``sparse`` gathers each expert's tokens (work
+        O(tokens · top_k), but one host synchronisation per expert for the gather sizes);
+        ``dense`` runs every expert on every token and weights the outputs by the gate
+        (work O(tokens · num_experts), no synchronisation; same result up to rounding).
+        ``auto``: dense on CUDA, where host synchronisations stall the launch queue, sparse
+        elsewhere.
     eta_min : float
         Floor of Im z_c: ``eta_c = eta_min + softplus(raw_c) > 0``.
     eta_init : float
@@ -154,6 +162,7 @@ class ModelConfig:
     potential: str = "linear"
     ffn: str = "moe"
     ffn_mult: int = 4
+    moe_dispatch: str = "auto"
     potential_moe_residual: bool = False
     eta_min: float = 1e-3
     eta_init: float = 0.5
@@ -185,6 +194,7 @@ class ModelConfig:
         _check_choice("router", self.router, _ROUTERS)
         _check_choice("potential", self.potential, _POTENTIALS)
         _check_choice("ffn", self.ffn, _FFNS)
+        _check_choice("moe_dispatch", self.moe_dispatch, _DISPATCH)
         _check_choice("bk_mode", self.bk_mode, _BK_MODES)
         _check_choice("scan_backend", self.scan_backend, _BACKENDS)
         if self.potential_moe_residual and self.potential != "moe":

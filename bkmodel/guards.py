@@ -147,15 +147,15 @@ class ScanGuard:
 
     # -- checking -------------------------------------------------------------------------
     def _violations(self, v, lam, eta, b, g_re, g_im, stats, residual: bool) -> dict[str, int]:
-        n_nonfinite, n_herglotz, n_bound = (int(x) for x in stats.tolist())
-        counts = {"nonfinite": n_nonfinite, "herglotz": n_herglotz, "bound": n_bound,
-                  "residual": 0}
+        stats = stats.reshape(-1)
         if residual:
             r = recurrence_residual(v.detach(), lam.detach(), eta.detach(), b.detach(),
                                     g_re.detach(), g_im.detach(),
                                     self.config.residual_samples, self.rng)
-            counts["residual"] = int((~(r <= self.config.tol)).sum())
-        return counts
+            n_res = (~(r <= self.config.tol)).sum().reshape(1).to(stats.device, stats.dtype)
+            stats = torch.cat([stats, n_res])
+        vals = [int(x) for x in stats.tolist()]  # the one host synchronisation per scan
+        return dict(zip(_KINDS, vals + [0] * (len(_KINDS) - len(vals)), strict=True))
 
     def _record(self, layer: str, counts: dict[str, int], outcome: str) -> None:
         ev = GuardEvent(len(self.events), layer, counts, self.config.action, outcome)

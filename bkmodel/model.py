@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,7 @@ class BKLayer(nn.Module):
         if config.potential == "moe":
             self.v_moe = MoE(d, config.ffn_mult * d, d, num_experts=config.num_experts,
                              top_k=config.top_k, router="learned", bias=config.bias,
-                             dropout=config.dropout)
+                             dropout=config.dropout, dispatch=config.moe_dispatch)
         self.v_proj = nn.Linear(d, C, bias=config.bias)
         r, c0 = config.lam_init_range, config.lam_init_center
         lam0 = torch.linspace(c0 - r, c0 + r, C) if C > 1 else torch.full((1,), float(c0))
@@ -163,7 +164,7 @@ class Block(nn.Module):
             if config.ffn == "moe":
                 self.ffn = MoE(d, config.ffn_mult * d, d, num_experts=config.num_experts,
                                top_k=config.top_k, router=config.router, bias=config.bias,
-                               dropout=config.dropout)
+                               dropout=config.dropout, dispatch=config.moe_dispatch)
             else:
                 self.ffn = MLP(d, config.ffn_mult * d, d, bias=config.bias,
                                dropout=config.dropout)
@@ -225,7 +226,7 @@ class _BKNetwork(nn.Module):
         if config.tie_embeddings:
             self.lm_head.weight = self.wte.weight
         self.guard = ScanGuard(config.guard, backend=config.scan_backend)
-        self.last_aux: dict[str, Any] = {}
+        self.last_aux: Mapping[str, Any] = {}
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # scaled residual projections (GPT-2)
             if name.endswith("bk.out.weight") or name.endswith("proj.weight"):
@@ -283,17 +284,19 @@ class _BKNetwork(nn.Module):
             x = block(x, self.guard, str(i), stats)
         return self.ln_f(x), stats
 
-    def _aux(self, stats: list) -> tuple[torch.Tensor, dict[str, Any]]:
+    def _aux(self, stats: list) -> tuple[torch.Tensor, _LazyInfo]:
         aux_loss = sum((s["aux_loss"] for s in stats), torch.zeros(()))
         aux_loss = aux_loss / max(len(stats), 1)
-        info = {
-            "aux_loss": float(aux_loss.detach()),
-            "moe_load": [s["load"].tolist() for s in stats],
-            "moe_max_load": max((float(s["load"].max()) for s in stats), default=1.0),
-            "moe_load_entropy": _mean_normalised_entropy([s["load"] for s in stats]),
-            "guard": self.guard.report(),
-            "skip_step": self.guard.skip_requested,
-        }
+        loads = [s["load"] for s in stats]
+        a = aux_loss.detach()
+        info = _LazyInfo(
+            aux_loss=lambda: float(a),
+            moe_load=lambda: [p.tolist() for p in loads],
+            moe_max_load=lambda: max((float(p.max()) for p in loads), default=1.0),
+            moe_load_entropy=lambda: _mean_normalised_entropy(loads),
+            guard=self.guard.report(),
+            skip_step=self.guard.skip_requested,
+        )
         return aux_loss, info
 
     def configure_optimizers(self, weight_decay: float = 0.1, lr: float = 1e-3,
@@ -377,6 +380,34 @@ class _BKNetwork(nn.Module):
         return model
 
 
+class _LazyInfo(Mapping):
+    """Read-only mapping of per-forward statistics whose values may be zero-argument
+    callables, evaluated (and cached) on first access: reading a statistic that lives on the
+    GPU synchronises with the device, so the forward itself never does; training reads
+    ``skip_step`` every step and the rest only when it logs."""
+
+    def __init__(self, **items: Any) -> None:
+        self._items = dict(items)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._items[key] = value
+
+    def __getitem__(self, key: str) -> Any:
+        v = self._items[key]
+        if callable(v):
+            v = self._items[key] = v()
+        return v
+
+    def __iter__(self):
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"_LazyInfo({dict(self)!r})"
+
+
 def _mean_normalised_entropy(loads: list[torch.Tensor]) -> float:
     """Mean over MoEs of H(load)/log E: 1 for a uniform load, 0 when one expert takes all."""
     vals = []
@@ -428,19 +459,22 @@ class LanguageModel(_BKNetwork):
 
     def forward(self, input_ids: torch.Tensor, targets: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if targets is not None:  # checked before any work is queued: the check's host
+            # synchronisation then waits for nothing (only the batch's copy to the device)
+            self._check_ids(targets, "targets", allow_ignore=True)
+            if targets.shape != input_ids.shape:
+                raise ValueError(f"targets must have the shape of input_ids "
+                                 f"{tuple(input_ids.shape)}, got {tuple(targets.shape)}")
         x, stats = self._hidden(input_ids)
         logits = self.lm_head(x)  # (B, T, V)
         aux_loss, info = self._aux(stats)
         loss = None
         if targets is not None:
-            self._check_ids(targets, "targets", allow_ignore=True)
-            if targets.shape != input_ids.shape:
-                raise ValueError(f"targets must have the shape of input_ids "
-                                 f"{tuple(input_ids.shape)}, got {tuple(targets.shape)}")
             ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
                                  targets.reshape(-1).long(), ignore_index=-100)
             loss = ce + self.config.aux_loss_weight * aux_loss
-            info["ce_loss"] = float(ce.detach())
+            c = ce.detach()
+            info["ce_loss"] = lambda: float(c)
         self.last_aux = info
         return logits, loss
 

@@ -14,10 +14,14 @@ Two gates choose, per token, ``top_k`` of ``num_experts`` expert MLPs:
   The phase used is arg g^L (the edge Green's function), not the scattering phase
   arg det_2 — it is what is available causally and per token at no extra cost.
 
-Dispatch loops over experts (gathering the tokens each one serves), so the cost is
-O(tokens · top_k · expert) — no capacity limit, no dropped tokens, and the result for a token
-does not depend on the other tokens of the batch (generation step by step equals the full
-forward).
+Dispatch (``dispatch``): ``sparse`` loops over experts, gathering the tokens each one
+serves, so the cost is O(tokens · top_k · expert) but every gather size is read on the host
+(one synchronisation per expert); ``dense`` runs every expert on every token and sums the
+outputs weighted by the gate (zero for experts not chosen), O(tokens · num_experts · expert)
+with no synchronisation and the same value up to rounding; ``auto`` is dense on CUDA and
+sparse elsewhere. Either way: no capacity limit, no dropped tokens, and the result for a
+token does not depend on the other tokens of the batch (generation step by step equals the
+full forward).
 """
 
 from __future__ import annotations
@@ -76,13 +80,17 @@ class MoE(nn.Module):
     """
 
     def __init__(self, d_in: int, hidden: int, d_out: int, *, num_experts: int, top_k: int,
-                 router: str = "learned", bias: bool = True, dropout: float = 0.0) -> None:
+                 router: str = "learned", bias: bool = True, dropout: float = 0.0,
+                 dispatch: str = "auto") -> None:
         super().__init__()
         if top_k > num_experts:
             raise ValueError(f"top_k must be <= num_experts, got {top_k} > {num_experts}")
         if router not in ("learned", "scattering"):
             raise ValueError(f"router must be 'learned' or 'scattering', got {router!r}")
+        if dispatch not in ("auto", "sparse", "dense"):
+            raise ValueError(f"dispatch must be 'auto', 'sparse' or 'dense', got {dispatch!r}")
         self.num_experts, self.top_k, self.router = num_experts, top_k, router
+        self.dispatch = dispatch
         self.experts = nn.ModuleList(
             MLP(d_in, hidden, d_out, bias=bias, dropout=dropout) for _ in range(num_experts)
         )
@@ -101,7 +109,7 @@ class MoE(nn.Module):
         probs = F.softmax(self.gate(x).float(), dim=-1)  # (M, E)
         top_p, index = probs.topk(k, dim=-1)  # (M, k)
         weight = top_p if k == 1 else top_p / top_p.sum(-1, keepdim=True)
-        frac = F.one_hot(index, E).float().sum(dim=(0, 1)) / index.numel()  # (E,)
+        frac = _slot_fractions(index, E)  # (E,); F.one_hot would synchronise on CUDA
         aux = E * (frac * probs.mean(0)).sum()
         return index, weight.to(x.dtype), aux
 
@@ -115,12 +123,28 @@ class MoE(nn.Module):
             return y.reshape(*shape[:-1], self.d_out), {"aux_loss": xf.new_zeros(()),
                                                         "load": load}
         index, weight, aux = self.route(xf, phase)
-        y = xf.new_zeros(xf.shape[0], self.d_out)
-        for e, expert in enumerate(self.experts):
-            tok, slot = torch.nonzero(index == e, as_tuple=True)
-            if tok.numel() == 0:
-                continue
-            y.index_add_(0, tok, weight[tok, slot, None] * expert(xf[tok]))
-        load = torch.bincount(index.reshape(-1), minlength=self.num_experts).float()
-        load = (load / index.numel()).detach()
+        dense = self.dispatch == "dense" or (self.dispatch == "auto" and xf.is_cuda)
+        if dense:
+            experts = torch.arange(self.num_experts, device=index.device)
+            # gate weight of expert e for each token: sum over its k slots choosing e
+            w = ((index.unsqueeze(-1) == experts) * weight.unsqueeze(-1)).sum(1)  # (M, E)
+            y = None
+            for e, expert in enumerate(self.experts):
+                term = w[:, e, None].to(xf.dtype) * expert(xf)
+                y = term if y is None else y + term
+        else:
+            y = xf.new_zeros(xf.shape[0], self.d_out)
+            for e, expert in enumerate(self.experts):
+                tok, slot = torch.nonzero(index == e, as_tuple=True)
+                if tok.numel() == 0:
+                    continue
+                y.index_add_(0, tok, weight[tok, slot, None] * expert(xf[tok]))
+        load = _slot_fractions(index, self.num_experts).detach()
         return y.reshape(*shape[:-1], self.d_out), {"aux_loss": aux, "load": load}
+
+
+def _slot_fractions(index: torch.Tensor, num_experts: int) -> torch.Tensor:
+    """(E,) float: the fraction of the token slots in ``index`` (M, k) sent to each expert
+    (computed by comparison, without a host synchronisation)."""
+    experts = torch.arange(num_experts, device=index.device)
+    return (index.reshape(-1, 1) == experts).float().mean(0)
