@@ -75,10 +75,11 @@ def recurrence_residual(
     module docstring for the normalisation. Cost O(n_samples).
     """
     B, N, C = v.shape
-    gen = torch.Generator().manual_seed(rng.getrandbits(63))
-    bi = torch.randint(0, B, (n_samples,), generator=gen).to(v.device)
-    ni = torch.randint(0, N, (n_samples,), generator=gen).to(v.device)
-    ci = torch.randint(0, C, (n_samples,), generator=gen).to(v.device)
+    # indices drawn on v's device: a copy from host memory would synchronise with the GPU
+    gen = torch.Generator(device=v.device).manual_seed(rng.getrandbits(63))
+    bi = torch.randint(0, B, (n_samples,), generator=gen, device=v.device)
+    ni = torch.randint(0, N, (n_samples,), generator=gen, device=v.device)
+    ci = torch.randint(0, C, (n_samples,), generator=gen, device=v.device)
     with torch.no_grad():
         d = torch.float64
         g = torch.complex(g_re[bi, ni, ci].to(d), g_im[bi, ni, ci].to(d))
