@@ -32,7 +32,8 @@ from bkmodel.train import train  # noqa: E402
 
 
 def run_one(model: str, seq_len: int, tokens: int, steps: int, out: Path,
-            bk_options: dict | None = None, label: str | None = None) -> dict:  # fmt: skip
+            bk_options: dict | None = None, label: str | None = None,
+            cuda_graph: bool = False) -> dict:  # fmt: skip
     batch = max(1, tokens // seq_len)
     cfg = TrainConfig.from_preset(
         "small", model=model, seq_len=seq_len, batch_size=batch, max_steps=steps,
@@ -41,11 +42,13 @@ def run_one(model: str, seq_len: int, tokens: int, steps: int, out: Path,
     )  # fmt: skip
     if bk_options:
         cfg.bk_options.update(bk_options)
+    cfg.cuda_graph = cuda_graph
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     summary = train(cfg, out / f"{label or model}-{seq_len}", progress=False)
     return dict(
         model=label or model, seq_len=seq_len, bk_options=bk_options or {},
+        cuda_graph=cuda_graph,
         batch_size=batch, steps=summary["steps"],
         params=summary["params"], train_tokens_per_s=summary["train_tokens_per_s"],
         peak_memory_bytes=torch.cuda.max_memory_allocated(),
@@ -58,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seq-lens", type=int, nargs="+", default=[2048, 16384])
     p.add_argument("--tokens", type=int, default=16384, help="tokens per optimizer step")
     p.add_argument("--steps", type=int, default=30)
+    p.add_argument(
+        "--cuda-graph", action="store_true",
+        help="also run both models with forward + backward replayed from a CUDA graph",
+    )  # fmt: skip
     p.add_argument(
         "--variants", action="store_true",
         help="also run ResNet-BK with guards off and with sparse MoE dispatch (diagnostics)",
@@ -83,6 +90,14 @@ def main(argv: list[str] | None = None) -> int:
                     f"peak {r['peak_memory_bytes'] / 2**30:6.2f} GiB",
                     flush=True,
                 )  # fmt: skip
+            if args.cuda_graph:
+                for model in ("bk", "transformer"):
+                    label = f"{model}+graph"
+                    r = run_one(model, n, args.tokens, args.steps, Path(tmp), None, label, True)
+                    rows.append(r)
+                    pair[label] = r
+                    print(f"n_seq={n:>6} {label:<14} {r['train_tokens_per_s']:>10.0f} tok/s  "
+                          f"peak {r['peak_memory_bytes'] / 2**30:6.2f} GiB", flush=True)
             if args.variants:
                 for label, opts in (("bk-noguard", {"guard": {"enabled": False}}),
                                     ("bk-sparse-moe", {"moe_dispatch": "sparse"})):  # fmt: skip
@@ -95,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"n_seq={n:>6} ResNet-BK/Transformer: tokens/s x{ratio:.2f}, peak memory x{mem:.2f}"
             )
+            if args.cuda_graph:
+                rg = pair["bk+graph"]["train_tokens_per_s"] / pair["transformer+graph"][
+                    "train_tokens_per_s"]  # fmt: skip
+                print(f"n_seq={n:>6} with CUDA graphs: ResNet-BK/Transformer tokens/s x{rg:.2f}")
     result = dict(
         benchmark="train_throughput", preset="small", device=name,
         date=date.isoformat(timespec="seconds"), torch=torch.__version__,

@@ -256,6 +256,8 @@ def _check_ids(ids: torch.Tensor, vocab_size: int, name: str) -> None:
         raise TypeError(f"{name} must be a long tensor, got {ids.dtype}")
     if ids.ndim != 2 or ids.shape[1] < 1:
         raise ValueError(f"{name} must have shape (B, T) with T >= 1, got {tuple(ids.shape)}")
+    if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
+        return  # no value reads inside a CUDA graph (the trainer checks the batch on the host)
     if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
         raise ValueError(
             f"{name} must lie in [0, {vocab_size}), got range "

@@ -24,6 +24,14 @@ kernel on GPU, three reductions on CPU. On a violation the configured action run
   replace non-finite entries of g by 0 so the forward completes.
 
 Every event is counted (:meth:`ScanGuard.report`) and logged on the ``bkmodel.guards`` logger.
+
+**Deferred mode** (:meth:`ScanGuard.defer`, used by ``bk train --cuda-graph``): the scans
+record their counters as device tensors instead of reading them, so a forward pass has no
+host synchronisation and can be captured in a CUDA graph; :meth:`ScanGuard.consume_deferred`
+then reads all layers' counters with one synchronisation, updates the event counters and
+applies ``raise`` / ``skip_step`` after the fact. For ``recompute_fp64`` it reports the
+violation so that the caller reruns the step in the immediate mode, which recomputes the
+violating layers in float64 (same result as the immediate mode, the step's work twice).
 """
 
 from __future__ import annotations
@@ -67,16 +75,19 @@ def recurrence_residual(
     g_re: torch.Tensor,
     g_im: torch.Tensor,
     n_samples: int,
-    rng: random.Random,
+    rng: random.Random | None,
 ) -> torch.Tensor:
     """Relative residuals of ``g_i (v_i - z - b^2 g_{i-1}) = 1`` at random entries.
 
     Returns a float64 tensor of ``n_samples`` values (NaN where g is not finite); see the
-    module docstring for the normalisation. Cost O(n_samples).
+    module docstring for the normalisation. Cost O(n_samples). ``rng=None`` draws the
+    positions from the device's default generator (what a CUDA graph replays afresh).
     """
     B, N, C = v.shape
     # indices drawn on v's device: a copy from host memory would synchronise with the GPU
-    gen = torch.Generator(device=v.device).manual_seed(rng.getrandbits(63))
+    gen = None
+    if rng is not None:
+        gen = torch.Generator(device=v.device).manual_seed(rng.getrandbits(63))
     bi = torch.randint(0, B, (n_samples,), generator=gen, device=v.device)
     ni = torch.randint(0, N, (n_samples,), generator=gen, device=v.device)
     ci = torch.randint(0, C, (n_samples,), generator=gen, device=v.device)
@@ -113,7 +124,49 @@ class ScanGuard:
         self.skip_requested = False
         self.events: list[GuardEvent] = []
         self.max_events = 1000
+        self.deferred: list[tuple[str, torch.Tensor]] | None = None
         self.reset()
+
+    # -- deferred mode --------------------------------------------------------------------
+    def defer(self, on: bool = True) -> None:
+        """Enter (or leave) deferred mode; entering clears the pending counters."""
+        self.deferred = [] if on else None
+
+    def consume_deferred(self) -> list[str]:
+        """Read the counters recorded since the last call (one host synchronisation) and
+        return the layers whose certificate failed.
+
+        Counts the scans and their violations like the immediate mode, then applies the
+        action: ``raise`` raises :class:`GuardError`; ``skip_step`` sets
+        :attr:`skip_requested`; ``recompute_fp64`` counts nothing for the violating pass
+        (the caller reruns the step in the immediate mode, which counts and recomputes).
+        """
+        if self.deferred is None:
+            raise RuntimeError("consume_deferred needs deferred mode (ScanGuard.defer())")
+        pending = self.deferred
+        if not pending:
+            return []
+        rows = torch.stack([c for _, c in pending]).tolist()  # (layers, 5)
+        counts = [dict(zip(_KINDS, (int(x) for x in r[:4]), strict=True)) for r in rows]
+        bad = [name for (name, _), c in zip(pending, counts, strict=True) if any(c.values())]
+        if bad and self.config.action == "recompute_fp64":
+            return bad
+        for r, c, (name, _) in zip(rows, counts, pending, strict=True):
+            self.counters["scans"] += 1
+            self.counters["residual_checks"] += int(r[4])
+            if not any(c.values()):
+                continue
+            self.counters["violating_scans"] += 1
+            for k, n in c.items():
+                self.counters[k] += int(n > 0)
+            if self.config.action == "raise":
+                self.counters["raised"] += 1
+                self._record(name, c, "raised (deferred check)")
+                raise GuardError(f"BK scan certificate violated in layer {name}: {c}")
+            self.counters["skip_requests"] += 1
+            self.skip_requested = True
+            self._record(name, c, "step marked to skip (deferred check)")
+        return bad
 
     def reset(self) -> None:
         """Zero every counter and forget the events."""
@@ -158,6 +211,23 @@ class ScanGuard:
         vals = [int(x) for x in stats.tolist()]  # the one host synchronisation per scan
         return dict(zip(_KINDS, vals + [0] * (len(_KINDS) - len(vals)), strict=True))
 
+    def _defer_counts(self, layer, v, lam, eta, b, g_re, g_im, stats) -> None:
+        """Append (layer, [nonfinite, herglotz, bound, residual, residual checked]) as a
+        device tensor: no host synchronisation (the residual is sampled on every scan, at
+        positions drawn from the device's generator)."""
+        cfg = self.config
+        stats = stats.reshape(-1)
+        residual = cfg.sample_rate > 0.0
+        if residual:
+            r = recurrence_residual(v.detach(), lam.detach(), eta.detach(), b.detach(),
+                                    g_re.detach(), g_im.detach(), cfg.residual_samples, None)
+            n_res = (~(r <= cfg.tol)).sum().reshape(1).to(stats.device, stats.dtype)
+        else:
+            n_res = torch.zeros(1, dtype=stats.dtype, device=stats.device)
+        checked = torch.full((1,), int(residual), dtype=stats.dtype, device=stats.device)
+        assert self.deferred is not None
+        self.deferred.append((layer, torch.cat([stats, n_res, checked])))
+
     def _record(self, layer: str, counts: dict[str, int], outcome: str) -> None:
         ev = GuardEvent(len(self.events), layer, counts, self.config.action, outcome)
         if len(self.events) < self.max_events:
@@ -180,6 +250,9 @@ class ScanGuard:
             return bk_scan(v, lam, eta, b, backend=self.backend)
         g_re, g_im, stats = bk_scan(v, lam, eta, b, backend=self.backend, return_stats=True,
                                     tol=cfg.tol)
+        if self.deferred is not None:
+            self._defer_counts(layer, v, lam, eta, b, g_re, g_im, stats)
+            return g_re, g_im
         self.counters["scans"] += 1
         residual = cfg.sample_rate >= 1.0 or self.rng.random() < cfg.sample_rate
         self.counters["residual_checks"] += int(residual)

@@ -264,6 +264,8 @@ class _BKNetwork(nn.Module):
             raise ValueError(
                 f"{name} has length T={ids.shape[1]} > n_seq={self.config.n_seq} (config.n_seq)"
             )
+        if _capturing():  # values cannot be read inside a CUDA graph: the trainer checks
+            return  # the batch on the host before copying it into the graph's input
         valid = (ids >= 0) & (ids < self.config.vocab_size)
         if allow_ignore:
             valid |= ids == -100
@@ -294,8 +296,8 @@ class _BKNetwork(nn.Module):
             moe_load=lambda: [p.tolist() for p in loads],
             moe_max_load=lambda: max((float(p.max()) for p in loads), default=1.0),
             moe_load_entropy=lambda: _mean_normalised_entropy(loads),
-            guard=self.guard.report(),
-            skip_step=self.guard.skip_requested,
+            guard=self.guard.report,
+            skip_step=lambda: self.guard.skip_requested,
         )
         return aux_loss, info
 
@@ -380,6 +382,11 @@ class _BKNetwork(nn.Module):
         return model
 
 
+def _capturing() -> bool:
+    """True while a CUDA graph is being captured on the current stream."""
+    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+
+
 class _LazyInfo(Mapping):
     """Read-only mapping of per-forward statistics whose values may be zero-argument
     callables, evaluated (and cached) on first access: reading a statistic that lives on the
@@ -388,9 +395,14 @@ class _LazyInfo(Mapping):
 
     def __init__(self, **items: Any) -> None:
         self._items = dict(items)
+        self._orig = dict(items)
+
+    def refresh(self) -> None:
+        """Forget the cached values (a CUDA-graph replay rewrote the tensors behind them)."""
+        self._items = dict(self._orig)
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._items[key] = value
+        self._items[key] = self._orig[key] = value
 
     def __getitem__(self, key: str) -> Any:
         v = self._items[key]

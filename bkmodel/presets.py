@@ -58,6 +58,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     precision: str = "auto"  # "auto" | "fp32" | "bf16"
     device: str = "auto"
+    cuda_graph: bool = False  # replay forward + backward from a CUDA graph (one GPU)
     seed: int = 1337
     log_every: int = 10
     eval_every: int = 100
@@ -107,6 +108,8 @@ class TrainConfig:
             raise ValueError(f"beta1, beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
         if self.spike_factor <= 1.0:
             raise ValueError(f"spike_factor must be > 1, got {self.spike_factor}")
+        if not isinstance(self.cuda_graph, bool):
+            raise TypeError(f"cuda_graph must be a bool, got {type(self.cuda_graph).__name__}")
         if not isinstance(self.bk_options, dict):
             raise TypeError(f"bk_options must be a dict, got {type(self.bk_options).__name__}")
 

@@ -501,6 +501,90 @@ class _Metrics:
         return out
 
 
+class _GraphedStep:
+    """Forward + backward of a training step replayed from a CUDA graph (``cuda_graph``).
+
+    Captured at the first step (after three warm-up passes on a side stream): the batch is
+    copied into a static input, the graph replays the forward (bf16 autocast without its
+    weight cache) and the backward, whose gradients land in static tensors that are
+    re-attached to the parameters after every replay (the trainer may set them to None).
+    The guards run in deferred mode inside the graph (:meth:`ScanGuard.consume_deferred`
+    reads all layers' counters with one synchronisation after the replay); a violation
+    under ``recompute_fp64`` makes :meth:`run` return False and the trainer redoes the step
+    eagerly with immediate guards. The optimizer step, clipping, loss-spike and non-finite
+    checks stay outside the graph, unchanged. One GPU only (no DDP).
+    """
+
+    def __init__(self, model: nn.Module, amp_dtype: torch.dtype | None, vocab_size: int) -> None:
+        self.model = model
+        self.amp_dtype = amp_dtype
+        self.vocab_size = vocab_size
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.static: torch.Tensor | None = None
+        self.loss: torch.Tensor | None = None
+        self.grads: list[tuple[nn.Parameter, torch.Tensor]] = []
+        self.pending: list = []
+        self.guard = getattr(model, "guard", None)
+
+    def _fwd_bwd(self) -> torch.Tensor:
+        assert self.static is not None
+        with torch.autocast("cuda", dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None, cache_enabled=False):
+            _, loss = self.model(self.static[:, :-1], self.static[:, 1:])
+        loss.backward()
+        return loss
+
+    def _capture(self, batch: torch.Tensor) -> None:
+        self.static = batch.clone()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):  # kernel compilation, allocator, autograd warm-up
+                if self.guard is not None:
+                    self.guard.defer(True)
+                for p in params:
+                    p.grad = None
+                self._fwd_bwd()
+        torch.cuda.current_stream().wait_stream(side)
+        for p in params:
+            p.grad = None
+        if self.guard is not None:
+            self.guard.defer(True)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.loss = self._fwd_bwd()
+        self.pending = list(self.guard.deferred) if self.guard is not None else []
+        if self.guard is not None:
+            self.guard.defer(False)
+        self.grads = [(p, p.grad) for p in params if p.grad is not None]
+        self.graph = graph
+
+    def run(self, batch: torch.Tensor) -> bool:
+        """Replay one forward + backward on ``batch`` (on the device); True when done, False
+        when a ``recompute_fp64`` guard asks for an eager redo. May raise GuardError."""
+        if self.graph is None:
+            self._capture(batch)
+        assert self.static is not None and self.graph is not None
+        self.static.copy_(batch)
+        self.graph.replay()
+        for p, g in self.grads:
+            p.grad = g
+        aux = getattr(self.model, "last_aux", None)
+        if hasattr(aux, "refresh"):
+            aux.refresh()
+        if self.guard is None or not self.pending:
+            return True
+        self.guard.skip_requested = False
+        self.guard.defer(True)
+        self.guard.deferred = list(self.pending)
+        try:
+            bad = self.guard.consume_deferred()
+        finally:
+            self.guard.defer(False)
+        return not bad
+
+
 def _params_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
@@ -724,6 +808,12 @@ def _train(cfg, out, dist, resume, fault, progress, cache_dir, say) -> dict[str,
                        "reason": reason, "checkpoint": used.name, "skip": st["skip"]})
         say(f"rollback: {reason} at step {bad_step}; back to step {st['step']} ({used.name})")
 
+    gstep: _GraphedStep | None = None
+    if cfg.cuda_graph:
+        if dist.device.type != "cuda" or dist.world > 1:
+            say("cuda_graph: needs one CUDA device (no DDP); training eagerly")
+        else:
+            gstep = _GraphedStep(raw, amp_dtype, tok.vocab_size)
     kill_at = os.environ.get("BK_FAULT_KILL_AT_STEP")
     kill_at = int(kill_at) if kill_at is not None else None
     bar = tqdm(total=cfg.max_steps, initial=st["step"], disable=not progress,
@@ -746,6 +836,9 @@ def _train(cfg, out, dist, resume, fault, progress, cache_dir, say) -> dict[str,
             t0 = time.perf_counter()
             starts = sampler.starts((step + st["skip"]) * cfg.batch_size, cfg.batch_size)[rows]
             batch = torch.from_numpy(batch_from_stream(train_tokens, starts, cfg.seq_len))
+            if gstep is not None:  # the graph cannot read values: check ids on the host
+                if int(batch.min()) < 0 or int(batch.max()) >= tok.vocab_size:
+                    raise ValueError(f"batch ids outside [0, {tok.vocab_size})")
             batch = batch.to(dist.device)
             if fault is not None:
                 fault(step, raw, batch)
@@ -754,10 +847,17 @@ def _train(cfg, out, dist, resume, fault, progress, cache_dir, say) -> dict[str,
                 g["lr"] = lr
             raw.train()
             guard_error: Exception | None = None
+            backward_done = False
             try:
-                with torch.autocast(dist.device.type, dtype=amp_dtype or torch.float32,
-                                    enabled=amp_dtype is not None):
-                    _, loss = model(batch[:, :-1], batch[:, 1:])
+                if gstep is not None:
+                    backward_done = gstep.run(batch)
+                    loss = gstep.loss
+                    if not backward_done:  # recompute_fp64 violation: redo eagerly
+                        opt.zero_grad(set_to_none=True)
+                if not backward_done:
+                    with torch.autocast(dist.device.type, dtype=amp_dtype or torch.float32,
+                                        enabled=amp_dtype is not None):
+                        _, loss = model(batch[:, :-1], batch[:, 1:])
             except _GuardError as exc:  # a certificate the configured action could not repair
                 guard_error, loss = exc, None
             loss_val, gnorm, reason = math.nan, math.nan, None
@@ -765,7 +865,8 @@ def _train(cfg, out, dist, resume, fault, progress, cache_dir, say) -> dict[str,
                 reason = "guard_errors"
                 say(f"step {step + 1}: {guard_error or 'guard error on another rank'}")
             else:
-                loss.backward()
+                if not backward_done:
+                    loss.backward()
                 loss_val = float(dist.mean(loss.detach().float()))
                 gnorm = float(torch.nn.utils.clip_grad_norm_(raw.parameters(), cfg.grad_clip))
                 aux = getattr(raw, "last_aux", None) or {}
@@ -951,13 +1052,26 @@ def tiny_demo(out_dir: Path | str, **overrides: Any) -> dict[str, Any]:
             "out": str(out)}
 
 
+def _parse_bool(text: str) -> bool:
+    t = text.strip().lower()
+    if t in ("1", "true", "yes", "on"):
+        return True
+    if t in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+_parse_bool.__name__ = "bool"
+
+
 def _override_fields() -> list[tuple[str, type]]:
     skip = {"preset", "model", "bk_options"}
     out = []
     for f in dataclasses.fields(TrainConfig):
         if f.name in skip:
             continue
-        typ = {"int": int, "float": float, "str": str, "int | None": int}.get(str(f.type), str)
+        typ = {"int": int, "float": float, "str": str, "int | None": int,
+               "bool": _parse_bool}.get(str(f.type), str)
         out.append((f.name, typ))
     return out
 
