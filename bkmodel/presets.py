@@ -33,6 +33,8 @@ class TrainConfig:
     optimizer step, shared out across DDP ranks). Loss-spike rule: a step whose loss exceeds
     ``spike_factor`` × the median of the last ``spike_window`` accepted losses is not applied;
     training rolls back to the last good checkpoint and skips past the offending batch.
+    ``cuda_graph``: replay each step's forward + backward from a CUDA graph (one CUDA GPU;
+    see :mod:`bkmodel.train`).
     """
 
     preset: str = "custom"
