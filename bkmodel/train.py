@@ -535,6 +535,7 @@ class _GraphedStep:
         self.loss: torch.Tensor | None = None
         self.grads: list[tuple[nn.Parameter, torch.Tensor]] = []
         self.pending: list = []
+        self.aux = None
         self.guard = getattr(model, "guard", None)
 
     def _fwd_bwd(self) -> torch.Tensor:
@@ -569,6 +570,7 @@ class _GraphedStep:
         if self.guard is not None:
             self.guard.defer(False)
         self.grads = [(p, p.grad) for p in params if p.grad is not None]
+        self.aux = getattr(self.model, "last_aux", None)  # statistics over the static tensors
         self.graph = graph
 
     def run(self, batch: torch.Tensor) -> bool:
@@ -581,9 +583,10 @@ class _GraphedStep:
         self.graph.replay()
         for p, g in self.grads:
             p.grad = g
-        aux = getattr(self.model, "last_aux", None)
-        if hasattr(aux, "refresh"):
-            aux.refresh()
+        if self.aux is not None:  # an eager forward (evaluation) may have replaced it
+            self.model.last_aux = self.aux
+            if hasattr(self.aux, "refresh"):
+                self.aux.refresh()
         if self.guard is None or not self.pending:
             return True
         self.guard.skip_requested = False
