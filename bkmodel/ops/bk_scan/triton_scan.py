@@ -89,6 +89,25 @@ def _i64(n):
 
 
 @triton.jit
+def _chunk_program(
+    lam_ptr, eta_ptr, beta_ptr, N, C, L, k0, BLOCK_C: tl.constexpr, CDT: tl.constexpr
+):
+    """What every chunk kernel starts from: program (channel block, chunk k0 + program_id(1),
+    batch row), its channel offsets and mask, int64 C, the channel parameters lam, eta,
+    beta in the compute dtype and the chunk's rows [start, end)."""
+    pid_k = tl.program_id(1) + k0
+    pid_b = tl.program_id(2)
+    offs = tl.program_id(0) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cm = offs < C
+    lam = tl.load(lam_ptr + offs, mask=cm, other=0.0).to(CDT)
+    eta = tl.load(eta_ptr + offs, mask=cm, other=1.0).to(CDT)
+    beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
+    start = pid_k * L
+    end = tl.minimum(start + L, N)
+    return pid_k, pid_b, offs, cm, _i64(C), lam, eta, beta, start, end
+
+
+@triton.jit
 def _fwd_map_row(
     x, ok, lam, a_im, beta, p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im,
     MASKED: tl.constexpr, CDT: tl.constexpr,
@@ -135,18 +154,10 @@ def _fwd_chunk_map_kernel(
     the kernel is then bound by memory rather than by instruction issue."""
     CDT: tl.constexpr = tl.float64 if F64 else tl.float32
     MASKED: tl.constexpr = not EVEN
-    pid_c = tl.program_id(0)
-    pid_k = tl.program_id(1) + k0
-    pid_b = tl.program_id(2)
-    offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    cm = offs < C
+    pid_k, pid_b, offs, cm, C64, lam, eta, beta, start, end = _chunk_program(
+        lam_ptr, eta_ptr, beta_ptr, N, C, L, k0, BLOCK_C, CDT
+    )
     zc = tl.zeros([BLOCK_C], tl.int32)  # vector row masks (the interpreter needs them)
-    C64 = _i64(C)
-    lam = tl.load(lam_ptr + offs, mask=cm, other=0.0).to(CDT)
-    eta = tl.load(eta_ptr + offs, mask=cm, other=1.0).to(CDT)
-    beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
-    start = pid_k * L
-    end = tl.minimum(start + L, N)
     if EVEN:
         lim = N  # loads past the chunk stay inside the tensor
     else:
@@ -355,18 +366,10 @@ def _fwd_kernel(
 ):  # fmt: skip
     """g inside chunk k from its entering value; optional fused certificate counters."""
     CDT: tl.constexpr = tl.float64 if F64 else tl.float32
-    pid_c = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    pid_b = tl.program_id(2)
-    offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    cm = offs < C
+    pid_k, pid_b, offs, cm, C64, lam, eta, beta, start, end = _chunk_program(
+        lam_ptr, eta_ptr, beta_ptr, N, C, L, 0, BLOCK_C, CDT
+    )
     zc = tl.zeros([BLOCK_C], tl.int32)
-    C64 = _i64(C)
-    lam = tl.load(lam_ptr + offs, mask=cm, other=0.0).to(CDT)
-    eta = tl.load(eta_ptr + offs, mask=cm, other=1.0).to(CDT)
-    beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
-    start = pid_k * L
-    end = tl.minimum(start + L, N)
     if HAS_INIT:
         ib = init_ptr + (pid_b.to(tl.int64) * K + pid_k) * 2 * C64 + offs
         g_re = tl.load(ib, mask=cm, other=0.0).to(CDT)
@@ -511,18 +514,10 @@ def _bwd_chunk_map_kernel(
     Composed left to right while g is recomputed from v and the stored g_{s-1}: reads v and
     G (not the stored g) inside the chunk."""
     CDT: tl.constexpr = tl.float64 if F64 else tl.float32
-    pid_c = tl.program_id(0)
-    pid_k = tl.program_id(1) + k0
-    pid_b = tl.program_id(2)
-    offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    cm = offs < C
+    pid_k, pid_b, offs, cm, C64, lam, eta, beta, start, end = _chunk_program(
+        lam_ptr, eta_ptr, beta_ptr, N, C, L, k0, BLOCK_C, CDT
+    )
     zc = tl.zeros([BLOCK_C], tl.int32)
-    C64 = _i64(C)
-    lam = tl.load(lam_ptr + offs, mask=cm, other=0.0).to(CDT)
-    eta = tl.load(eta_ptr + offs, mask=cm, other=1.0).to(CDT)
-    beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
-    start = pid_k * L
-    end = tl.minimum(start + L, N)
     base = pid_b.to(tl.int64) * N * C64 + offs
     vb = v_ptr + base
     Gb_re = dre_ptr + base
@@ -708,18 +703,10 @@ def _bwd_kernel(
     arithmetic, ``_rec``), then the adjoint runs through the group from its last row: the
     stored g is read once per GROUP rows, v and G once per row."""
     CDT: tl.constexpr = tl.float64 if F64 else tl.float32
-    pid_c = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    pid_b = tl.program_id(2)
-    offs = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    cm = offs < C
+    pid_k, pid_b, offs, cm, C64, lam, eta, beta, start, end = _chunk_program(
+        lam_ptr, eta_ptr, beta_ptr, N, C, L, 0, BLOCK_C, CDT
+    )
     zc = tl.zeros([BLOCK_C], tl.int32)
-    C64 = _i64(C)
-    lam = tl.load(lam_ptr + offs, mask=cm, other=0.0).to(CDT)
-    eta = tl.load(eta_ptr + offs, mask=cm, other=1.0).to(CDT)
-    beta = tl.load(beta_ptr + offs, mask=cm, other=0.0).to(CDT)
-    start = pid_k * L
-    end = tl.minimum(start + L, N)
     row = pid_b.to(tl.int64) * K + pid_k
     if HAS_INIT:
         ib = init_ptr + row * 2 * C64 + offs
