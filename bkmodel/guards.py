@@ -203,13 +203,17 @@ class ScanGuard:
     def _violations(self, v, lam, eta, b, g_re, g_im, stats, residual: bool) -> dict[str, int]:
         stats = stats.reshape(-1)
         if residual:
-            r = recurrence_residual(v.detach(), lam.detach(), eta.detach(), b.detach(),
-                                    g_re.detach(), g_im.detach(),
-                                    self.config.residual_samples, self.rng)
-            n_res = (~(r <= self.config.tol)).sum().reshape(1).to(stats.device, stats.dtype)
-            stats = torch.cat([stats, n_res])
+            stats = torch.cat([stats, self._residual_count(v, lam, eta, b, g_re, g_im, stats,
+                                                           self.rng)])
         vals = [int(x) for x in stats.tolist()]  # the one host synchronisation per scan
         return dict(zip(_KINDS, vals + [0] * (len(_KINDS) - len(vals)), strict=True))
+
+    def _residual_count(self, v, lam, eta, b, g_re, g_im, stats, rng) -> torch.Tensor:
+        """(1,) tensor like ``stats``: sampled recurrence residuals above tol (a device
+        value: nothing is read here)."""
+        r = recurrence_residual(v.detach(), lam.detach(), eta.detach(), b.detach(),
+                                g_re.detach(), g_im.detach(), self.config.residual_samples, rng)
+        return (~(r <= self.config.tol)).sum().reshape(1).to(stats.device, stats.dtype)
 
     def _defer_counts(self, layer, v, lam, eta, b, g_re, g_im, stats) -> None:
         """Append (layer, [nonfinite, herglotz, bound, residual, residual checked]) as a
@@ -219,9 +223,7 @@ class ScanGuard:
         stats = stats.reshape(-1)
         residual = cfg.sample_rate > 0.0
         if residual:
-            r = recurrence_residual(v.detach(), lam.detach(), eta.detach(), b.detach(),
-                                    g_re.detach(), g_im.detach(), cfg.residual_samples, None)
-            n_res = (~(r <= cfg.tol)).sum().reshape(1).to(stats.device, stats.dtype)
+            n_res = self._residual_count(v, lam, eta, b, g_re, g_im, stats, None)
         else:
             n_res = torch.zeros(1, dtype=stats.dtype, device=stats.device)
         checked = torch.full((1,), int(residual), dtype=stats.dtype, device=stats.device)

@@ -590,8 +590,7 @@ class _GraphedStep:
         if self.guard is None or not self.pending:
             return True
         self.guard.skip_requested = False
-        self.guard.defer(True)
-        self.guard.deferred = list(self.pending)
+        self.guard.deferred = list(self.pending)  # deferred mode, with this replay's counters
         try:
             bad = self.guard.consume_deferred()
         finally:
