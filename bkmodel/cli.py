@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("bkmodel.evaluate", "validation/test perplexity of a checkpoint"),
     "generate": ("bkmodel.generation", "sample text from a checkpoint"),
     "causality": ("bkmodel.causality", "causality certificate of a model (perturb the future)"),
-    "figures": ("bkmodel.figures", "regenerate every paper figure from real runs"),
+    "figures": ("bkpaper.cli", "regenerate every paper figure from real runs"),
 }
 
 _DESCRIPTION = """\

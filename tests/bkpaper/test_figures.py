@@ -1,11 +1,12 @@
-"""``bk figures --quick`` end to end, the figure driver's failure modes, and the paper tables.
+"""``bk figures --quick`` end to end (:mod:`bkpaper.cli`), the failure modes of the figure
+driver (:mod:`bkpaper.framework`) and :func:`~bkpaper.framework.tex_number`.
 
 ``bk figures --quick`` runs once per module (fixture) into a temporary directory; each
 figure is then checked for its files (PDF, PNG, JSON sidecar, LaTeX snippet), their sizes, and
 that every sanity assertion recorded in the sidecar holds. Figures 6 and 7 read the committed
 results files (GPU benchmark, lm_compare metrics) when present, else they launch a CPU timing
-run and two tiny training runs (about 40 s more); their missing-results error path in full
-mode is tested separately.
+run and two tiny training runs (the slow part of this module); their missing-results error path
+in full mode is tested separately.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from bkmodel import cli, figures, paper_tables
-from bkmodel.figures import FigureResult, MissingResultsError, tex_number
+from bkmodel import cli
+from bkpaper import framework
+from bkpaper.framework import FigureResult, MissingResultsError, tex_number
 
 EXPECTED = {
     1: "resolvent",
@@ -39,7 +41,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, Path]:
 
 class TestQuickRun:
     def test_registry_lists_the_seven_figures(self) -> None:
-        assert {n: s.name for n, s in figures.FIGURES.items()} == EXPECTED
+        assert {n: s.name for n, s in framework.FIGURES.items()} == EXPECTED
 
     def test_exit_code(self, quick_run: tuple[int, Path]) -> None:
         code, _ = quick_run
@@ -75,8 +77,8 @@ class TestQuickRun:
 
 
 def _fake_figure(checks: dict[str, bool]):
-    def func(ctx: figures.FigureContext) -> FigureResult:
-        fig, axes = figures._new_figure(1, 1, 3, 2)
+    def func(ctx: framework.FigureContext) -> FigureResult:
+        fig, axes = framework.new_figure(1, 1, 3, 2)
         axes[0, 0].plot([0, 1], [0, 1])
         return FigureResult(fig, "A test figure.", "pytest", checks, numbers={"x": 1.5})
 
@@ -87,43 +89,45 @@ class TestDriver:
     def test_failed_sanity_assertion_writes_nothing_and_fails(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        spec = figures.FigureSpec(99, "bad", "Bad", _fake_figure({"finite": True, "bound": False}))
-        monkeypatch.setitem(figures.FIGURES, 99, spec)
-        res = figures.generate([99], quick=True, out=tmp_path, progress=False)
+        spec = framework.FigureSpec(
+            99, "bad", "Bad", _fake_figure({"finite": True, "bound": False})
+        )
+        monkeypatch.setitem(framework.FIGURES, 99, spec)
+        res = framework.generate([99], quick=True, out=tmp_path, progress=False)
         assert res[99] is not None and "bound" in res[99]
         assert not list(tmp_path.glob("fig99*"))
 
     def test_figure_without_sanity_assertion_is_refused(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        spec = figures.FigureSpec(98, "unchecked", "Unchecked", _fake_figure({}))
-        monkeypatch.setitem(figures.FIGURES, 98, spec)
-        res = figures.generate([98], quick=True, out=tmp_path, progress=False)
+        spec = framework.FigureSpec(98, "unchecked", "Unchecked", _fake_figure({}))
+        monkeypatch.setitem(framework.FIGURES, 98, spec)
+        res = framework.generate([98], quick=True, out=tmp_path, progress=False)
         assert res[98] is not None and "no sanity assertion" in res[98]
 
     def test_good_figure_writes_all_outputs(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        spec = figures.FigureSpec(97, "good", "Good", _fake_figure({"ok": True}))
-        monkeypatch.setitem(figures.FIGURES, 97, spec)
-        assert figures.generate([97], quick=False, out=tmp_path, progress=False) == {97: None}
+        spec = framework.FigureSpec(97, "good", "Good", _fake_figure({"ok": True}))
+        monkeypatch.setitem(framework.FIGURES, 97, spec)
+        assert framework.generate([97], quick=False, out=tmp_path, progress=False) == {97: None}
         suffixes = {p.suffix for p in tmp_path.glob("fig97_good.*")}
         assert suffixes == {".pdf", ".png", ".json", ".tex"}
         assert r"\def\csname bknum@97.x\endcsname{1.5}" in (tmp_path / "numbers.tex").read_text()
 
     def test_unknown_figure_number(self, tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="figure numbers"):
-            figures.generate([1000], out=tmp_path, progress=False)
+            framework.generate([1000], out=tmp_path, progress=False)
 
     def test_missing_results_full_mode_names_the_command(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         # an empty repository root: no benchmark JSON, no training metrics
-        monkeypatch.setattr(figures, "REPO_ROOT", tmp_path)
+        monkeypatch.setattr(framework, "REPO_ROOT", tmp_path)
         for n in (6, 7):
-            ctx = figures.FigureContext(quick=False, out=tmp_path / "out", root=tmp_path)
+            ctx = framework.FigureContext(quick=False, out=tmp_path / "out", root=tmp_path)
             with pytest.raises(MissingResultsError) as info:
-                figures.FIGURES[n].func(ctx)
+                framework.FIGURES[n].func(ctx)
             msg = str(info.value)
             assert "does not exist" in msg or "no " in msg
             assert "python" in msg or "bk " in msg, msg
@@ -148,42 +152,3 @@ class TestTexNumber:
     )
     def test_format(self, x: object, expected: str) -> None:
         assert tex_number(x) == expected
-
-
-class TestPaperTables:
-    def _write(self, tmp_path: Path) -> Path:
-        from bkmath.certificate import Certificate, Kind, Status
-
-        certs = [
-            Certificate("herglotz", "Im G > 0 and |G| ≤ 1/η", Status.VERIFIED, margin=0.5),
-            Certificate(
-                "seed_s2_bound", "‖K‖_S2 ≤ ½ η^(-1/2) ‖V‖_2", Status.REFUTED, Kind.SEED_CLAIM,
-                margin=-0.1, counterexample={"eta": 0.1},
-            ),
-            Certificate("broken", "x", Status.INCONCLUSIVE, details={"error": "boom"}),
-        ]
-        path = tmp_path / "certificates.json"
-        path.write_text(json.dumps([c.to_dict() for c in certs]))
-        return path
-
-    def test_tables_from_certificates(self, tmp_path: Path) -> None:
-        path = self._write(tmp_path)
-        assert paper_tables.main([str(path), "--out", str(tmp_path / "gen")]) == 0
-        table = (tmp_path / "gen" / "certificates_table.tex").read_text()
-        assert table.count(r"\\") >= 3 + 2  # three rows plus header rows
-        assert r"\textbf{\textsc{refuted}}" in table and r"\textbf{NO}" in table
-        statements = (tmp_path / "gen" / "statements.tex").read_text()
-        assert r"\ensuremath{\eta}" in statements and "U+" not in statements
-        nums = (tmp_path / "gen" / "certificate_numbers.tex").read_text()
-        assert r"bknum@cert.refuted\endcsname{1}" in nums
-        assert r"bknum@cert.unexpected\endcsname{1}" in nums  # the inconclusive theorem
-
-    def test_missing_file_names_the_command(self, tmp_path: Path, capsys) -> None:
-        assert paper_tables.main([str(tmp_path / "nope.json")]) == 2
-        assert "pytest proofs_checks" in capsys.readouterr().err
-
-    def test_malformed_file(self, tmp_path: Path) -> None:
-        p = tmp_path / "c.json"
-        p.write_text(json.dumps({"theorem": "x"}))
-        with pytest.raises(ValueError, match="list"):
-            paper_tables.load_certificates(p)
