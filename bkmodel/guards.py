@@ -1,15 +1,17 @@
-"""Runtime certificate guards of the BK scan (design.md §8).
+"""Runtime certificate guards of the BK scan (docs/conventions.md §8).
 
 For real potentials v, real hopping b and eta > 0 every output of the causal scan is a
-Herglotz value: Im g_i > 0 and |g_i| <= 1/eta (design.md §3). So each scan can be checked
-cheaply, on the hot path:
+Herglotz value: Im g_i > 0 and |g_i| <= 1/eta_i (docs/conventions.md §3), with eta and b per
+channel (C,) or per token (B, N, C) (the selective scan: the bound is then per token). So
+each scan can be checked cheaply, on the hot path:
 
 * **finite** — no NaN / Inf in g;
-* **Herglotz** — ``Im g >= -tol/eta``;
-* **bound** — ``|g| <= (1 + tol)/eta``;
+* **Herglotz** — ``Im g_i >= -tol/eta_i``;
+* **bound** — ``|g_i| <= (1 + tol)/eta_i``;
 * **residual** (sampled) — at ``residual_samples`` random (batch, position, channel) the
   relative residual of the recurrence
-  ``|g_i (alpha_i - beta g_{i-1}) - 1| / (1 + |g_i alpha_i| + |beta g_i g_{i-1}|) <= tol``.
+  ``|g_i (alpha_i - beta_i g_{i-1}) - 1| / (1 + |g_i alpha_i| + |beta_i g_i g_{i-1}|) <= tol``
+  (alpha_i = v_i - lam - i eta_i, beta_i = b_i^2, g_0 the initial state or 0).
   (g is float32; the residual's rounding error is a few float32 eps times the
   denominator, far below the default tol = 1e-3.)
 
@@ -76,8 +78,10 @@ def recurrence_residual(
     g_im: torch.Tensor,
     n_samples: int,
     rng: random.Random | None,
+    initial_state: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Relative residuals of ``g_i (v_i - z - b^2 g_{i-1}) = 1`` at random entries.
+    """Relative residuals of ``g_i (v_i - lam - i eta_i - b_i^2 g_{i-1}) = 1`` at random
+    entries; ``eta``, ``b`` (C,) or (B, N, C), ``initial_state`` g_0 (B, C) complex or None.
 
     Returns a float64 tensor of ``n_samples`` values (NaN where g is not finite); see the
     module docstring for the normalisation. Cost O(n_samples). ``rng=None`` draws the
@@ -96,10 +100,14 @@ def recurrence_residual(
         g = torch.complex(g_re[bi, ni, ci].to(d), g_im[bi, ni, ci].to(d))
         prev_n = (ni - 1).clamp(min=0)
         gp = torch.complex(g_re[bi, prev_n, ci].to(d), g_im[bi, prev_n, ci].to(d))
-        gp = torch.where(ni > 0, gp, torch.zeros_like(gp))
-        z = torch.complex(lam[ci].to(d), eta[ci].to(d))
+        g0 = (torch.zeros_like(gp) if initial_state is None
+              else initial_state[bi, ci].to(torch.complex128))
+        gp = torch.where(ni > 0, gp, g0)
+        eta_s = eta[ci] if eta.ndim == 1 else eta[bi, ni, ci]
+        b_s = b[ci] if b.ndim == 1 else b[bi, ni, ci]
+        z = torch.complex(lam[ci].to(d), eta_s.to(d))
         alpha = v[bi, ni, ci].to(d) - z
-        beta = b[ci].to(d).square()
+        beta = b_s.to(d).square()
         r = (g * (alpha - beta * gp) - 1.0).abs()
         scale = 1.0 + (g * alpha).abs() + (beta * g * gp).abs()
         return r / scale
@@ -200,22 +208,24 @@ class ScanGuard:
         return out
 
     # -- checking -------------------------------------------------------------------------
-    def _violations(self, v, lam, eta, b, g_re, g_im, stats, residual: bool) -> dict[str, int]:
+    def _violations(self, v, lam, eta, b, g_re, g_im, stats, residual: bool,
+                    g0=None) -> dict[str, int]:
         stats = stats.reshape(-1)
         if residual:
             stats = torch.cat([stats, self._residual_count(v, lam, eta, b, g_re, g_im, stats,
-                                                           self.rng)])
+                                                           self.rng, g0)])
         vals = [int(x) for x in stats.tolist()]  # the one host synchronisation per scan
         return dict(zip(_KINDS, vals + [0] * (len(_KINDS) - len(vals)), strict=True))
 
-    def _residual_count(self, v, lam, eta, b, g_re, g_im, stats, rng) -> torch.Tensor:
+    def _residual_count(self, v, lam, eta, b, g_re, g_im, stats, rng, g0=None) -> torch.Tensor:
         """(1,) tensor like ``stats``: sampled recurrence residuals above tol (a device
         value: nothing is read here)."""
         r = recurrence_residual(v.detach(), lam.detach(), eta.detach(), b.detach(),
-                                g_re.detach(), g_im.detach(), self.config.residual_samples, rng)
+                                g_re.detach(), g_im.detach(), self.config.residual_samples, rng,
+                                None if g0 is None else g0.detach())
         return (~(r <= self.config.tol)).sum().reshape(1).to(stats.device, stats.dtype)
 
-    def _defer_counts(self, layer, v, lam, eta, b, g_re, g_im, stats) -> None:
+    def _defer_counts(self, layer, v, lam, eta, b, g_re, g_im, stats, g0=None) -> None:
         """Append (layer, [nonfinite, herglotz, bound, residual, residual checked]) as a
         device tensor: no host synchronisation (the residual is sampled on every scan, at
         positions drawn from the device's generator)."""
@@ -223,7 +233,7 @@ class ScanGuard:
         stats = stats.reshape(-1)
         residual = cfg.sample_rate > 0.0
         if residual:
-            n_res = self._residual_count(v, lam, eta, b, g_re, g_im, stats, None)
+            n_res = self._residual_count(v, lam, eta, b, g_re, g_im, stats, None, g0)
         else:
             n_res = torch.zeros(1, dtype=stats.dtype, device=stats.device)
         checked = torch.full((1,), int(residual), dtype=stats.dtype, device=stats.device)
@@ -245,20 +255,25 @@ class ScanGuard:
         b: torch.Tensor,
         *,
         layer: str = "?",
+        initial_state: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Guarded ``bk_scan(v, lam, eta, b)``: returns ``(g_re, g_im)`` (see module doc)."""
+        """Guarded ``bk_scan(v, lam, eta, b, initial_state=...)``: returns ``(g_re, g_im)``
+        (see module doc). ``eta`` and ``b`` are (C,) (per channel) or (B, N, C) (per token);
+        the bounds are then checked per token."""
         cfg = self.config
+        g0 = initial_state
+        kw = {} if g0 is None else {"initial_state": g0}
         if not cfg.enabled:
-            return bk_scan(v, lam, eta, b, backend=self.backend)
+            return bk_scan(v, lam, eta, b, backend=self.backend, **kw)
         g_re, g_im, stats = bk_scan(v, lam, eta, b, backend=self.backend, return_stats=True,
-                                    tol=cfg.tol)
+                                    tol=cfg.tol, **kw)
         if self.deferred is not None:
-            self._defer_counts(layer, v, lam, eta, b, g_re, g_im, stats)
+            self._defer_counts(layer, v, lam, eta, b, g_re, g_im, stats, g0)
             return g_re, g_im
         self.counters["scans"] += 1
         residual = cfg.sample_rate >= 1.0 or self.rng.random() < cfg.sample_rate
         self.counters["residual_checks"] += int(residual)
-        counts = self._violations(v, lam, eta, b, g_re, g_im, stats, residual)
+        counts = self._violations(v, lam, eta, b, g_re, g_im, stats, residual, g0)
         if not any(counts.values()):
             return g_re, g_im
         self.counters["violating_scans"] += 1
@@ -271,9 +286,10 @@ class ScanGuard:
         if cfg.action == "recompute_fp64":
             self.counters["recomputed_fp64"] += 1
             d = torch.float64
-            r_re, r_im = bk_scan(v.to(d), lam.to(d), eta.to(d), b.to(d), backend="torch")
+            kw64 = {} if g0 is None else {"initial_state": g0.to(torch.complex128)}
+            r_re, r_im = bk_scan(v.to(d), lam.to(d), eta.to(d), b.to(d), backend="torch", **kw64)
             stats64 = scan_stats(r_re.detach(), r_im.detach(), eta.detach(), cfg.tol)
-            counts64 = self._violations(v, lam, eta, b, r_re, r_im, stats64, residual)
+            counts64 = self._violations(v, lam, eta, b, r_re, r_im, stats64, residual, g0)
             if any(counts64.values()):
                 self.counters["raised"] += 1
                 self._record(layer, counts, f"float64 recompute failed too: {counts64}")
@@ -291,11 +307,13 @@ class ScanGuard:
         return torch.nan_to_num(g_re, 0.0, 0.0, 0.0), torch.nan_to_num(g_im, 0.0, 0.0, 0.0)
 
     def check_step(self, g: torch.Tensor, eta: torch.Tensor, *, layer: str = "?") -> None:
-        """Counters for one decoding step ``g`` (B, C) complex; raises only for ``raise``."""
+        """Counters for one decoding step ``g`` (B, C) complex, ``eta`` (C,) (per channel)
+        or (B, C) (this token's); raises only for ``raise``."""
         cfg = self.config
         if not cfg.enabled:
             return
-        stats = scan_stats(g.real[:, None], g.imag[:, None], eta.detach(), cfg.tol)
+        eta = eta.detach() if eta.ndim == 1 else eta.detach()[:, None]  # (C,) or (B, 1, C)
+        stats = scan_stats(g.real[:, None], g.imag[:, None], eta, cfg.tol)
         self.counters["scans"] += 1
         counts = dict(zip(_KINDS, [int(x) for x in stats.tolist()] + [0], strict=True))
         if not any(counts.values()):

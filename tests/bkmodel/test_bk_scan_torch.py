@@ -9,7 +9,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bkmodel.ops.bk_scan import bk_scan
+from bkmodel.ops.bk_scan import bk_scan, scan_stats
 from bkmodel.ops.bk_scan.naive import bk_scan_naive
 from bkmodel.ops.bk_scan.torch_scan import bk_scan_torch, bk_step, default_chunk
 
@@ -19,7 +19,10 @@ F64 = torch.float64
 
 
 def rel_rms(x: torch.Tensor, ref: torch.Tensor) -> float:
-    """||x - ref|| / ||ref|| (0 when both vanish)."""
+    """||x - ref|| / ||ref|| (0 when both vanish); complex tensors as (re, im) pairs."""
+    if x.is_complex() or ref.is_complex():
+        x, ref = torch.view_as_real(x.to(torch.complex128)), torch.view_as_real(
+            ref.to(torch.complex128))
     den = float(ref.double().norm())
     num = float((x.double() - ref.double()).norm())
     return num / den if den > 0 else num
@@ -197,3 +200,209 @@ class TestStepAndChunk:
     def test_empty_sequence(self):
         g_re, g_im = bk_scan_torch(*make_inputs(2, 0, 3))
         assert g_re.shape == (2, 0, 3) and g_im.shape == (2, 0, 3)
+
+
+# ----------------------------------------------------------------------------- selective scan
+# Per-token eta and b (B, N, C) and the initial state g_0 (issue 13): the same recurrence
+# with alpha_i = v_i - lam - i eta_i, beta_i = b_i^2 and g_0 given.
+
+
+def make_selective(B, N, C, *, eta_tok=True, b_tok=True, g0=False, eta_min=0.2, scale=1.0,
+                   seed=0):
+    """(v, lam, eta, b, g0): eta >= eta_min and b per token where asked, g0 complex (B, C)
+    with Im g0 > 0 (a Herglotz state) or None."""
+    g = torch.Generator().manual_seed(seed)
+    v = scale * torch.randn(B, N, C, generator=g, dtype=F64)
+    lam = 2 * torch.randn(C, generator=g, dtype=F64)
+    shape_e = (B, N, C) if eta_tok else (C,)
+    shape_b = (B, N, C) if b_tok else (C,)
+    eta = torch.rand(shape_e, generator=g, dtype=F64) + eta_min
+    b = 2 * torch.rand(shape_b, generator=g, dtype=F64) - 1
+    s = None
+    if g0:
+        s = torch.complex(torch.randn(B, C, generator=g, dtype=F64),
+                          torch.rand(B, C, generator=g, dtype=F64) + 0.1)
+    return v, lam, eta, b, s
+
+
+def value_and_grads_g0(fn, v, lam, eta, b, g0, seed=1):
+    """Like ``value_and_grads`` with the initial state as a fifth input (its gradient is
+    complex: dL/dRe g0 + i dL/dIm g0, torch's convention)."""
+    xs = [t.detach().clone().requires_grad_() for t in (v, lam, eta, b)]
+    s = None if g0 is None else g0.detach().clone().requires_grad_()
+    g_re, g_im = fn(*xs, s)
+    gen = torch.Generator().manual_seed(seed)
+    w_re = torch.randn(g_re.shape, generator=gen, dtype=F64).to(g_re.dtype)
+    w_im = torch.randn(g_re.shape, generator=gen, dtype=F64).to(g_re.dtype)
+    loss = (g_re * w_re + g_im * w_im).sum()
+    leaves = xs + ([] if s is None else [s])
+    grads = torch.autograd.grad(loss, leaves, allow_unused=True)
+    grads = [torch.zeros_like(t) if q is None else q for t, q in zip(leaves, grads, strict=True)]
+    return [g_re.detach(), g_im.detach()] + grads
+
+
+NAMES_G0 = NAMES + ("dg0",)
+
+SELECTIVE = [  # (B, N, C, chunk, eta_tok, b_tok, g0)
+    (2, 63, 5, None, True, True, False),
+    (2, 63, 5, 4, True, True, False),  # 16 chunks, the last one short
+    (1, 64, 3, 8, True, False, False),
+    (3, 31, 2, 5, False, True, False),
+    (2, 33, 3, 7, True, True, True),
+    (2, 1, 4, None, True, True, True),
+    (1, 20, 2, 20, False, False, True),  # per channel, with an initial state
+]
+
+
+def _sel_id(case):
+    B, N, C, ch, et, bt, g0 = case
+    kind = {(True, True): "pertoken", (True, False): "eta-tok", (False, True): "b-tok",
+            (False, False): "perchannel"}[(et, bt)]
+    return f"B{B}-N{N}-C{C}-L{ch}-{kind}" + ("-g0" if g0 else "")
+
+
+class TestSelective:
+    # Same tolerance and reasoning as TestAgainstNaive (both sides float64; the per-token
+    # maps are the same Möbius products with per-row entries).
+    TOL = TestAgainstNaive.TOL
+
+    @pytest.mark.parametrize("B,N,C,chunk,eta_tok,b_tok,g0", SELECTIVE,
+                             ids=[_sel_id(c) for c in SELECTIVE])
+    def test_values_and_gradients(self, B, N, C, chunk, eta_tok, b_tok, g0):
+        args = make_selective(B, N, C, eta_tok=eta_tok, b_tok=b_tok, g0=g0, seed=N)
+        ref = value_and_grads_g0(bk_scan_naive, *args)
+        out = value_and_grads_g0(
+            lambda *a: bk_scan_torch(*a[:4], chunk=chunk, initial_state=a[4]), *args)
+        assert len(out) == len(ref) == 6 + g0
+        for name, x, y in zip(NAMES_G0, out, ref, strict=False):
+            assert x.shape == y.shape, name
+            assert rel_rms(x, y) < self.TOL, name
+
+    @pytest.mark.parametrize("eta,scale", [(1e-3, 1.0), (1e-3, 30.0), (1e-2, 1e4)],
+                             ids=["eta1e-3", "eta1e-3-v30", "v1e4"])
+    def test_stiff_per_token(self, eta, scale):
+        v, lam, eta_, b, g0 = make_selective(2, 120, 3, eta_min=eta, scale=scale, g0=True,
+                                             seed=7)
+        eta_ = eta + 10 * eta * torch.rand(eta_.shape, dtype=F64)  # eta_i in [eta, 11 eta]
+        ref = value_and_grads_g0(bk_scan_naive, v, lam, eta_, b, g0)
+        out = value_and_grads_g0(
+            lambda *a: bk_scan_torch(*a[:4], chunk=11, initial_state=a[4]),
+            v, lam, eta_, b, g0)
+        for name, x, y in zip(NAMES_G0, out, ref, strict=True):
+            assert rel_rms(x, y) < self.TOL, name
+
+    @pytest.mark.parametrize("N,chunk", [(1, None), (9, 2), (13, 4)])
+    def test_gradcheck_per_token(self, N, chunk):
+        v, lam, eta, b, g0 = (t.requires_grad_()
+                              for t in make_selective(2, N, 2, g0=True, seed=N))
+        assert torch.autograd.gradcheck(
+            lambda *a: bk_scan_torch(*a[:4], chunk=chunk, initial_state=a[4]),
+            (v, lam, eta, b, g0))
+
+    @pytest.mark.parametrize("g0", [False, True], ids=["zero-g0", "g0"])
+    def test_constant_per_token_equals_per_channel(self, g0):
+        # eta, b constant along (B, N): the per-channel scan; its parameter gradients are the
+        # sums of the per-token ones (chain rule through the broadcast).
+        v, lam, eta, b, s = make_selective(3, 41, 4, eta_tok=False, b_tok=False, g0=g0, seed=3)
+        eta_t = eta.expand(3, 41, 4).clone()
+        b_t = b.expand(3, 41, 4).clone()
+        per_c = value_and_grads_g0(lambda *a: bk_scan_torch(*a[:4], chunk=6,
+                                                            initial_state=a[4]),
+                                   v, lam, eta, b, s)
+        per_t = value_and_grads_g0(lambda *a: bk_scan_torch(*a[:4], chunk=6,
+                                                            initial_state=a[4]),
+                                   v, lam, eta_t, b_t, s)
+        # the same float64 arithmetic up to the order of the final sums: a few eps64
+        tol = 1e-13
+        for k, name in enumerate(NAMES_G0[: len(per_c)]):
+            x = per_t[k].sum(dim=(0, 1)) if name in ("deta", "db") else per_t[k]
+            assert rel_rms(x, per_c[k]) < tol, name
+
+    def test_segments_chain_through_the_final_state(self):
+        # scanning [0, n) and then [n, N) from the first segment's final state is the scan
+        # of [0, N): the state is the whole memory of the recurrence
+        v, lam, eta, b, _ = make_selective(2, 40, 3, seed=4)
+        g_re, g_im, g_N = bk_scan(v, lam, eta, b, backend="torch", return_final_state=True)
+        assert torch.equal(g_N, torch.complex(g_re[:, -1], g_im[:, -1]))
+        a_re, a_im, s = bk_scan(v[:, :17], lam, eta[:, :17], b[:, :17], backend="torch",
+                                return_final_state=True)
+        c_re, c_im = bk_scan(v[:, 17:], lam, eta[:, 17:], b[:, 17:], backend="torch",
+                             initial_state=s)
+        assert rel_rms(torch.cat([a_re, c_re], 1), g_re) < 1e-14
+        assert rel_rms(torch.cat([a_im, c_im], 1), g_im) < 1e-14
+        # an empty segment returns its initial state
+        *_, s0 = bk_scan(v[:, :0], lam, eta[:, :0], b[:, :0], backend="torch",
+                         initial_state=s, return_final_state=True)
+        assert torch.equal(s0, s)
+
+    def test_dispatcher_backends_agree(self):
+        args = make_selective(2, 23, 3, g0=True, seed=5)
+        for backend in ("naive", "torch"):
+            g_re, g_im, stats, g_N = bk_scan(*args[:4], backend=backend, initial_state=args[4],
+                                             return_stats=True, return_final_state=True)
+            r_re, r_im = bk_scan_naive(*args)
+            assert rel_rms(g_re, r_re) < self.TOL and rel_rms(g_im, r_im) < self.TOL
+            assert stats.tolist() == [0, 0, 0] and g_N.shape == (2, 3)
+
+    def test_step_equals_scan_per_token(self):
+        v, lam, eta, b, g0 = make_selective(2, 20, 3, g0=True, seed=9)
+        g_re, g_im = bk_scan_torch(v, lam, eta, b, chunk=6, initial_state=g0)
+        g = g0
+        for i in range(20):
+            g = bk_step(v[:, i], lam, eta[:, i], b[:, i], g)
+            assert torch.allclose(g.real, g_re[:, i], rtol=1e-12, atol=0)
+            assert torch.allclose(g.imag, g_im[:, i], rtol=1e-12, atol=0)
+
+    @given(N=st.integers(1, 120), log_eta=st.floats(-3, 1), log_scale=st.floats(-3, 4),
+           g0=st.booleans(), seed=st.integers(0, 2**31 - 1))
+    def test_herglotz_per_token(self, N, log_eta, log_scale, g0, seed):
+        eta_min = 10.0**log_eta
+        v, lam, eta, b, s = make_selective(2, N, 3, eta_min=eta_min, scale=10.0**log_scale,
+                                           g0=g0, seed=seed)
+        eta = eta_min * (1 + 9 * torch.rand(eta.shape, dtype=F64,  # eta_i in [m, 10 m]
+                                            generator=torch.Generator().manual_seed(seed)))
+        b = b * 10.0 ** (log_scale / 2)  # hopping as large as the potentials
+        g_re, g_im = bk_scan_torch(v.float(), lam.float(), eta.float(), b.float(),
+                                   initial_state=None if s is None else s.to(torch.complex64))
+        # exact per token: Im g_i >= eta_i |g_i|^2 > 0 and |g_i| <= 1/eta_i (float32 inputs:
+        # compare with the float32-rounded eta; the output rounding is 2^-24 relative)
+        e32 = eta.float().double()
+        assert bool((g_im > 0).all())
+        mod = torch.sqrt(g_re.double() ** 2 + g_im.double() ** 2)
+        assert bool((mod * e32 <= 1 + 1e-6).all())
+        stats = scan_stats(g_re, g_im, eta.float(), 1e-3)
+        assert stats.tolist() == [0, 0, 0]
+
+    @pytest.mark.parametrize(
+        "mutate,exc,match",
+        [(lambda a: (a[0], a[1], -a[2], a[3], a[4]), ValueError, "eta must be > 0"),
+         (lambda a: (a[0], a[1], a[2].index_fill(1, torch.tensor([3]), 0.0), a[3], a[4]),
+          ValueError, "eta must be > 0"),
+         (lambda a: (a[0], a[1], a[2][:, :-1], a[3], a[4]), ValueError,
+          r"eta must have shape \(C,\) or \(B, N, C\)"),
+         (lambda a: (a[0], a[1], a[2], a[3][0], a[4]), ValueError,
+          r"b must have shape \(C,\) or \(B, N, C\)"),
+         (lambda a: (a[0], a[1][None], a[2], a[3], a[4]), ValueError, "lam must have shape"),
+         (lambda a: (a[0], a[1], a[2], a[3], a[4].real), TypeError,
+          "initial_state must be a complex"),
+         (lambda a: (a[0], a[1], a[2], a[3], a[4][:1]), ValueError,
+          r"initial_state must have shape \(B, C\)"),
+         (lambda a: (a[0], a[1], a[2], a[3], a[4].conj().resolve_conj()), ValueError,
+          "initial_state must have Im g_0 >= 0")],
+        ids=["eta-negative", "eta-zero-token", "eta-shape", "b-shape", "lam-2d",
+             "g0-real", "g0-shape", "g0-lower-half-plane"],
+    )
+    def test_bad_input(self, mutate, exc, match):
+        v, lam, eta, b, s = mutate(make_selective(2, 6, 3, g0=True))
+        with pytest.raises(exc, match=match):
+            bk_scan_torch(v, lam, eta, b, initial_state=s)
+        with pytest.raises(exc, match=match):  # the dispatcher uses the same validator
+            bk_scan(v, lam, eta, b, backend="naive", initial_state=s)
+
+    def test_nan_per_token_reaches_the_counters(self):
+        # per-token eta is an activation: a NaN there (an upstream fault) is not a ValueError
+        # but non-finite output, which the guards' counter reports
+        v, lam, eta, b, _ = make_selective(1, 8, 2, seed=1)
+        eta[0, 3, 1] = float("nan")
+        *_, stats = bk_scan(v, lam, eta, b, backend="torch", return_stats=True)
+        assert stats[0] > 0

@@ -18,27 +18,34 @@ from bkmodel.ops.bk_scan import bk_scan
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-def inputs(B=2, N=30, C=3, seed=0):
+def inputs(B=2, N=30, C=3, seed=0, per_token=False):
+    """(v, lam, eta, b); eta and b (B, N, C) when ``per_token`` (the selective scan)."""
     g = torch.Generator().manual_seed(seed)
     v = torch.randn(B, N, C, generator=g)
     lam = torch.randn(C, generator=g)
     eta = torch.rand(C, generator=g) + 0.1
     b = torch.rand(C, generator=g) + 0.5
+    if per_token:
+        eta = torch.rand(B, N, C, generator=g) + 0.1
+        b = torch.rand(B, N, C, generator=g) + 0.5
     return v, lam, eta, b
 
 
 def faulty_scan(fault: str):
     """A bk_scan that corrupts its float32 output (float64 calls stay exact)."""
 
-    def scan(v, lam, eta, b, *, backend="auto", return_stats=False, tol=1e-3):
-        out = bk_scan(v, lam, eta, b, backend="torch", return_stats=False)
+    def scan(v, lam, eta, b, *, backend="auto", return_stats=False, tol=1e-3,
+             initial_state=None):
+        out = bk_scan(v, lam, eta, b, backend="torch", return_stats=False,
+                      initial_state=initial_state)
         if v.dtype == torch.float64:
             return out
         g_re, g_im = (t.clone() for t in out)
         if fault == "herglotz":
             g_im[0, 5, 0] = -1.0  # Im g < 0
         elif fault == "bound":
-            g_re[1, 3, 2] = 10.0 / float(eta[2])  # |g| > 1/eta
+            e = eta[2] if eta.ndim == 1 else eta[1, 3, 2]  # per channel or per token
+            g_re[1, 3, 2] = 10.0 / float(e)  # |g| > 1/eta
         elif fault == "nan":
             g_re[0, 0, 1] = float("nan")
         elif fault == "residual":  # Herglotz-valid but not the recurrence's solution
@@ -110,6 +117,70 @@ class TestInjectedFaults:
         assert guard.report()["skip_requests"] == 1
         guard.begin_forward()
         assert not guard.skip_requested
+
+
+@pytest.mark.parametrize("fault", ["herglotz", "bound", "nan", "residual"])
+class TestInjectedFaultsPerToken:
+    """The same faults with per-token eta and b (the selective scan) and an initial state."""
+
+    def args(self):
+        v, lam, eta, b = inputs(per_token=True)
+        g0 = torch.complex(torch.randn(2, 3), torch.rand(2, 3) + 0.1)
+        return v, lam, eta, b, g0
+
+    def test_raise(self, fault, monkeypatch):
+        monkeypatch.setattr(guards, "bk_scan", faulty_scan(fault))
+        guard = ScanGuard(GuardConfig(action="raise", residual_samples=500))
+        v, lam, eta, b, g0 = self.args()
+        with pytest.raises(GuardError, match="layer 2"):
+            guard.scan(v, lam, eta, b, layer="2", initial_state=g0)
+        kind = "nonfinite" if fault == "nan" else fault
+        assert guard.report()[kind] == 1
+
+    def test_recompute_fp64_recovers(self, fault, monkeypatch):
+        monkeypatch.setattr(guards, "bk_scan", faulty_scan(fault))
+        guard = ScanGuard(GuardConfig(action="recompute_fp64", residual_samples=500))
+        v, lam, eta, b, g0 = self.args()
+        g_re, g_im = guard.scan(v, lam, eta, b, initial_state=g0)
+        r_re, r_im = bk_scan(v.double(), lam.double(), eta.double(), b.double(),
+                             backend="torch", initial_state=g0.to(torch.complex128))
+        assert torch.allclose(g_re.double(), r_re, rtol=1e-6, atol=1e-7)
+        assert torch.allclose(g_im.double(), r_im, rtol=1e-6, atol=1e-7)
+        assert guard.report()["recovered"] == 1
+
+
+class TestPerToken:
+    def test_clean_scan_with_initial_state(self):
+        v, lam, eta, b = inputs(per_token=True)
+        g0 = torch.complex(torch.randn(2, 3), torch.rand(2, 3) + 0.1)
+        guard = ScanGuard(GuardConfig(action="raise", residual_samples=500))
+        g = guard.scan(v, lam, eta, b, initial_state=g0)
+        ref = bk_scan(v, lam, eta, b, backend="torch", initial_state=g0)
+        assert torch.equal(g[0], ref[0]) and torch.equal(g[1], ref[1])
+        assert guard.report()["violating_scans"] == 0
+
+    def test_residual_sees_the_initial_state(self):
+        # the residual at position 1 uses g_0: the true solution passes with it, and fails
+        # at position 1 without it (the initial state then looks like a forged value)
+        v, lam, eta, b = inputs(B=1, N=1, C=3, per_token=True)
+        g0 = torch.complex(torch.randn(1, 3), torch.rand(1, 3) + 1.0)
+        g_re, g_im = bk_scan(v, lam, eta, b, backend="torch", initial_state=g0)
+        r = recurrence_residual(v, lam, eta, b, g_re, g_im, 50, random.Random(0), g0)
+        assert float(r.max()) < 10 * torch.finfo(torch.float32).eps
+        r0 = recurrence_residual(v, lam, eta, b, g_re, g_im, 50, random.Random(0))
+        assert float(r0.max()) > 1e-3
+
+    def test_check_step_per_token_bound(self):
+        # a per-token bound: |g| = 0.9/eta_min is fine for the token with eta_min and a
+        # violation for a token whose eta is 10x larger
+        guard = ScanGuard(GuardConfig(action="raise"))
+        eta = torch.tensor([[0.1, 0.1], [1.0, 0.1]], dtype=torch.float64)  # (B, C)
+        g = torch.full((2, 2), 9.0j, dtype=torch.complex128)
+        with pytest.raises(GuardError, match="decoding"):
+            guard.check_step(g, eta, layer="0")
+        assert guard.report()["bound"] == 1
+        guard.check_step(g[:1], eta[:1], layer="0")
+        assert guard.report()["violating_scans"] == 1
 
 
 class TestGenuineFailure:

@@ -61,12 +61,13 @@ Tiers: ``@triton.jit`` kernels → host wrappers (allocate, launch) → ``_BKSca
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import torch
 import triton
 import triton.language as tl
+
+from bkmodel.ops.bk_scan._validate import check_scan_args
 
 __all__ = ["bk_scan_triton", "ScanConfig"]
 
@@ -1030,13 +1031,6 @@ class _BKScanTriton(torch.autograd.Function):
 # Public function
 # --------------------------------------------------------------------------------------
 
-_FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
 def bk_scan_triton(
     v: torch.Tensor,
     lam: torch.Tensor,
@@ -1047,6 +1041,7 @@ def bk_scan_triton(
     tol: float = 1e-3,
     chunk: int | None = None,
     validate: bool | None = None,
+    initial_state: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Causal BK scan by Triton kernels, differentiable (exact adjoint backward kernels).
 
@@ -1104,49 +1099,23 @@ def bk_scan_triton(
     >>> complex(g_re[0, 0, 0], g_im[0, 0, 0])  # 1 / (0 - i)  # doctest: +SKIP
     1j
     """
-    if not isinstance(v, torch.Tensor):
-        raise TypeError(f"v must be a torch.Tensor, got {type(v).__name__}")
-    if v.ndim != 3:
-        raise ValueError(f"v must have shape (B, N, C), got {tuple(v.shape)}")
-    if v.dtype not in _FLOAT_DTYPES:
-        raise TypeError(f"v must be float16/bfloat16/float32/float64, got {v.dtype}")
-    if v.device.type != "cuda" and not _interpreting():
-        raise ValueError(
-            f"v must be a CUDA tensor for the triton backend (got device {v.device}); "
-            "on CPU set TRITON_INTERPRET=1 before importing triton, or use backend='torch'"
-        )
-    C = v.shape[2]
-    for name, t in (("lam", lam), ("eta", eta), ("b", b)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if not t.is_floating_point():
-            raise TypeError(f"{name} must be a floating tensor, got {t.dtype}")
-        if t.shape != (C,):
-            raise ValueError(f"{name} must have shape ({C},) to match v, got {tuple(t.shape)}")
-        if t.device != v.device:
-            raise ValueError(f"{name} must be on the device of v ({v.device}), got {t.device}")
-    if not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
-        raise ValueError(f"tol must be a finite number >= 0, got {tol}")
-    if chunk is not None and (not isinstance(chunk, int) or chunk < 1):
-        raise ValueError(f"chunk must be a positive int or None, got {chunk!r}")
-    if validate or (validate is None and not v.is_cuda):
-        _check_values(lam, eta, b)
-    g_re, g_im, counts = _BKScanTriton.apply(
-        v.contiguous(), lam, eta, b, bool(return_stats), float(tol), chunk, None
-    )
+    check_scan_args(
+        v, lam, eta, b, initial_state=initial_state, tol=tol, chunk=chunk, values=validate,
+        backend="triton",
+    )  # fmt: skip
+    g_re, g_im, counts = _bk_scan_triton(
+        v, lam, eta, b, return_stats=return_stats, tol=tol, chunk=chunk,
+        initial_state=initial_state,
+    )  # fmt: skip
     if return_stats:
         return g_re, g_im, counts
     return g_re, g_im
 
 
-def _check_values(lam: torch.Tensor, eta: torch.Tensor, b: torch.Tensor) -> None:
-    with torch.no_grad():
-        ok = torch.stack(
-            [(eta > 0).all(), torch.isfinite(eta).all(), torch.isfinite(lam).all(),
-             torch.isfinite(b).all()]
-        ).tolist()  # one device sync  # fmt: skip
-    if not ok[0]:
-        raise ValueError("eta must be > 0 (Im z > 0) in every channel")
-    for name, good in zip(("eta", "lam", "b"), ok[1:], strict=True):
-        if not good:
-            raise ValueError(f"{name} must be finite")
+def _bk_scan_triton(v, lam, eta, b, *, return_stats, tol, chunk=None, initial_state=None):
+    """:func:`bk_scan_triton` without the argument checks: (g_re, g_im, counts)."""
+    if eta.ndim != 1 or b.ndim != 1 or initial_state is not None:
+        raise NotImplementedError("per-token eta/b and initial_state: not yet in triton")
+    return _BKScanTriton.apply(
+        v.contiguous(), lam, eta, b, bool(return_stats), float(tol), chunk, None
+    )
