@@ -21,6 +21,12 @@ _POTENTIALS = ("linear", "moe")
 _FFNS = ("mlp", "moe", "none")
 _DISPATCH = ("auto", "sparse", "dense")
 _BACKENDS = ("auto", "torch", "triton", "naive")
+_LAYERS = ("classic", "selective")
+_TIMESCALES = ("log_uniform", "constant")
+_FEATURE_MAPS = ("cayley", "eta_g")
+#: Floor of Im z when ``eta_min`` is not given: the classic layer's, and the selective
+#: layer's (below its shortest initial memory ``1/eta_init_min`` = 10^4 tokens).
+_ETA_MIN_DEFAULT = {"classic": 1e-3, "selective": 1e-6}
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -125,8 +131,9 @@ class ModelConfig:
         (work O(tokens · num_experts), no synchronisation; same result up to rounding).
         ``auto``: dense on CUDA, where host synchronisations stall the launch queue, sparse
         elsewhere.
-    eta_min : float
-        Floor of Im z_c: ``eta_c = eta_min + softplus(raw_c) > 0``.
+    eta_min : float, optional
+        Floor of Im z: ``eta = eta_min + softplus(.) > 0``. Default 1e-3 for the classic
+        layer, 1e-6 for the selective one.
     eta_init : float
         Initial eta_c (> eta_min).
     lam_init_range, lam_init_center : float
@@ -149,6 +156,37 @@ class ModelConfig:
         Backend of :func:`bkmodel.ops.bk_scan.bk_scan`.
     guard : GuardConfig
         Runtime certificate guards (a dict is accepted and converted).
+    layer : {"classic", "selective"}
+        The BK sequence-mixing layer. ``classic``: potentials v_i from the token, one
+        ``z_c = lam_c + i eta_c`` and one hopping ``b_c`` per chain, features
+        ``eta_c [Re g, Im g]`` (the seeds' row of the ablation table).
+        ``selective`` (:class:`bkmodel.model.SelectiveBKLayer`): v_i, the absorption
+        ``eta_i >= eta_min`` and the hopping ``b_i >= hop_min`` of every chain are computed
+        from token i (after a short causal convolution), the chains' initial memory
+        lengths ``~ b/eta`` spread log-uniformly over ``1/eta_init ... 1/eta_init_min``
+        tokens, and the features are normalised and gated. A config dict without this key
+        (checkpoints written before the field existed) means ``classic``.
+    selective : bool
+        Selective layer only: eta_i and b_i depend on the token (False: per-chain
+        constants, the ablation "no selectivity").
+    timescales : {"log_uniform", "constant"}
+        Selective layer only: initial eta of the chains log-uniform on
+        ``[eta_init_min, eta_init]``, or ``eta_init`` for every chain.
+    eta_init_min : float
+        Smallest initial eta (longest initial memory) of the log-uniform timescales.
+    hop_min : float
+        Selective layer only: floor of the hopping, ``b_i = hop_min + softplus(.) > 0``.
+    conv_size : int
+        Selective layer only: width of the depthwise causal convolution in front of the
+        potentials (0: none).
+    output_gate, out_norm : bool
+        Selective layer only: multiply the features by ``silu(W_g LN(x))``; RMS-normalise
+        them before the gate.
+    feature_map : {"cayley", "eta_g"}
+        Selective layer only: features of chain c at token i. ``cayley``: the Cayley
+        transform ``(b_i g_i - i) / (b_i g_i + i)``, which maps the upper half-plane (g is
+        Herglotz) onto the unit disc; ``eta_g``: ``eta_i g_i`` (in the unit disc by
+        ``|g_i| <= 1/eta_i``, but ~eta_i small for the long-memory chains).
     """
 
     vocab_size: int = 256
@@ -164,7 +202,7 @@ class ModelConfig:
     ffn_mult: int = 4
     moe_dispatch: str = "auto"
     potential_moe_residual: bool = False
-    eta_min: float = 1e-3
+    eta_min: float | None = None
     eta_init: float = 0.5
     lam_init_range: float = 2.0
     lam_init_center: float = 0.0
@@ -177,8 +215,20 @@ class ModelConfig:
     init_std: float = 0.02
     scan_backend: str = "auto"
     guard: GuardConfig = field(default_factory=GuardConfig)
+    layer: str = "classic"
+    selective: bool = True
+    timescales: str = "log_uniform"
+    eta_init_min: float = 1e-4
+    hop_min: float = 0.1
+    conv_size: int = 4
+    output_gate: bool = True
+    out_norm: bool = True
+    feature_map: str = "cayley"
 
     def __post_init__(self) -> None:
+        _check_choice("layer", self.layer, _LAYERS)
+        if self.eta_min is None:
+            self.eta_min = _ETA_MIN_DEFAULT[self.layer]
         if isinstance(self.guard, dict):
             self.guard = GuardConfig(**self.guard)
         if not isinstance(self.guard, GuardConfig):
@@ -209,8 +259,29 @@ class ModelConfig:
         _check_float("aux_loss_weight", self.aux_loss_weight, lo=0.0, lo_open=False)
         _check_float("dropout", self.dropout, lo=0.0, lo_open=False, hi=1.0)
         _check_float("init_std", self.init_std, lo=0.0, lo_open=True)
-        for name in ("tie_embeddings", "bias", "potential_moe_residual"):
+        for name in ("tie_embeddings", "bias", "potential_moe_residual", "selective",
+                     "output_gate", "out_norm"):
             _check_bool(name, getattr(self, name))
+        _check_choice("timescales", self.timescales, _TIMESCALES)
+        _check_choice("feature_map", self.feature_map, _FEATURE_MAPS)
+        _check_int("conv_size", self.conv_size, 0)
+        _check_float("hop_min", self.hop_min, lo=0.0, lo_open=True)
+        _check_float("eta_init_min", self.eta_init_min, lo=0.0, lo_open=True)
+        if self.layer == "selective":
+            if self.timescales == "log_uniform" and not (
+                    self.eta_min < self.eta_init_min <= self.eta_init):
+                raise ValueError(
+                    "log-uniform timescales need eta_min < eta_init_min <= eta_init, got "
+                    f"eta_min={self.eta_min}, eta_init_min={self.eta_init_min}, "
+                    f"eta_init={self.eta_init}")
+            if self.potential != "linear":
+                raise ValueError("layer='selective' makes its potentials with a linear map "
+                                 "and a causal convolution: it needs potential='linear'")
+            if self.bk_mode != "causal":
+                raise ValueError("layer='selective' is causal only: it needs bk_mode='causal'")
+            if self.hop_init <= self.hop_min:
+                raise ValueError(f"hop_init must be > hop_min for layer='selective', got "
+                                 f"hop_init={self.hop_init} <= hop_min={self.hop_min}")
 
     @classmethod
     def seed_layout(cls, **overrides: Any) -> ModelConfig:
@@ -243,4 +314,6 @@ class ModelConfig:
         unknown = set(d) - names
         if unknown:
             raise ValueError(f"unknown ModelConfig fields: {sorted(unknown)}")
+        d = dict(d)
+        d.setdefault("layer", "classic")  # written before the selective layer existed
         return cls(**d)

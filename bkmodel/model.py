@@ -39,7 +39,8 @@ from bkmodel.guards import ScanGuard
 from bkmodel.moe import MLP, MoE
 from bkmodel.ops.bk_scan.torch_scan import bk_step
 
-__all__ = ["BKLayer", "Block", "BKEncoder", "LanguageModel", "two_sided_diagonal"]
+__all__ = ["BKLayer", "SelectiveBKLayer", "Block", "BKEncoder", "LanguageModel",
+           "cayley_features", "log_uniform_etas", "two_sided_diagonal"]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -79,10 +80,14 @@ def two_sided_diagonal(
 class BKLayer(nn.Module):
     """C independent BK chains: potentials from LN(x), Green's function features back to d."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, guard: ScanGuard | None = None,
+                 name: str = "0") -> None:
         super().__init__()
         d, C = config.d_model, config.n_channels
         self.config = config
+        self.guard = guard if guard is not None else ScanGuard(config.guard,
+                                                               backend=config.scan_backend)
+        self.name = name
         self.v_moe = None
         if config.potential == "moe":
             self.v_moe = MoE(d, config.ffn_mult * d, d, num_experts=config.num_experts,
@@ -116,31 +121,197 @@ class BKLayer(nn.Module):
     def features(self, g_re: torch.Tensor, g_im: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
         return self.out(torch.cat([g_re * eta, g_im * eta], dim=-1))  # (…, d)
 
-    def forward(self, h: torch.Tensor, guard: ScanGuard, name: str
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
-        """(y (B, T, d), g_re (B, T, C), g_im (B, T, C), potential-MoE stats or None)."""
+    def _scan(self, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.guard.scan(*args, layer=self.name)
+
+    def forward(self, h: torch.Tensor, *, return_state: bool = False):
+        """(y (B, T, d), g_re (B, T, C), g_im (B, T, C), potential-MoE stats or None), and
+        with ``return_state`` the decoding state g_T (B, C) complex128 last."""
         v, aux, u = self.potentials(h)  # (B, T, C)
         eta = self.eta
         if self.config.bk_mode == "causal":
-            g_re, g_im = guard.scan(v, self.lam, eta, self.hop, layer=name)
+            g_re, g_im = self._scan(v, self.lam, eta, self.hop)
         else:
-            def scan(*a):
-                return guard.scan(*a, layer=name)
-
-            g_re, g_im = two_sided_diagonal(v, self.lam, eta, self.hop, scan)
+            g_re, g_im = two_sided_diagonal(v, self.lam, eta, self.hop, self._scan)
         y = self.features(g_re, g_im, eta.to(g_re.dtype))  # (B, T, d)
-        return (y if u is None else y + u), g_re, g_im, aux
+        out = ((y if u is None else y + u), g_re, g_im, aux)
+        if return_state:
+            return *out, torch.complex(g_re[:, -1].double(), g_im[:, -1].double())
+        return out
 
-    def step(self, h: torch.Tensor, state: torch.Tensor | None, guard: ScanGuard, name: str
+    def step(self, h: torch.Tensor, state: torch.Tensor | None
              ) -> tuple[torch.Tensor, torch.Tensor, Any]:
         """One decoding step: h (B, d) -> (y (B, d), new state g (B, C) complex128, aux)."""
         v, aux, u = self.potentials(h)  # (B, C)
         eta = self.eta
         g = bk_step(v, self.lam, eta, self.hop, state)
-        guard.check_step(g, eta, layer=name)
+        self.guard.check_step(g, eta, layer=self.name)
         g_re, g_im = g.real.to(v.dtype), g.imag.to(v.dtype)
         y = self.features(g_re, g_im, eta.to(v.dtype))  # (B, d)
         return (y if u is None else y + u), g, aux
+
+
+def _spread_permutation(n: int) -> torch.Tensor:
+    """A fixed permutation of 0..n-1 by a stride coprime with n (near the golden ratio·n),
+    so that neighbouring chains (neighbouring lam_c) get far-apart timescales."""
+    stride = max(1, round(0.618 * n))
+    while math.gcd(stride, n) != 1:
+        stride += 1
+    return (torch.arange(n) * stride) % n
+
+
+def log_uniform_etas(n: int, eta_lo: float, eta_hi: float) -> torch.Tensor:
+    """n absorptions ``eta_hi (eta_lo/eta_hi)^(k/(n-1))``, k = 0..n-1, in a spread order.
+
+    At the centre of the band a chain with hopping b and absorption eta forgets its past as
+    ``exp(-eta t / b)`` (contraction ``|b g|^2 = 1 - eta/b + O(eta^2)`` per token), so these
+    chains' memory lengths ``b/eta`` are log-uniform on ``[b/eta_hi, b/eta_lo]``.
+    """
+    if n == 1:
+        return torch.tensor([math.sqrt(eta_lo * eta_hi)])
+    k = torch.arange(n, dtype=torch.float64) / (n - 1)
+    etas = eta_hi * (eta_lo / eta_hi) ** k
+    return etas[_spread_permutation(n)].float()
+
+
+def cayley_features(w_re: torch.Tensor, w_im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cayley transform ``c = (w - i)/(w + i)`` of ``w = w_re + i w_im``, as (Re c, Im c).
+
+    It maps the closed upper half-plane onto the closed unit disc (``|c| <= 1`` iff
+    ``Im w >= 0``), so for the Herglotz ``w = b g`` the features are bounded by 1 whatever
+    the size of g; ``|w + i| >= 1`` there, so the map and its derivative
+    ``2i/(w + i)^2`` are bounded too. In real arithmetic::
+
+        c = (|w|^2 - 1 - 2i Re w) / (Re w^2 + (Im w + 1)^2)
+    """
+    den = (w_re.square() + (w_im + 1.0).square()).reciprocal()
+    return (w_re.square() + w_im.square() - 1.0) * den, -2.0 * w_re * den
+
+
+class SelectiveBKLayer(nn.Module):
+    """C chains whose Jacobi operator is selected by the tokens (``layer="selective"``).
+
+    Per token i and chain c (``u = conv(W_in LN(x))``, a depthwise causal convolution)::
+
+        v_i   = u^v_i                                  potential (diagonal of H)
+        eta_i = eta_min + softplus(u^eta_i + e_c)      absorption, z_i = lam_c + i eta_i
+        b_i   = hop_min + softplus(u^b_i + h_c)        hopping between sites i-1 and i
+        g_i   = 1 / (v_i - lam_c - i eta_i - b_i^2 g_{i-1})     (the BK scan, g_0 = 0)
+        f_i   = [Re c_i, Im c_i],  c_i = (b_i g_i - i)/(b_i g_i + i)   (Cayley: |c_i| <= 1)
+        y_i   = W_out (RMSNorm(f_i) * silu(W_g LN(x)_i))
+
+    ``g_i = [(H_{1..i} - lam_c - i Gamma_{1..i})^{-1}]_{ii}`` is the edge Green's function of
+    the dissipative Jacobi operator ``H = tridiag(b, v, b)``, ``Gamma = diag(eta) > 0``: it
+    depends on tokens <= i (causal) and is Herglotz with ``|g_i| <= 1/eta_i`` (per token;
+    docs/theory.md states and proves it, ``proofs_checks`` certifies it and the runtime
+    guards check it). The biases ``e_c`` start at log-uniform absorptions on
+    ``[eta_init_min, eta_init]`` (:func:`log_uniform_etas`): the chains' memories spread over
+    ``~1 ... 10^4`` tokens. With ``selective=False`` eta and b are per-chain constants.
+
+    Cost per token O(d·C) (projections) + O(C) (scan); decoding state per layer: g (B, C)
+    and the convolution's last ``conv_size - 1`` inputs.
+    """
+
+    def __init__(self, config: ModelConfig, guard: ScanGuard | None = None,
+                 name: str = "0") -> None:
+        super().__init__()
+        d, C = config.d_model, config.n_channels
+        self.config = config
+        self.guard = guard if guard is not None else ScanGuard(config.guard,
+                                                               backend=config.scan_backend)
+        self.name = name
+        self.n_in = 3 * C if config.selective else C  # (v, eta, b) or v alone
+        self.in_proj = nn.Linear(d, self.n_in, bias=config.bias)
+        k = config.conv_size
+        self.conv = nn.Conv1d(self.n_in, self.n_in, k, groups=self.n_in, padding=k - 1) \
+            if k > 0 else None
+        r, c0 = config.lam_init_range, config.lam_init_center
+        self.lam = nn.Parameter(torch.linspace(c0 - r, c0 + r, C) if C > 1
+                                else torch.full((1,), float(c0)))
+        if config.timescales == "log_uniform":
+            eta0 = log_uniform_etas(C, config.eta_init_min, config.eta_init)
+        else:
+            eta0 = torch.full((C,), float(config.eta_init))
+        self.eta_raw = nn.Parameter(
+            torch.tensor([_inv_softplus(float(e) - config.eta_min) for e in eta0]))
+        self.hop_raw = nn.Parameter(
+            torch.full((C,), _inv_softplus(config.hop_init - config.hop_min)))
+        self.norm = nn.RMSNorm(2 * C) if config.out_norm else None
+        self.gate = nn.Linear(d, 2 * C, bias=config.bias) if config.output_gate else None
+        self.out = nn.Linear(2 * C, d, bias=config.bias)
+
+    # -- per-token operator ----------------------------------------------------------------
+    def _operator(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(v, eta, b) from the convolved projections u (…, n_in); eta and b at least float32
+        (per token (…, C), or (C,) without selectivity)."""
+        cfg, C = self.config, self.config.n_channels
+        dt = torch.promote_types(u.dtype, torch.float32)  # never below float32 (bf16 autocast)
+        if not cfg.selective:
+            eta = cfg.eta_min + F.softplus(self.eta_raw.to(dt))
+            b = cfg.hop_min + F.softplus(self.hop_raw.to(dt))
+            return u, eta, b
+        v, e, h = u.split(C, dim=-1)
+        eta = cfg.eta_min + F.softplus(e.to(dt) + self.eta_raw.to(dt))  # (…, C)
+        b = cfg.hop_min + F.softplus(h.to(dt) + self.hop_raw.to(dt))  # (…, C)
+        return v, eta, b
+
+    def _features(self, h: torch.Tensor, g_re: torch.Tensor, g_im: torch.Tensor,
+                  eta: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if self.config.feature_map == "cayley":
+            b = b.to(g_re.dtype)
+            f_re, f_im = cayley_features(b * g_re, b * g_im)
+        else:
+            eta = eta.to(g_re.dtype)
+            f_re, f_im = eta * g_re, eta * g_im
+        f = torch.cat([f_re, f_im], dim=-1).to(h.dtype)  # (…, 2C)
+        if self.norm is not None:
+            f = self.norm(f)
+        if self.gate is not None:
+            f = f * F.silu(self.gate(h))
+        return self.out(f)  # (…, d)
+
+    def forward(self, h: torch.Tensor, *, return_state: bool = False):
+        """(y (B, T, d), g_re (B, T, C), g_im (B, T, C), None[, state])."""
+        T = h.shape[1]
+        u = self.in_proj(h)  # (B, T, n_in)
+        x = u
+        if self.conv is not None:
+            x = self.conv(u.transpose(1, 2))[..., :T].transpose(1, 2)  # causal: (B, T, n_in)
+        v, eta, b = self._operator(x)
+        g_re, g_im = self.guard.scan(v, self.lam, eta, b, layer=self.name)
+        y = self._features(h, g_re, g_im, eta, b)
+        if not return_state:
+            return y, g_re, g_im, None
+        k = self.config.conv_size
+        tail = None
+        if k > 1:
+            tail = u[:, -(k - 1):].transpose(1, 2)  # (B, n_in, <= k-1)
+            if tail.shape[-1] < k - 1:
+                tail = F.pad(tail, (k - 1 - tail.shape[-1], 0))
+        g = torch.complex(g_re[:, -1].double(), g_im[:, -1].double())
+        return y, g_re, g_im, None, {"g": g, "conv": tail}
+
+    def step(self, h: torch.Tensor, state: dict | None) -> tuple[torch.Tensor, dict, Any]:
+        """One decoding step: h (B, d) -> (y (B, d), new state, None); the state holds
+        ``g`` (B, C) complex128 and the convolution's last inputs ``conv`` (B, n_in, k-1)."""
+        u = self.in_proj(h)  # (B, n_in)
+        x, tail = u, None
+        k = self.config.conv_size
+        if self.conv is not None:
+            prev = (state or {}).get("conv")
+            if prev is None:
+                prev = u.new_zeros(u.shape[0], self.n_in, k - 1)
+            window = torch.cat([prev, u[:, :, None]], dim=-1)  # (B, n_in, k)
+            x = (window * self.conv.weight[:, 0]).sum(-1)
+            if self.conv.bias is not None:
+                x = x + self.conv.bias
+            tail = window[:, :, 1:]
+        v, eta, b = self._operator(x)
+        g = bk_step(v, self.lam, eta, b, None if state is None else state["g"])
+        self.guard.check_step(g, eta.expand_as(v), layer=self.name)
+        g_re, g_im = g.real.to(h.dtype), g.imag.to(h.dtype)
+        y = self._features(h, g_re, g_im, eta, b)
+        return y, {"g": g, "conv": tail}, None
 
 
 def _phase(g_re: torch.Tensor, g_im: torch.Tensor) -> torch.Tensor:
@@ -149,13 +320,19 @@ def _phase(g_re: torch.Tensor, g_im: torch.Tensor) -> torch.Tensor:
 
 
 class Block(nn.Module):
-    """Pre-norm residual block: BK sequence mixing, then MLP / MoE feed-forward."""
+    """Pre-norm residual block: BK sequence mixing, then MLP / MoE feed-forward.
 
-    def __init__(self, config: ModelConfig) -> None:
+    ``guard`` (shared by the model's blocks) and ``name`` (the layer's name in guard
+    reports) are bound here, so ``forward(x, stats)`` reads like a plain pre-norm block.
+    """
+
+    def __init__(self, config: ModelConfig, guard: ScanGuard | None = None,
+                 name: str = "0") -> None:
         super().__init__()
         d = config.d_model
         self.ln_1 = nn.LayerNorm(d, bias=config.bias)
-        self.bk = BKLayer(config)
+        layer = SelectiveBKLayer if config.layer == "selective" else BKLayer
+        self.bk = layer(config, guard, name)
         self.drop = nn.Dropout(config.dropout)
         self.ln_2 = None
         self.ffn: nn.Module | None = None
@@ -181,19 +358,23 @@ class Block(nn.Module):
             y = self.ffn(h)
         return x + self.drop(y)
 
-    def forward(self, x: torch.Tensor, guard: ScanGuard, name: str, stats: list) -> torch.Tensor:
-        y, g_re, g_im, aux = self.bk(self.ln_1(x), guard, name)
+    def forward(self, x: torch.Tensor, stats: list, *, return_state: bool = False):
+        """x (B, T, d) -> x (B, T, d); MoE statistics are appended to ``stats``. With
+        ``return_state`` also the layer's decoding state after the last token."""
+        y, g_re, g_im, aux, *state = self.bk(self.ln_1(x), return_state=return_state)
         if aux is not None:
             stats.append(aux)
         x = x + self.drop(y)  # (B, T, d)
-        return self._ffn(x, g_re, g_im, stats)
+        x = self._ffn(x, g_re, g_im, stats)
+        return (x, state[0]) if return_state else x
 
-    def step(self, x: torch.Tensor, state, guard: ScanGuard, name: str
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-        y, g, _ = self.bk.step(self.ln_1(x), state, guard, name)
+    def step(self, x: torch.Tensor, state) -> tuple[torch.Tensor, Any]:
+        """One decoding step: x (B, d), state -> (x (B, d), new state)."""
+        y, new_state, _ = self.bk.step(self.ln_1(x), state)
         x = x + y  # (B, d)
+        g = new_state["g"] if isinstance(new_state, dict) else new_state
         x = self._ffn(x, g.real.to(x.dtype), g.imag.to(x.dtype), [])
-        return x, g
+        return x, new_state
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,12 +401,13 @@ class _BKNetwork(nn.Module):
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.d_model)
         self.drop = nn.Dropout(config.dropout)
-        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.guard = ScanGuard(config.guard, backend=config.scan_backend)
+        self.blocks = nn.ModuleList(Block(config, self.guard, str(i))
+                                    for i in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model, bias=config.bias)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         if config.tie_embeddings:
             self.lm_head.weight = self.wte.weight
-        self.guard = ScanGuard(config.guard, backend=config.scan_backend)
         self.last_aux: Mapping[str, Any] = {}
         self.apply(self._init_weights)
         for name, p in self.named_parameters():  # scaled residual projections (GPT-2)
@@ -282,8 +464,8 @@ class _BKNetwork(nn.Module):
         self.guard.begin_forward()
         x = self.drop(self.wte(input_ids.long()))  # (B, T, d)
         stats: list = []
-        for i, block in enumerate(self.blocks):
-            x = block(x, self.guard, str(i), stats)
+        for block in self.blocks:
+            x = block(x, stats)
         return self.ln_f(x), stats
 
     def _aux(self, stats: list) -> tuple[torch.Tensor, _LazyInfo]:
@@ -535,17 +717,14 @@ class LanguageModel(_BKNetwork):
         x = self.wte(input_ids.long())
         states: dict[str, Any] = {}
         for i, block in enumerate(self.blocks):
-            y, g_re, g_im, aux = block.bk(block.ln_1(x), self.guard, str(i))
-            x = x + y
-            x = block._ffn(x, g_re, g_im, [])
-            states[str(i)] = torch.complex(g_re[:, -1].double(), g_im[:, -1].double())
+            x, states[str(i)] = block(x, [], return_state=True)
         states["logits"] = self.lm_head(self.ln_f(x[:, -1]))  # (B, V)
         return states
 
     def _decode_step(self, token: torch.Tensor, states: dict[str, Any]) -> torch.Tensor:
         x = self.wte(token)  # (B, d)
         for i, block in enumerate(self.blocks):
-            x, states[str(i)] = block.step(x, states[str(i)], self.guard, str(i))
+            x, states[str(i)] = block.step(x, states[str(i)])
         return self.lm_head(self.ln_f(x))  # (B, V)
 
     @staticmethod

@@ -71,7 +71,7 @@ class TestForward:
         x = m.wte(ids())
         blk = m.blocks[0]
         h = blk.ln_1(x)
-        _, g_re, g_im, _ = blk.bk(h, m.guard, "0")
+        _, g_re, g_im, _ = blk.bk(h)
         v = blk.bk.v_proj(h)
         r_re, r_im = bk_scan_naive(v.double(), blk.bk.lam.double(), blk.bk.eta.double(),
                                    blk.bk.hop.double())
@@ -119,7 +119,7 @@ class TestForward:
         assert torch.isfinite(loss)
         # the layer returns MoE(h) + W_out [Re g, Im g] (the seeds' residual)
         h = m.blocks[0].ln_1(m.wte(ids(T=5)))
-        y, g_re, g_im, _ = bk(h, m.guard, "0")
+        y, g_re, g_im, _ = bk(h)
         u, _ = bk.v_moe(h)
         assert torch.allclose(y, u + bk.features(g_re, g_im, bk.eta), atol=1e-6)
         assert m.generate(ids(B=1, T=3), 4, temperature=0).shape == (1, 7)

@@ -1,0 +1,167 @@
+"""Equal-token language-model comparisons on a GPU: ResNet-BK layers, the Transformer, peers.
+
+Every row of a suite is trained by the project's own loop (:func:`bkmodel.train.train`) with
+the same tokenizer, data order, optimiser, schedule, batch and number of steps; only the
+model differs. The Transformer is matched in parameters to the suite's ResNet-BK default
+(its feed-forward width is solved by :func:`bkmodel.baseline.matched_config`). Reported per
+row: parameters, validation/test perplexity (whole held-out plays), training tokens/s,
+peak GPU memory and wall time.
+
+Suites::
+
+    gpu2k     seq 2048, batch 8, 1,200 steps (19.7M tokens), d 256, 4 layers, BPE 4096:
+              the new selective layer, the classic layer, the Transformer, and the
+              ablation of the selective layer (each ingredient switched off in turn)
+    gpu16k    seq 16,384, batch 1: training throughput of the new layer vs the Transformer
+
+Usage (on the GPU machine, from the repository root)::
+
+    PYTHONPATH=. python benchmarks/lm_suites.py --suite gpu2k [--rows bk,transformer]
+
+Writes ``benchmarks/results/lm_<suite>_<device>_<date>.json`` and prints the tables; rows are
+appended to the JSON as they finish (a killed run keeps the finished rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+from bkmodel.evaluate import evaluate_checkpoint  # noqa: E402
+from bkmodel.presets import TrainConfig  # noqa: E402
+from bkmodel.train import train  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+#: The selective layer as the suites use it (bkmodel.config.ModelConfig fields).
+SELECTIVE: dict[str, Any] = dict(layer="selective", n_channels=1024, ffn="mlp")
+
+#: Training setup shared by every row of a suite (bkmodel.presets.TrainConfig fields).
+SETUPS: dict[str, dict[str, Any]] = {
+    "gpu2k": dict(preset="small", seq_len=2048, batch_size=8, max_steps=1200,
+                  warmup_steps=100, eval_every=400, ckpt_every=400, eval_tokens=131072,
+                  cuda_graph=True),
+    "gpu16k": dict(preset="small", seq_len=16384, batch_size=1, max_steps=150,
+                   warmup_steps=20, eval_every=1000, ckpt_every=1000, eval_tokens=131072,
+                   cuda_graph=True),
+}
+
+#: label -> (model, ModelConfig overrides). The ablation rows switch one ingredient off.
+ROWS: dict[str, tuple[str, dict[str, Any]]] = {
+    "bk": ("bk", SELECTIVE),
+    "transformer": ("transformer", SELECTIVE),  # matched to the selective default's size
+    "bk-classic": ("bk", {}),  # the classic layer's defaults (C=16, MoE 4 experts)
+    "bk-classic-mlp": ("bk", dict(ffn="mlp", n_channels=64)),
+    "abl-no-selectivity": ("bk", {**SELECTIVE, "selective": False}),
+    "abl-one-timescale": ("bk", {**SELECTIVE, "timescales": "constant"}),
+    "abl-no-conv": ("bk", {**SELECTIVE, "conv_size": 0}),
+    "abl-no-gate": ("bk", {**SELECTIVE, "output_gate": False}),
+    "abl-no-norm": ("bk", {**SELECTIVE, "out_norm": False}),
+    "abl-eta-g-features": ("bk", {**SELECTIVE, "feature_map": "eta_g"}),
+}
+SUITE_ROWS = {
+    "gpu2k": list(ROWS),
+    "gpu16k": ["bk", "transformer"],
+}
+
+
+def run_row(suite: str, label: str, out_dir: Path, progress: bool) -> dict[str, Any]:
+    """Train and evaluate one row; returns its result dict."""
+    model, options = ROWS[label]
+    fields = {k: v for k, v in SETUPS[suite].items() if k != "preset"}
+    cfg = TrainConfig.from_preset(SETUPS[suite]["preset"], model=model,
+                                  bk_options=dict(options), **fields)
+    run_dir = out_dir / f"{suite}-{label}"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    summary = train(cfg, run_dir, progress=progress)
+    wall = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    ev = evaluate_checkpoint(run_dir, ("validation", "test"), batch_size=cfg.batch_size,
+                             device="cuda" if cuda else "cpu")
+    return {
+        "label": label, "model": model, "options": options,
+        "params": summary["params"], "steps": summary["steps"],
+        "train_tokens": summary["tokens"],
+        "val_ppl": ev["validation"]["ppl"], "test_ppl": ev["test"]["ppl"],
+        "val_loss": ev["validation"]["loss"], "test_loss": ev["test"]["loss"],
+        "train_tokens_per_s": summary["train_tokens_per_s"],
+        "eval_tokens_per_s": ev["validation"]["tokens_per_s"],
+        "peak_mem_gib": peak, "wall_s": wall, "counters": summary.get("counters"),
+    }
+
+
+def print_table(suite: str, rows: list[dict[str, Any]]) -> None:
+    header = (f"{'row':<22}{'params':>12}{'val ppl':>9}{'test ppl':>9}{'train tok/s':>13}"
+              f"{'peak GiB':>9}{'wall s':>8}")
+    print(f"\n{suite}")
+    print(header)
+    print("-" * len(header))
+    tf = next((r for r in rows if r["label"] == "transformer"), None)
+    for r in rows:
+        peak = f"{r['peak_mem_gib']:.2f}" if r["peak_mem_gib"] is not None else "-"
+        print(f"{r['label']:<22}{r['params']:>12,}{r['val_ppl']:>9.2f}{r['test_ppl']:>9.2f}"
+              f"{r['train_tokens_per_s']:>13,.0f}{peak:>9}{r['wall_s']:>8.0f}")
+    if tf is not None:
+        for r in rows:
+            if r is not tf:
+                print(f"  {r['label']} / transformer: val ppl x{r['val_ppl'] / tf['val_ppl']:.3f}"
+                      f", tokens/s x{r['train_tokens_per_s'] / tf['train_tokens_per_s']:.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--suite", default="gpu2k", choices=sorted(SETUPS))
+    p.add_argument("--rows", default=None, help="comma-separated row labels (default: all)")
+    p.add_argument("--out-dir", type=Path, default=Path("runs/lm_suites"))
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--tag", default="", help="suffix of the results file name")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    labels = SUITE_ROWS[args.suite] if args.rows is None else args.rows.split(",")
+    unknown = [x for x in labels if x not in ROWS]
+    if unknown:
+        p.error(f"unknown rows {unknown}; known: {', '.join(ROWS)}")
+    started = dt.datetime.now(dt.timezone.utc)
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    args.results.mkdir(parents=True, exist_ok=True)
+    tag = f"_{args.tag}" if args.tag else ""
+    path = args.results / (f"lm_{args.suite}{tag}_{device.replace(' ', '-')}_"
+                           f"{started:%Y-%m-%d}.json")
+    command = "python benchmarks/lm_suites.py " + " ".join(sys.argv[1:] if argv is None
+                                                           else argv)
+    result: dict[str, Any] = {
+        "benchmark": "lm_suites", "suite": args.suite, "date": started.isoformat(),
+        "command": command.strip(), "setup": SETUPS[args.suite],
+        "machine": {"platform": platform.platform(), "device": device,
+                    "torch": torch.__version__}, "rows": [],
+    }
+    for label in labels:
+        print(f"== {args.suite} / {label}", flush=True)
+        row = run_row(args.suite, label, args.out_dir, not args.no_progress)
+        result["rows"].append(row)
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps({k: row[k] for k in ("label", "params", "val_ppl", "test_ppl",
+                                              "train_tokens_per_s", "peak_mem_gib")}),
+              flush=True)
+    print_table(args.suite, result["rows"])
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
