@@ -1,10 +1,12 @@
 """pytest plumbing for the certificate suite.
 
-Every test here obtains certificates through the ``certify`` fixture, which runs a check
-from :mod:`bkmath.checks` and records its certificates. At the end of the session the
-certificates are written to ``certificates.json`` and ``certificates.md`` (directory set by
-``--certificates-dir`` or ``$BK_CERT_DIR``, default: the current directory). Works under
-pytest-xdist: each worker writes a part file, the controller merges them.
+Every test here imports the check functions it runs from their module of
+:mod:`bkmath.checks` (``from bkmath.checks.schatten import check_schatten``) and obtains
+certificates through the ``certify`` fixture, which runs a check function and records its
+certificates. At the end of the session the certificates are written to
+``certificates.json`` and ``certificates.md`` (directory set by ``--certificates-dir`` or
+``$BK_CERT_DIR``, default: the current directory). Works under pytest-xdist: each worker
+writes a part file, the controller merges them.
 
 ``pytest proofs_checks --thorough`` runs the thorough profile.
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from bkmath.certificate import Certificate, write_report
-from bkmath.checks import Profile, run_check
+from bkmath.checks import CheckFn, Profile, run_check
 
 _COLLECTED: list[Certificate] = []
 
@@ -39,10 +41,12 @@ def profile(request: pytest.FixtureRequest) -> Profile:
 
 @pytest.fixture
 def certify(profile: Profile):
-    """``certify(name)`` runs check ``name``, records and returns its certificates."""
+    """``certify(check_fn)`` runs the check function ``check_fn`` at the session's profile
+    (through :func:`bkmath.checks.run_check`: an exception becomes an unexpected certificate),
+    records and returns its certificates."""
 
-    def run(name: str) -> list[Certificate]:
-        certs = run_check(name, profile)
+    def run(check: CheckFn) -> list[Certificate]:
+        certs = run_check(check, profile)
         _COLLECTED.extend(certs)
         return certs
 

@@ -1,13 +1,14 @@
-"""Birman–Schwinger principle (design.md §4): certificates from bkmath.checks."""
+"""Birman–Schwinger principle (docs/conventions.md §4): bkmath.checks.birman_schwinger."""
 
 from __future__ import annotations
 
 from bkmath.certificate import Kind, Status
 from bkmath.checks import assert_expected
+from bkmath.checks.birman_schwinger import check_birman_schwinger
 
 
 def test_birman_schwinger_principle(certify):
-    certs = certify("birman_schwinger")
+    certs = certify(check_birman_schwinger)
     assert_expected(certs)
     by = {c.theorem: c for c in certs}
     for name in ("birman_schwinger_principle_lattice", "birman_schwinger_principle_arb",

@@ -1,13 +1,14 @@
-"""Perturbation determinants, det₂ and the continuum Fredholm determinant (design.md §4)."""
+"""Perturbation determinants, det₂, the continuum Fredholm determinant (docs/conventions.md §4)."""
 
 from __future__ import annotations
 
 from bkmath.certificate import Kind, Status
 from bkmath.checks import assert_expected
+from bkmath.checks.determinant import check_determinant
 
 
 def test_determinants(certify):
-    certs = certify("determinant")
+    certs = certify(check_determinant)
     assert_expected(certs)
     by = {c.theorem: c for c in certs}
     for name in ("det_identity_lattice", "det_identity_lattice_arb", "det_box_limit",

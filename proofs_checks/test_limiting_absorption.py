@@ -1,13 +1,14 @@
-"""Limiting absorption principle (design.md §2, §6): measured rates as ε ↓ 0."""
+"""Limiting absorption principle (docs/conventions.md §2, §6): measured rates as ε ↓ 0."""
 
 from __future__ import annotations
 
 from bkmath.certificate import Status
 from bkmath.checks import assert_expected
+from bkmath.checks.limiting_absorption import check_limiting_absorption
 
 
 def test_limiting_absorption(certify):
-    certs = certify("limiting_absorption")
+    certs = certify(check_limiting_absorption)
     assert_expected(certs)
     by = {c.theorem: c for c in certs}
     assert by["limiting_absorption_weighted_resolvent"].status is Status.VERIFIED

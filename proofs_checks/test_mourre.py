@@ -1,9 +1,14 @@
-"""Mourre commutators and Mourre estimates (design.md §5): certificates from bkmath.checks."""
+"""Mourre commutators and Mourre estimates (docs/conventions.md §5): bkmath.checks.mourre."""
 
 from __future__ import annotations
 
 from bkmath.certificate import Kind, Status
 from bkmath.checks import assert_expected
+from bkmath.checks.mourre import (
+    check_mourre_commutator_identity,
+    check_mourre_estimate,
+    check_seed_commutator_identity,
+)
 
 
 def _by_name(certs):
@@ -11,7 +16,7 @@ def _by_name(certs):
 
 
 def test_commutator_identities(certify):
-    certs = certify("mourre_commutator_identity")
+    certs = certify(check_mourre_commutator_identity)
     assert_expected(certs)
     names = _by_name(certs)
     for model in ("momentum", "continuum", "lattice"):
@@ -22,7 +27,7 @@ def test_commutator_identities(certify):
 
 
 def test_seed_identity(certify):
-    certs = certify("seed_commutator_identity")
+    certs = certify(check_seed_commutator_identity)
     assert_expected(certs)
     status = {c.theorem: c.status for c in certs}
     # true where the seeds state it (momentum operator), false for the Laplacians
@@ -32,7 +37,7 @@ def test_seed_identity(certify):
 
 
 def test_mourre_estimate(certify):
-    certs = certify("mourre_estimate")
+    certs = certify(check_mourre_estimate)
     assert_expected(certs)
     names = _by_name(certs)
     lat = names["mourre_estimate[lattice]"]

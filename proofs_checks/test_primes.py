@@ -1,13 +1,14 @@
-"""Weil explicit formula and the prime-bump potential (design.md §7)."""
+"""Weil explicit formula and the prime-bump potential (docs/conventions.md §7)."""
 
 from __future__ import annotations
 
 from bkmath.certificate import Kind, Status
 from bkmath.checks import assert_expected
+from bkmath.checks.primes import check_explicit_formula, check_prime_bump_pairing
 
 
 def test_explicit_formula(certify):
-    certs = certify("explicit_formula")
+    certs = certify(check_explicit_formula)
     assert_expected(certs)
     kinds = {c.kind for c in certs}
     assert kinds == {Kind.THEOREM, Kind.NEGATIVE_CONTROL, Kind.SEED_CLAIM}
@@ -20,7 +21,7 @@ def test_explicit_formula(certify):
 
 
 def test_prime_bump_pairing(certify):
-    certs = certify("prime_bump_pairing")
+    certs = certify(check_prime_bump_pairing)
     assert_expected(certs)
     assert certs[0].status is Status.VERIFIED
     assert any(c.kind is Kind.NEGATIVE_CONTROL and c.status is Status.REFUTED for c in certs)

@@ -1,9 +1,15 @@
-"""Resolvent theorems (design.md §2–3): free closed forms, resolvent identity, Herglotz."""
+"""Resolvent theorems (docs/conventions.md §2–3): closed forms, resolvent identity, Herglotz."""
 
 from __future__ import annotations
 
 from bkmath.certificate import Kind, Status
 from bkmath.checks import assert_expected
+from bkmath.checks.resolvent import (
+    check_free_resolvent,
+    check_herglotz,
+    check_resolvent_diagonal_mpmath,
+    check_resolvent_identity,
+)
 
 
 def _by_name(certs):
@@ -11,7 +17,7 @@ def _by_name(certs):
 
 
 def test_free_resolvent_closed_forms(certify):
-    certs = certify("free_resolvent")
+    certs = certify(check_free_resolvent)
     assert_expected(certs)
     by = _by_name(certs)
     assert by["free_resolvent_lattice"].status is Status.VERIFIED
@@ -25,7 +31,7 @@ def test_free_resolvent_closed_forms(certify):
 
 
 def test_resolvent_identity(certify):
-    certs = certify("resolvent_identity")
+    certs = certify(check_resolvent_identity)
     assert_expected(certs)
     by = _by_name(certs)
     assert by["resolvent_identity_finite"].details["mpmath_residual_dps40"] < 1e-30
@@ -34,7 +40,7 @@ def test_resolvent_identity(certify):
 
 
 def test_herglotz(certify):
-    certs = certify("herglotz")
+    certs = certify(check_herglotz)
     assert_expected(certs)
     by = _by_name(certs)
     assert by["herglotz"].status is Status.VERIFIED
@@ -45,7 +51,7 @@ def test_herglotz(certify):
 
 
 def test_resolvent_diagonal_mpmath(certify):
-    certs = certify("resolvent_diagonal_mpmath")
+    certs = certify(check_resolvent_diagonal_mpmath)
     assert_expected(certs)
     by = _by_name(certs)
     assert by["resolvent_diagonal_mpmath"].value <= 1e-12

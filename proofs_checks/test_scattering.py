@@ -1,13 +1,14 @@
-"""Spectral shift, Birman–Krein, Levinson and arg det₂ on the lattice (design.md §6)."""
+"""Spectral shift, Birman–Krein, Levinson and arg det₂ on the lattice (docs/conventions.md §6)."""
 
 from __future__ import annotations
 
 from bkmath.certificate import Kind, Status
 from bkmath.checks import assert_expected
+from bkmath.checks.scattering import check_scattering
 
 
 def test_scattering(certify):
-    certs = certify("scattering")
+    certs = certify(check_scattering)
     assert_expected(certs)
     by = {c.theorem: c for c in certs}
     for name in ("spectral_shift_finite", "spectral_shift_infinite", "birman_krein",

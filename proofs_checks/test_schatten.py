@@ -1,13 +1,15 @@
-"""Schatten S2/S1 bounds: the correct ones verified, the seeds' tested as stated (design.md §4)."""
+"""Schatten S2/S1 bounds: the correct ones verified, the seeds' tested as stated
+(docs/conventions.md §4)."""
 
 from __future__ import annotations
 
 from bkmath.certificate import Kind, Status
 from bkmath.checks import assert_expected
+from bkmath.checks.schatten import check_schatten
 
 
 def test_schatten_bounds(certify):
-    certs = certify("schatten")
+    certs = certify(check_schatten)
     assert_expected(certs)
     by = {c.theorem: c for c in certs}
     for name in ("schatten_s2_exact", "schatten_s2_bound", "schatten_s1_bound"):

@@ -1,47 +1,43 @@
-"""Registry of theorem checks: each check returns a list of :class:`~bkmath.Certificate`.
+"""Theorem checks: plain functions ``check_<name>(profile) -> list[Certificate]``.
 
-One module per theorem under ``bkmath/checks/``; each registers its check functions with
-:func:`register`. ``pytest proofs_checks`` and ``bk certify`` both run the checks from this
-registry, so the report and the test suite can never disagree.
+One module per theorem family, named like its test in ``proofs_checks/``
+(``bkmath/checks/schatten.py`` ↔ ``proofs_checks/test_schatten.py``): ``resolvent``,
+``birman_schwinger``, ``determinant``, ``schatten``, ``scattering``, ``limiting_absorption``,
+``mourre``, ``primes``. A check's name is its function's name without ``check_``, its
+description the first paragraph of its docstring::
 
-A check function takes a :class:`Profile` and returns certificates::
-
-    @register("herglotz", "Herglotz bounds Im G > 0, |G| <= 1/Im z for real symmetric H")
     def check_herglotz(profile: Profile) -> list[Certificate]:
+        \"\"\"Herglotz bounds Im G > 0, |G| <= 1/Im z for real symmetric H\"\"\"
         n = profile.pick(quick=50, default=200, thorough=2000)
         ...
+
+``pytest proofs_checks`` imports the check functions it runs
+(``from bkmath.checks.schatten import check_schatten``); :func:`all_checks` lists every check
+in report order for ``bk certify`` and docs/theory.md — add a new check there and give it a
+test in ``proofs_checks/``. :func:`run_check` turns an exception inside a check into an
+unexpected certificate, so the report and the test suite can never disagree.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import inspect
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from bkmath.certificate import Certificate, Kind, Status
 
 __all__ = [
     "Profile",
+    "CheckFn",
     "CheckSpec",
-    "register",
+    "all_checks",
     "registry",
     "run_check",
     "run_checks",
     "assert_expected",
-]
-
-#: Modules that define checks, in report order. Add a module here when you add a theorem.
-CHECK_MODULES: list[str] = [
-    "bkmath.checks.resolvent_checks",
-    "bkmath.checks.birman_schwinger_checks",
-    "bkmath.checks.determinant_checks",
-    "bkmath.checks.schatten_checks",
-    "bkmath.checks.scattering_checks",
-    "bkmath.checks.limiting_absorption_checks",
-    "bkmath.checks.mourre_checks",
-    "bkmath.checks.primes_checks",
 ]
 
 T = TypeVar("T")
@@ -68,53 +64,136 @@ CheckFn = Callable[[Profile], list[Certificate]]
 
 @dataclasses.dataclass(frozen=True)
 class CheckSpec:
+    """A check function with its name, description and defining module."""
+
     name: str
     description: str
     func: CheckFn
     module: str
 
-
-_REGISTRY: dict[str, CheckSpec] = {}
-
-
-def register(name: str, description: str) -> Callable[[CheckFn], CheckFn]:
-    """Decorator registering a check function under ``name``."""
-
-    def deco(func: CheckFn) -> CheckFn:
-        if name in _REGISTRY and _REGISTRY[name].func is not func:
-            raise ValueError(f"check {name!r} registered twice")
-        _REGISTRY[name] = CheckSpec(name, description, func, func.__module__)
-        return func
-
-    return deco
+    @classmethod
+    def of(cls, func: CheckFn) -> CheckSpec:
+        doc = inspect.getdoc(func) or ""
+        description = " ".join(doc.split("\n\n")[0].split())
+        return cls(func.__name__.removeprefix("check_"), description, func, func.__module__)
 
 
-def registry(*, load: bool = True) -> dict[str, CheckSpec]:
-    """All registered checks (importing every module of ``CHECK_MODULES`` first)."""
-    if load:
-        for mod in CHECK_MODULES:
-            importlib.import_module(mod)
-    return dict(_REGISTRY)
+@contextmanager
+def _check_module(module: str, out: list[CheckFn]) -> Iterator[None]:
+    """Run the ``with`` body (importing ``module`` and listing its checks in ``out``); if it
+    raises, list in their place one check that reports the error."""
+    try:
+        yield
+    except Exception as exc:  # reported by the stand-in check, never hidden
+        out.append(_import_failure(module, exc))
 
 
-def run_check(name: str, profile: Profile | str = "default") -> list[Certificate]:
-    """Run one registered check and return its certificates.
+def _import_failure(module: str, exc: Exception) -> CheckFn:
+    """A stand-in check for a module that could not be imported: one ``inconclusive``
+    certificate of kind ``theorem`` (hence unexpected) carrying the error."""
+    error = f"{type(exc).__name__}: {exc}"
+    short = module.rsplit(".", 1)[-1]
+
+    def check(profile: Profile) -> list[Certificate]:
+        return [
+            Certificate(
+                theorem=short,
+                statement=f"check module {module} could not be imported",
+                status=Status.INCONCLUSIVE,
+                kind=Kind.THEOREM,
+                details={"error": error},
+            )
+        ]
+
+    check.__name__ = check.__qualname__ = f"check_{short}"
+    check.__module__ = module
+    check.__doc__ = f"IMPORT ERROR: {error}"
+    check.import_error = error  # type: ignore[attr-defined]
+    return check
+
+
+def all_checks() -> list[CheckFn]:
+    """Every theorem check, in report order (``bk certify``, docs/theory.md's table).
+
+    The check modules are imported on the first call. A module that cannot be imported is
+    listed as one stand-in check (attribute ``import_error``) whose certificate reports the
+    error as an unexpected outcome; the other modules' checks still run.
+    """
+    out: list[CheckFn] = []
+    with _check_module("bkmath.checks.resolvent", out):
+        from bkmath.checks import resolvent
+
+        out += [
+            resolvent.check_free_resolvent,
+            resolvent.check_resolvent_identity,
+            resolvent.check_herglotz,
+            resolvent.check_resolvent_diagonal_mpmath,
+        ]
+    with _check_module("bkmath.checks.birman_schwinger", out):
+        from bkmath.checks import birman_schwinger
+
+        out += [birman_schwinger.check_birman_schwinger]
+    with _check_module("bkmath.checks.determinant", out):
+        from bkmath.checks import determinant
+
+        out += [determinant.check_determinant]
+    with _check_module("bkmath.checks.schatten", out):
+        from bkmath.checks import schatten
+
+        out += [schatten.check_schatten]
+    with _check_module("bkmath.checks.scattering", out):
+        from bkmath.checks import scattering
+
+        out += [scattering.check_scattering]
+    with _check_module("bkmath.checks.limiting_absorption", out):
+        from bkmath.checks import limiting_absorption
+
+        out += [limiting_absorption.check_limiting_absorption]
+    with _check_module("bkmath.checks.mourre", out):
+        from bkmath.checks import mourre
+
+        out += [
+            mourre.check_mourre_commutator_identity,
+            mourre.check_seed_commutator_identity,
+            mourre.check_mourre_estimate,
+        ]
+    with _check_module("bkmath.checks.primes", out):
+        from bkmath.checks import primes
+
+        out += [primes.check_explicit_formula, primes.check_prime_bump_pairing]
+    return out
+
+
+def registry() -> dict[str, CheckSpec]:
+    """The checks of :func:`all_checks` by name, in report order (for ``bk certify --only``
+    and ``--list``, and lookups by name)."""
+    specs = [CheckSpec.of(f) for f in all_checks()]
+    return {s.name: s for s in specs}
+
+
+def run_check(check: CheckFn | str, profile: Profile | str = "default") -> list[Certificate]:
+    """Run one check (a check function, or the name of one in :func:`registry`) and return
+    its certificates.
 
     An exception inside a check is not swallowed into a pass: it becomes an
     ``inconclusive`` certificate of kind ``theorem`` (hence unexpected) carrying the error.
+    A check that returns no certificate is an error (``RuntimeError``).
     """
     prof = profile if isinstance(profile, Profile) else Profile(profile)
-    specs = registry()
-    if name not in specs:
-        raise ValueError(f"unknown check {name!r}; known: {sorted(specs)}")
-    spec = specs[name]
+    if isinstance(check, str):
+        specs = registry()
+        if check not in specs:
+            raise ValueError(f"unknown check {check!r}; known: {sorted(specs)}")
+        spec = specs[check]
+    else:
+        spec = CheckSpec.of(check)
     t0 = time.perf_counter()
     try:
         certs = spec.func(prof)
     except Exception as exc:  # reported, not hidden
         return [_error_certificate(spec, exc, t0)]
     if not certs:
-        raise RuntimeError(f"check {name!r} returned no certificate")
+        raise RuntimeError(f"check {spec.name!r} returned no certificate")
     return certs
 
 
@@ -132,26 +211,26 @@ def _error_certificate(spec: CheckSpec, exc: Exception, t0: float) -> Certificat
 
 
 def run_checks(
-    names: Iterable[str] | None = None,
+    checks: Iterable[CheckFn | str] | None = None,
     profile: Profile | str = "default",
     *,
     progress: bool = False,
 ) -> list[Certificate]:
-    """Run several checks (all by default), optionally with a tqdm progress bar."""
-    specs = registry()
-    selected = list(specs) if names is None else list(names)
+    """Run several checks (all of :func:`all_checks` by default), optionally with a tqdm
+    progress bar."""
+    selected = all_checks() if checks is None else list(checks)
     out: list[Certificate] = []
-    it: Iterable[str] = selected
+    it: Iterable[CheckFn | str] = selected
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(selected, desc="certificates", unit="check")
         it = bar
-    for name in it:
+    for check in it:
         if bar is not None:
-            bar.set_postfix_str(name)
-        out.extend(run_check(name, profile))
+            bar.set_postfix_str(check if isinstance(check, str) else CheckSpec.of(check).name)
+        out.extend(run_check(check, profile))
     return out
 
 

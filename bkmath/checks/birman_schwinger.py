@@ -24,8 +24,8 @@ from scipy.optimize import brentq
 
 from bkmath.bs_operator import birman_schwinger
 from bkmath.certificate import Certificate, Kind, timed
-from bkmath.checks import Profile, register
-from bkmath.checks._bs_support import EPS, make_cert
+from bkmath.checks import Profile
+from bkmath.checks._support import EPS, make_cert
 from bkmath.determinant import eigenvalue_count
 from bkmath.fredholm import square_well_jost
 from bkmath.operators import JacobiOperator
@@ -142,7 +142,7 @@ def _arb_cert() -> Certificate:
             ok &= n_bs == n_h
         # mpmath confirmation at dps 40 for one λ
         with mpmath.workdps(40):
-            from bkmath.reference.scattering_ref import bs_matrix_mp
+            from bkmath.reference.bs_operator import bs_matrix_mp
 
             K = bs_matrix_mp([float(Fraction(x)) for x in v], -1.0, dps=40)
             Kr = mpmath.matrix([[-mpmath.re(K[i, j]) for j in range(K.cols)]
@@ -223,7 +223,7 @@ def _continuum_cert(profile: Profile) -> Certificate:
         precision="float64",
         tolerance=tol,
         tolerance_reason="Nyström error of the kinked kernel e^{−κ|x−y|} is O(n^{-2}) (measured "
-        "in determinant_checks); 50/n² bounds it with room; counts decided with margin "
+        "in bkmath.checks.determinant); 50/n² bounds it with room; counts decided with margin "
         "min|μ − 1| ≫ that error.",
         wall_time=t["seconds"],
     )
@@ -254,6 +254,6 @@ def _negative_control() -> Certificate:
     )
 
 
-@register("birman_schwinger", "Birman–Schwinger principle (counting form), lattice and continuum")
 def check_birman_schwinger(profile: Profile) -> list[Certificate]:
+    """Birman–Schwinger principle (counting form), lattice and continuum"""
     return [_lattice_cert(profile), _arb_cert(), _continuum_cert(profile), _negative_control()]

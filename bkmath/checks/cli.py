@@ -1,25 +1,27 @@
 """``bk certify``: run the theorem checks and print the certificate table.
 
-Runs the registry of :mod:`bkmath.checks` (the same checks as ``pytest proofs_checks``) with a
-tqdm progress bar, prints one row per certificate (theorem, kind, status, margin, time) and,
-with ``--out DIR``, writes ``DIR/certificates.json`` and ``DIR/certificates.md``.
+Runs every check of :func:`bkmath.checks.all_checks` (the same check functions as
+``pytest proofs_checks``) in report order with a tqdm progress bar, prints one row per
+certificate (theorem, kind, status, margin, time) and, with ``--out DIR``, writes
+``DIR/certificates.json`` and ``DIR/certificates.md``.
 
 Exit code: 0 when every certificate has an expected outcome (a *refuted seed claim* and a
 *refuted negative control* are expected: they are reported, not errors); 1 when some
 certificate is unexpected (a theorem not verified, a negative control not refuted, a seed
-claim inconclusive, or a check that raised); 2 for a usage error (unknown check name).
+claim inconclusive, a check that raised, or a check module that could not be imported); 2
+for a usage error (unknown check name).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import time
 from pathlib import Path
 
-from bkmath.certificate import Certificate, Kind, Status, write_report
-from bkmath.checks import CHECK_MODULES, Profile, _error_certificate, registry, run_checks
+from bkmath import checks
+from bkmath.certificate import Certificate, Status, write_report
+from bkmath.checks import Profile, run_checks
 
 __all__ = ["configure_parser", "run", "format_table"]
 
@@ -45,7 +47,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="write DIR/certificates.json and DIR/certificates.md",
     )
-    parser.add_argument("--list", action="store_true", help="list the registered checks and exit")
+    parser.add_argument("--list", action="store_true", help="list the checks and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -81,62 +83,13 @@ def format_table(certs: list[Certificate]) -> str:
     return "\n".join(lines)
 
 
-def _import_failures() -> list[Certificate]:
-    """Import every check module; a module that fails becomes an unexpected certificate."""
-    out = []
-    for mod in CHECK_MODULES:
-        try:
-            importlib.import_module(mod)
-        except Exception as exc:  # reported, never hidden
-            out.append(
-                Certificate(
-                    theorem=mod.rsplit(".", 1)[-1],
-                    statement=f"check module {mod} could not be imported",
-                    status=Status.INCONCLUSIVE,
-                    kind=Kind.THEOREM,
-                    details={"error": f"{type(exc).__name__}: {exc}"},
-                )
-            )
-    return out
-
-
-def _run_loaded(names: list[str], profile: Profile, progress: bool) -> list[Certificate]:
-    """Fallback when some module failed to import: run the loaded checks one by one."""
-    from bkmath.checks import _REGISTRY
-
-    out: list[Certificate] = []
-    it = names
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(names, desc="certificates", unit="check")
-    for name in it:
-        spec = _REGISTRY[name]
-        t0 = time.perf_counter()
-        try:
-            certs = spec.func(profile)
-            if not certs:
-                raise RuntimeError(f"check {name!r} returned no certificate")
-        except Exception as exc:
-            certs = [_error_certificate(spec, exc, t0)]
-        out.extend(certs)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    failures = _import_failures()
-    if failures:
-        from bkmath.checks import _REGISTRY
-
-        specs = dict(_REGISTRY)
-    else:
-        specs = registry()
+    specs = checks.registry()
+    broken = [s for s in specs.values() if hasattr(s.func, "import_error")]
     if args.list:
         for name, spec in specs.items():
             print(f"{name:32s} {spec.description}")
-        for f in failures:
-            print(f"{f.theorem:32s} IMPORT ERROR: {f.details['error']}")
-        return 1 if failures else 0
+        return 1 if broken else 0
     names = list(specs) if args.only is None else list(args.only)
     unknown = [n for n in names if n not in specs]
     if unknown:
@@ -146,14 +99,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     profile = Profile(args.profile)
-    progress = not args.no_progress
     t0 = time.perf_counter()
-    if failures:
-        certs = _run_loaded(names, profile, progress)
-        if args.only is None:
-            certs = failures + certs
-    else:
-        certs = run_checks(names, profile, progress=progress)
+    certs = run_checks([specs[n].func for n in names], profile, progress=not args.no_progress)
     total = time.perf_counter() - t0
     print(format_table(certs))
     bad = [c for c in certs if not c.expected]

@@ -25,8 +25,8 @@ import numpy as np
 
 from bkmath.bs_operator import birman_schwinger, free_kernel_diagonal, lattice_w_boundary
 from bkmath.certificate import Certificate, Kind, timed
-from bkmath.checks import Profile, register
-from bkmath.checks._bs_support import EPS, loglog_rate, make_cert
+from bkmath.checks import Profile
+from bkmath.checks._support import EPS, loglog_rate, make_cert
 from bkmath.fredholm import (
     continuum_fredholm_det,
     det2,
@@ -35,11 +35,8 @@ from bkmath.fredholm import (
     perturbation_determinant,
     square_well_jost,
 )
-from bkmath.reference.scattering_ref import (
-    bs_matrix_mp,
-    fredholm_det_mp,
-    square_well_jost_mp,
-)
+from bkmath.reference.bs_operator import bs_matrix_mp
+from bkmath.reference.fredholm import fredholm_det_mp, square_well_jost_mp
 
 ZS = [1.0 + 1.0j, 0.5 + 0.05j, 3.7 + 0.01j, -1.0 + 0.3j, 6.0 + 2.0j, 2.0 + 0.0j, 0.2 + 0.0j]
 
@@ -329,6 +326,6 @@ def _continuum(profile: Profile) -> list[Certificate]:
     return [cert, mcert, neg]
 
 
-@register("determinant", "det(I+K) = det(H−z)/det(H0−z), det₂ relation, Nyström vs Jost")
 def check_determinant(profile: Profile) -> list[Certificate]:
+    """det(I+K) = det(H−z)/det(H0−z), det₂ relation, Nyström vs Jost"""
     return _det_identity(profile) + _det2(profile) + _continuum(profile)

@@ -7,7 +7,7 @@ I ⊂ (0, 4) away from the thresholds,
     sup_{λ ∈ I, 0 < ε ≤ 1} ‖⟨n⟩^{−s} (H − λ − iε)^{−1} ⟨n⟩^{−s}‖ < ∞,
 
 and the weighted resolvent converges in norm as ε ↓ 0 to the boundary value, here computed
-exactly by the transparent boundary (design.md §2). Likewise K(λ + iε) → K(λ + i0) and
+exactly by the transparent boundary (docs/conventions.md §2). Likewise K(λ + iε) → K(λ + i0) and
 det(I + K(λ + iε)) → D(λ + i0). Rates are measured (analytic in z away from thresholds:
 order 1 in ε; at a threshold K blows up like ε^{−1/2}). Negative control: s = 0 (no weight):
 the norm is not bounded uniformly (it grows like 1/ε with the window).
@@ -19,11 +19,12 @@ import numpy as np
 
 from bkmath.bs_operator import birman_schwinger
 from bkmath.certificate import Certificate, Kind, timed
-from bkmath.checks import Profile, register
-from bkmath.checks._bs_support import loglog_rate, make_cert
+from bkmath.checks import Profile
+from bkmath.checks._support import loglog_rate, make_cert
 from bkmath.fredholm import continuum_fredholm_det, perturbation_determinant
 from bkmath.operators import JacobiOperator
-from bkmath.reference.scattering_ref import bs_matrix_mp, fredholm_det_mp
+from bkmath.reference.bs_operator import bs_matrix_mp
+from bkmath.reference.fredholm import fredholm_det_mp
 
 V_LAP = np.array([1.2, -0.7, 0.0, 2.1, -1.5])
 
@@ -171,6 +172,6 @@ def _bs(profile: Profile) -> list[Certificate]:
     )]
 
 
-@register("limiting_absorption", "Limiting absorption: weighted resolvents and det(I+K) as ε↓0")
 def check_limiting_absorption(profile: Profile) -> list[Certificate]:
+    """Limiting absorption: weighted resolvents and det(I+K) as ε↓0"""
     return _weighted(profile) + _bs(profile)

@@ -1,7 +1,7 @@
-"""Checks of the Mourre commutators and Mourre estimates (design.md §5).
+"""Checks of the Mourre commutators and Mourre estimates (docs/conventions.md §5).
 
-Registered checks
------------------
+Checks
+------
 ``mourre_commutator_identity``
     ``[H0, iA] = f(H0)`` for the three models (momentum ``f = 1``, continuum ``f = 2λ``,
     lattice ``f = λ(4 - λ)``) and the potential terms (``[V, ix] = 0``, ``[V, iA] = -xV'``,
@@ -28,8 +28,8 @@ import mpmath
 import numpy as np
 
 from bkmath.certificate import Certificate, Kind, Status, timed
-from bkmath.checks import Profile, register
-from bkmath.checks._bs_support import EPS, make_cert
+from bkmath.checks import Profile
+from bkmath.checks._support import EPS, make_cert
 from bkmath.mourre import (
     _NORM_GROWTH,
     MourreEstimate,
@@ -378,12 +378,9 @@ def _identity_negative_line(model: str, profile: Profile) -> Certificate:
     )
 
 
-@register(
-    "mourre_commutator_identity",
-    "[H0, iA] = f(H0) for -i d/dx (f = 1), -d²/dx² (f = 2λ) and -Δ (f = λ(4-λ)), and the "
-    "potential terms, on exact compressions",
-)
-def check_commutator_identity(profile: Profile) -> list[Certificate]:
+def check_mourre_commutator_identity(profile: Profile) -> list[Certificate]:
+    """[H0, iA] = f(H0) for -i d/dx (f = 1), -d²/dx² (f = 2λ) and -Δ (f = λ(4-λ)), and the
+    potential terms, on exact compressions"""
     return (
         [_identity_cert(m, profile) for m in ("momentum", "continuum", "lattice")]
         + [_identity_negative_line(m, profile) for m in ("momentum", "continuum")]
@@ -478,11 +475,9 @@ def _seed_cert(setting: str, profile: Profile) -> Certificate:
     )
 
 
-@register(
-    "seed_commutator_identity",
-    "the seeds' '[H0, iA] = I': true for -i d/dx with A = x, tested as stated for -d²/dx² and -Δ",
-)
-def check_seed_identity(profile: Profile) -> list[Certificate]:
+def check_seed_commutator_identity(profile: Profile) -> list[Certificate]:
+    """the seeds' '[H0, iA] = I': true for -i d/dx with A = x, tested as stated for -d²/dx²
+    and -Δ"""
     return [
         _seed_cert(s, profile) for s in ("momentum", "laplacian_x", "laplacian_dilation", "lattice")
     ]
@@ -604,12 +599,9 @@ def _mp_section_check(model: str, v: object, interval: tuple[float, float], size
     }
 
 
-@register(
-    "mourre_estimate",
-    "E_I [H, iA] E_I >= c E_I + K (K compact) on intervals inside the continuous spectrum, "
-    "stable as the section grows; fails at thresholds and for the naive truncation",
-)
 def check_mourre_estimate(profile: Profile) -> list[Certificate]:
+    """E_I [H, iA] E_I >= c E_I + K (K compact) on intervals inside the continuous spectrum,
+    stable as the section grows; fails at thresholds and for the naive truncation"""
     certs: list[Certificate] = []
     v_lat = _lattice_potential()
     cases = [

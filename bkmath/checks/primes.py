@@ -1,7 +1,8 @@
-"""Checks of the Weil explicit formula and of the prime-bump potential (design.md §7).
+"""Checks of the Weil explicit formula and of the prime-bump potential
+(docs/conventions.md §7).
 
-Registered checks
------------------
+Checks
+------
 ``explicit_formula``
     Both sides of the Weil explicit formula for ζ with Gaussian test functions (one plain, one
     modulated to the first zero so that the zeros dominate), against the first zeros from
@@ -26,8 +27,8 @@ import numpy as np
 from flint import arb
 
 from bkmath.certificate import Certificate, Kind, Status, timed
-from bkmath.checks import Profile, register
-from bkmath.checks._bs_support import make_cert
+from bkmath.checks import Profile
+from bkmath.checks._support import make_cert
 from bkmath.primes import (
     ExplicitFormula,
     GaussianTestFunction,
@@ -36,10 +37,10 @@ from bkmath.primes import (
     explicit_formula_float64,
     prime_bump_pairing,
     prime_bump_potential,
-    prime_bump_potential_mp,
     von_mangoldt_table,
     zeta_zeros,
 )
+from bkmath.reference.primes import prime_bump_potential_mp
 
 _STATEMENT = (
     "Weil explicit formula: Σ_ρ h(γ_ρ) = h(i/2) + h(-i/2) - g(0) log π + (1/2π)∫ h(r) "
@@ -172,12 +173,9 @@ def _formula_cert(
     )
 
 
-@register(
-    "explicit_formula",
-    "Weil explicit formula for ζ with Gaussian test functions against the first zeros "
-    "(mpmath.zetazero), all archimedean and pole terms included",
-)
 def check_explicit_formula(profile: Profile) -> list[Certificate]:
+    """Weil explicit formula for ζ with Gaussian test functions against the first zeros
+    (mpmath.zetazero), all archimedean and pole terms included"""
     return [
         _formula_cert(
             "explicit_formula[gaussian]",
@@ -241,12 +239,9 @@ def _primes_only_pairing(sigma: float, eps: float, n_max: int, x: np.ndarray) ->
     return h * (math.fsum(f) - 0.5 * (f[0] + f[-1]))
 
 
-@register(
-    "prime_bump_pairing",
-    "∫ V_ε g dx for the prime-bump potential equals the zero side of the explicit formula for "
-    "ψ_ε * g",
-)
 def check_prime_bump_pairing(profile: Profile) -> list[Certificate]:
+    """∫ V_ε g dx for the prime-bump potential equals the zero side of the explicit formula
+    for ψ_ε * g"""
     dps, nz = _settings(profile)
     sigma, eps = 0.5, profile.pick(quick=0.1, default=0.05, thorough=0.02)
     certs = []

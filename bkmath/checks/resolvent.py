@@ -1,6 +1,6 @@
 """Resolvent theorems: free closed forms, the resolvent identity, Herglotz bounds.
 
-Theorems checked (design.md §2–3)
+Theorems checked (docs/conventions.md §2–3)
 ---------------------------------
 1. ``free_resolvent_lattice``: for -Δ on ℓ²(Z) and z ∉ [0, 4],
    ``G0(m, n; z) = w^{|m-n|} / (w^{-1} - w)`` with ``|w| < 1``. Checked against a large Dirichlet
@@ -29,11 +29,11 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from bkmath.certificate import Certificate, Kind, timed
-from bkmath.checks import Profile, register
-from bkmath.checks._bs_support import EPS, make_cert
+from bkmath.checks import Profile
+from bkmath.checks._support import EPS, make_cert
 from bkmath.operators import JacobiOperator
-from bkmath.reference import (
-    continuant_diagonal,
+from bkmath.reference.dense import continuant_diagonal
+from bkmath.reference.resolvent import (
     free_resolvent_continuum_mp,
     free_resolvent_mp,
     resolvent_diagonal_mp,
@@ -223,8 +223,8 @@ def _check_continuum(profile: Profile, *, wrong_branch: bool) -> Certificate:
     )
 
 
-@register("free_resolvent", "Closed forms of the free lattice and continuum resolvents")
 def check_free_resolvent(profile: Profile) -> list[Certificate]:
+    """Closed forms of the free lattice and continuum resolvents"""
     return [
         _check_lattice(profile, wrong_branch=False),
         _check_lattice(profile, wrong_branch=True),
@@ -365,8 +365,8 @@ def _check_identity_lattice(profile: Profile, *, wrong_branch: bool) -> Certific
     )
 
 
-@register("resolvent_identity", "Second resolvent identity R - R0 = -R0 V R (finite and on Z)")
 def check_resolvent_identity(profile: Profile) -> list[Certificate]:
+    """Second resolvent identity R - R0 = -R0 V R (finite and on Z)"""
     return [
         _check_identity_finite(profile),
         _check_identity_lattice(profile, wrong_branch=False),
@@ -435,7 +435,7 @@ def _check_herglotz(profile: Profile, *, control: str | None) -> Certificate:
     name = "herglotz" + ("" if control is None else f"_{control}")
     stmt = {
         None: "For real symmetric H and Im z > 0: Im G_ii > 0 and |G_ii| <= 1/Im z, and the same "
-        "for the edge Green's functions g^L_i, g^R_i (design.md §3)",
+        "for the edge Green's functions g^L_i, g^R_i (docs/conventions.md §3)",
         "complex_potential": "NEGATIVE CONTROL: the Herglotz bounds for H0 + V + iγ, γ = 2 Im z "
         "(not self-adjoint)",
         "lower_half_plane": "NEGATIVE CONTROL: the Herglotz bounds at Im z < 0",
@@ -464,8 +464,8 @@ def _check_herglotz(profile: Profile, *, control: str | None) -> Certificate:
     )
 
 
-@register("herglotz", "Herglotz bounds Im G > 0, |G| <= 1/Im z for real symmetric H")
 def check_herglotz(profile: Profile) -> list[Certificate]:
+    """Herglotz bounds Im G > 0, |G| <= 1/Im z for real symmetric H"""
     return [
         _check_herglotz(profile, control=None),
         _check_herglotz(profile, control="complex_potential"),
@@ -476,11 +476,8 @@ def check_herglotz(profile: Profile) -> list[Certificate]:
 # ------------------------------------------------------------------------------------------
 # 5. fast diagonal vs mpmath at 50 digits
 # ------------------------------------------------------------------------------------------
-@register(
-    "resolvent_diagonal_mpmath",
-    "O(N) resolvent diagonal vs the 50-digit θ/φ continuant reference",
-)
 def check_resolvent_diagonal_mpmath(profile: Profile) -> list[Certificate]:
+    """O(N) resolvent diagonal vs the 50-digit θ/φ continuant reference"""
     rng = np.random.default_rng(5)
     n = profile.pick(quick=50, default=300, thorough=2000)
     cases = profile.pick(quick=2, default=4, thorough=12)

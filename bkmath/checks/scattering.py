@@ -22,8 +22,8 @@ import numpy as np
 
 from bkmath.bs_operator import birman_schwinger
 from bkmath.certificate import Certificate, Kind, timed
-from bkmath.checks import Profile, register
-from bkmath.checks._bs_support import make_cert
+from bkmath.checks import Profile
+from bkmath.checks._support import make_cert
 from bkmath.fredholm import (
     det2,
     fredholm_det,
@@ -31,7 +31,7 @@ from bkmath.fredholm import (
     perturbation_determinant,
 )
 from bkmath.operators import JacobiOperator
-from bkmath.reference.scattering_ref import scattering_matrix_mp
+from bkmath.reference.scattering import scattering_matrix_mp
 from bkmath.scattering import (
     continued_arg,
     scattering_matrix,
@@ -379,7 +379,7 @@ def _phase(profile: Profile) -> list[Certificate]:
     return [cert, neg]
 
 
-@register("scattering", "Spectral shift, Birman–Krein, Levinson, arg det₂ vs πξ on the lattice")
 def check_scattering(profile: Profile) -> list[Certificate]:
+    """Spectral shift, Birman–Krein, Levinson, arg det₂ vs πξ on the lattice"""
     return (_finite(profile) + _infinite(profile) + _birman_krein(profile) + _levinson(profile)
             + _phase(profile))

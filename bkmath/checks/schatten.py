@@ -22,9 +22,9 @@ import numpy as np
 
 from bkmath.bs_operator import birman_schwinger, gauss_legendre
 from bkmath.certificate import Certificate, Kind, timed
-from bkmath.checks import Profile, register
-from bkmath.checks._bs_support import EPS, loglog_rate, make_cert
-from bkmath.reference.scattering_ref import box_hs_norm_sq_mp, trace_class_constant_mp
+from bkmath.checks import Profile
+from bkmath.checks._support import EPS, loglog_rate, make_cert
+from bkmath.reference.schatten import box_hs_norm_sq_mp, trace_class_constant_mp
 from bkmath.schatten import (
     potential_norm,
     s1_bound,
@@ -408,6 +408,6 @@ def _seed_s1(profile: Profile) -> list[Certificate]:
     return out
 
 
-@register("schatten", "Schatten S2/S1 bounds for the Birman–Schwinger operator (and the seeds')")
 def check_schatten(profile: Profile) -> list[Certificate]:
+    """Schatten S2/S1 bounds for the Birman–Schwinger operator (and the seeds')"""
     return _exact_hs(profile) + _correct_bounds(profile) + _seed_s2(profile) + _seed_s1(profile)

@@ -1,12 +1,24 @@
 """Reference implementations: mpmath (arbitrary precision) and dense numpy (LAPACK).
 
-* :mod:`bkmath.reference.mp` — ``lattice_w``, ``free_resolvent``, ``free_resolvent_continuum``,
-  ``continuants``, ``resolvent_diagonal``, ``det``, ``log_det``, ``eigenvalue_count`` at a
-  chosen ``dps`` (precision scoped with ``mpmath.workdps``);
+One module per family of the library, named like the module whose routines it checks:
+
+* :mod:`bkmath.reference.resolvent` — ``lattice_w_mp`` (the one mpmath ``w(z)``),
+  ``free_resolvent_mp``, ``free_resolvent_continuum_mp``, ``continuants_mp``,
+  ``resolvent_diagonal_mp``;
+* :mod:`bkmath.reference.determinant` — ``det_mp``, ``log_det_mp``, ``eigenvalue_count_mp``;
+* :mod:`bkmath.reference.bs_operator` — ``bs_matrix_mp``;
+* :mod:`bkmath.reference.fredholm` — ``fredholm_det_mp``, ``det2_mp``,
+  ``square_well_jost_mp``;
+* :mod:`bkmath.reference.schatten` — ``singular_values_mp``, ``box_hs_norm_sq_mp``,
+  ``trace_class_constant_mp``;
+* :mod:`bkmath.reference.scattering` — ``scattering_matrix_mp``;
+* :mod:`bkmath.reference.primes` — ``prime_bump_potential_mp``;
 * :mod:`bkmath.reference.dense` — ``resolvent_diagonal``, ``log_det``, ``eigenvalue_count``
   from dense matrices, and ``continuant_diagonal``: the θ/φ formula that overflows.
 
-The flat names below carry a ``_mp`` / ``_dense`` suffix.
+The mpmath references take a ``dps`` and scope it with ``mpmath.workdps``. The flat names
+below carry a ``_mp`` / ``_dense`` suffix. :mod:`bkmath.reference.mp` and
+:mod:`bkmath.reference.scattering_ref` are deprecated aliases of the old layout.
 """
 
 from __future__ import annotations
@@ -16,14 +28,14 @@ from bkmath.reference.dense import continuant_diagonal
 from bkmath.reference.dense import eigenvalue_count as eigenvalue_count_dense
 from bkmath.reference.dense import log_det as log_det_dense
 from bkmath.reference.dense import resolvent_diagonal as resolvent_diagonal_dense
-from bkmath.reference.mp import continuants as continuants_mp
-from bkmath.reference.mp import det as det_mp
-from bkmath.reference.mp import eigenvalue_count as eigenvalue_count_mp
-from bkmath.reference.mp import free_resolvent as free_resolvent_mp
-from bkmath.reference.mp import free_resolvent_continuum as free_resolvent_continuum_mp
-from bkmath.reference.mp import lattice_w as lattice_w_mp
-from bkmath.reference.mp import log_det as log_det_mp
-from bkmath.reference.mp import resolvent_diagonal as resolvent_diagonal_mp
+from bkmath.reference.determinant import det_mp, eigenvalue_count_mp, log_det_mp
+from bkmath.reference.resolvent import (
+    continuants_mp,
+    free_resolvent_continuum_mp,
+    free_resolvent_mp,
+    lattice_w_mp,
+    resolvent_diagonal_mp,
+)
 
 __all__ = [
     "mp",

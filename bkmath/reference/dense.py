@@ -3,7 +3,7 @@
 Small N only. They use the matrices of :meth:`bkmath.JacobiOperator.to_dense` and LAPACK
 (``inv``, ``solve``, ``slogdet``, ``eigvalsh``), so they share no code with the O(N) kernels.
 Also home of :func:`continuant_diagonal`, the θ/φ formula in floating point, kept as the
-reference that **overflows** for long chains (design.md §3).
+reference that **overflows** for long chains (docs/conventions.md §3).
 """
 
 from __future__ import annotations

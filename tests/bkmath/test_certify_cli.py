@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 
 import pytest
 
@@ -11,25 +12,42 @@ from bkmath import checks
 from bkmath.certificate import Certificate, Kind, Status, write_report
 from bkmath.checks import cli as certify_cli
 from bkmath.checks import theory_doc
+from bkmath.checks.mourre import (
+    check_mourre_commutator_identity,
+    check_mourre_estimate,
+    check_seed_commutator_identity,
+)
+from bkmath.checks.primes import check_explicit_formula, check_prime_bump_pairing
 from bkmodel import cli
 
 
 def _fake(status: Status, kind: Kind):
-    def check(profile):
+    def check_fake(profile):
+        """fake"""
         cex = {"x": 1} if status is Status.REFUTED else None
         return [
             Certificate("_fake[one]", "a fake claim", status, kind, margin=-1.0, counterexample=cex)
         ]
 
-    return check
+    return check_fake
 
 
 @pytest.fixture
-def fake_check(monkeypatch):
+def extra_check(monkeypatch):
+    """``extra_check(fn)`` appends the check function ``fn`` to the list ``bk certify`` runs."""
+
+    def install(fn) -> str:
+        real = checks.all_checks
+        monkeypatch.setattr(checks, "all_checks", lambda: [*real(), fn])
+        return checks.CheckSpec.of(fn).name
+
+    return install
+
+
+@pytest.fixture
+def fake_check(extra_check):
     def install(status: Status, kind: Kind) -> str:
-        spec = checks.CheckSpec("_fake", "fake", _fake(status, kind), __name__)
-        monkeypatch.setitem(checks._REGISTRY, "_fake", spec)
-        return "_fake"
+        return extra_check(_fake(status, kind))
 
     return install
 
@@ -79,25 +97,28 @@ class TestCertify:
         out = capsys.readouterr().out
         assert ("UNEXPECTED" in out) == (code == 1)
 
-    def test_check_that_raises_is_unexpected(self, monkeypatch, capsys):
-        def boom(profile):
+    def test_check_that_raises_is_unexpected(self, extra_check, capsys):
+        def check_boom(profile):
+            """b"""
             raise ZeroDivisionError("nope")
 
-        monkeypatch.setitem(
-            checks._REGISTRY, "_boom", checks.CheckSpec("_boom", "b", boom, __name__)
-        )
-        assert cli.main(["certify", "--only", "_boom", "--no-progress"]) == 1
+        name = extra_check(check_boom)
+        assert cli.main(["certify", "--only", name, "--no-progress"]) == 1
         assert "ZeroDivisionError" in capsys.readouterr().out
 
     def test_module_import_failure_reported(self, monkeypatch, fake_check, capsys):
-        monkeypatch.setattr(
-            certify_cli, "CHECK_MODULES", [*checks.CHECK_MODULES, "bkmath.checks._no_such_module"]
-        )
+        monkeypatch.delattr(checks, "schatten", raising=False)
+        monkeypatch.setitem(sys.modules, "bkmath.checks.schatten", None)
         name = fake_check(Status.VERIFIED, Kind.THEOREM)
         # the other checks still run; the broken module is an unexpected certificate
         assert cli.main(["certify", "--only", name, "--no-progress"]) == 0
+        assert cli.main(["certify", "--only", "schatten", "--no-progress"]) == 1
+        out = capsys.readouterr().out
+        assert "UNEXPECTED schatten: inconclusive" in out and "bkmath.checks.schatten" in out
         assert cli.main(["certify", "--list"]) == 1
-        assert "_no_such_module" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert re.search(r"^schatten +IMPORT ERROR: .*bkmath\.checks\.schatten", out, re.M)
+        assert "mourre_estimate" in out  # the other modules' checks are still listed
 
     def test_unknown_name_is_usage_error(self, capsys):
         assert cli.main(["certify", "--only", "no_such_check"]) == 2
@@ -188,16 +209,17 @@ class TestTheoryDoc:
 
 
 @pytest.mark.parametrize(
-    "name",
+    "check",
     [
-        "mourre_commutator_identity",
-        "seed_commutator_identity",
-        "mourre_estimate",
-        "explicit_formula",
-        "prime_bump_pairing",
+        check_mourre_commutator_identity,
+        check_seed_commutator_identity,
+        check_mourre_estimate,
+        check_explicit_formula,
+        check_prime_bump_pairing,
     ],
+    ids=lambda f: f.__name__,
 )
-def test_quick_profile_outcomes(name):
+def test_quick_profile_outcomes(check):
     # `bk demo` runs the quick profile: its sizes must work too (pytest proofs_checks runs
     # the default profile only)
-    checks.assert_expected(checks.run_check(name, "quick"))
+    checks.assert_expected(checks.run_check(check, "quick"))

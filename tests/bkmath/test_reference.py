@@ -188,3 +188,106 @@ class TestReferenceValidation:
     def test_continuant_rejects_batches(self):
         with pytest.raises(ValueError, match="single chain"):
             continuant_diagonal(JacobiOperator.free_plus(np.zeros((2, 3))), 1j)
+
+
+class TestLatticeW:
+    """One mpmath w(z) (bkmath.reference.resolvent.lattice_w_mp) serves every reference."""
+
+    @pytest.mark.parametrize("dps", [30, 50])
+    @pytest.mark.parametrize("z", [1e6j, 1e8 + 1e8j, -1e7 + 1j, 1e10j])
+    def test_large_z_keeps_every_digit(self, z, dps):
+        # regression: the old scattering_ref.lattice_w_mp took the small root of
+        # ((2 - z) ± s)/2 and lost ~2 log10|z| digits to cancellation (2e-12 at z = 1e10 i, dps 30)
+        w = lattice_w_mp(z, dps=dps, as_mp=True)
+        with mpmath.workdps(dps + 40):
+            exact = lattice_w_mp(z, dps=dps + 40, as_mp=True)
+            assert abs(w - exact) / abs(exact) < mpmath.mpf(10) ** (1 - dps)
+
+    @pytest.mark.parametrize("lam", [0.3, 1.0, 2.0, 3.7])
+    def test_band_boundary_value(self, lam):
+        with mpmath.workdps(40):
+            w = lattice_w_mp(lam, boundary=True, dps=40, as_mp=True)
+            assert abs(w - mpmath.exp(1j * mpmath.acos(1 - mpmath.mpf(lam) / 2))) < 1e-38
+
+    def test_mpmath_input_taken_exactly(self):
+        with mpmath.workdps(50):
+            z = mpmath.mpf(1) / 3 + mpmath.mpc(0, 1) / 7  # not a float64 number
+            w = lattice_w_mp(z, dps=50, as_mp=True)
+            assert abs(w) < 1
+            assert abs(w * w - (2 - z) * w + 1) < mpmath.mpf(10) ** -48
+
+    def test_mpmath_input_validated(self):
+        with pytest.raises(ValueError, match="Im z must be >= 0"):
+            lattice_w_mp(mpmath.mpc(1, -1), boundary=True)
+        with pytest.raises(ValueError, match="Im z must be > 0"):
+            lattice_w_mp(mpmath.mpf(1))
+
+    @pytest.mark.parametrize("z", [1 + 1j, 3.7 + 0.01j, 2.0, -1.0, 0.7, 3.6])
+    def test_bs_matrix_uses_it(self, z):
+        from bkmath.reference.bs_operator import bs_matrix_mp
+
+        K = bs_matrix_mp([0.5, 0.0, -2.0], z, dps=40)
+        with mpmath.workdps(40):
+            w = lattice_w_mp(z, boundary=True, dps=40, as_mp=True)
+            g0 = 1 / (1 / w - w)  # G0(0, 0; z)
+            tol = mpmath.mpf(10) ** -38  # 40 digits, a few roundings
+            assert abs(K[0, 0] - g0 / 2) < tol * abs(g0)
+            assert abs(K[0, 1] - g0 * w**2) < tol * abs(g0)  # sites 0, 2: |v|^½ = √½, -√2
+            assert abs(K[1, 0] + g0 * w**2) < tol * abs(g0)
+
+
+class TestLayout:
+    """References are organised by library family; the old modules are aliases."""
+
+    FAMILIES = ("resolvent", "determinant", "bs_operator", "fredholm", "schatten", "scattering",
+                "primes")
+
+    @pytest.mark.parametrize("family", FAMILIES)
+    def test_named_after_a_library_module(self, family):
+        import importlib
+
+        ref = importlib.import_module(f"bkmath.reference.{family}")
+        lib = importlib.import_module(f"bkmath.{family}")
+        assert ref.__all__ and all(name.endswith("_mp") for name in ref.__all__)
+        for name in ref.__all__:  # defined in the family module (primes: next to the fast code)
+            assert getattr(ref, name).__module__ in (ref.__name__, lib.__name__), name
+
+    def test_deprecated_aliases(self):
+        from bkmath.reference import (
+            determinant,
+            fredholm,
+            mp,
+            resolvent,
+            scattering,
+            scattering_ref,
+            schatten,
+        )
+        from bkmath.reference.bs_operator import bs_matrix_mp
+
+        assert mp.lattice_w is resolvent.lattice_w_mp is lattice_w_mp
+        assert mp.resolvent_diagonal is resolvent.resolvent_diagonal_mp
+        assert mp.continuants is resolvent.continuants_mp is continuants_mp
+        assert mp.free_resolvent is free_resolvent_mp
+        assert mp.free_resolvent_continuum is resolvent.free_resolvent_continuum_mp
+        assert (mp.det, mp.log_det, mp.eigenvalue_count) == (
+            determinant.det_mp, determinant.log_det_mp, determinant.eigenvalue_count_mp)
+        assert scattering_ref.bs_matrix_mp is bs_matrix_mp
+        assert scattering_ref.fredholm_det_mp is fredholm.fredholm_det_mp
+        assert scattering_ref.det2_mp is fredholm.det2_mp
+        assert scattering_ref.square_well_jost_mp is fredholm.square_well_jost_mp
+        assert scattering_ref.singular_values_mp is schatten.singular_values_mp
+        assert scattering_ref.box_hs_norm_sq_mp is schatten.box_hs_norm_sq_mp
+        assert scattering_ref.trace_class_constant_mp is schatten.trace_class_constant_mp
+        assert scattering_ref.scattering_matrix_mp is scattering.scattering_matrix_mp
+        for name in scattering_ref.__all__ + mp.__all__:
+            assert hasattr(scattering_ref if name in scattering_ref.__all__ else mp, name)
+
+    @pytest.mark.parametrize("z", [1 + 1j, 2.0, 0.7, -1.0, 6.0])
+    def test_scattering_ref_lattice_w_keeps_its_convention(self, z):
+        # old calling convention: current precision, mpmath result, λ + i0 for real z
+        from bkmath.reference import scattering_ref
+
+        with mpmath.workdps(40):
+            w = scattering_ref.lattice_w_mp(z)
+            assert isinstance(w, mpmath.mpc)
+            assert w == lattice_w_mp(z, boundary=True, dps=40, as_mp=True)
