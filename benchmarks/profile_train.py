@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from torch.profiler import ProfilerActivity, profile
 
+    from bkmodel.factory import build_model
     from bkmodel.presets import TrainConfig
-    from bkmodel.train import build_model
 
     cfg = TrainConfig.from_preset("small", model=args.model, seq_len=args.seq_len,
                                   batch_size=args.batch)  # fmt: skip

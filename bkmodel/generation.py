@@ -57,8 +57,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from bkmodel.checkpoint import CheckpointError, load_run
     from bkmodel.tokenizer import TokenizerError
-    from bkmodel.train import CheckpointError, load_run
 
     try:
         model, tok, state = load_run(args.checkpoint, device=args.device)

@@ -485,12 +485,13 @@ class _BKNetwork(nn.Module):
 
     def configure_optimizers(self, weight_decay: float = 0.1, lr: float = 1e-3,
                              betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.AdamW:
-        """AdamW; weight decay on matrices (>= 2-D) only, not on biases, norms or z_c, b_c."""
-        decay = [p for p in self.parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for p in self.parameters() if p.requires_grad and p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": weight_decay},
-                  {"params": no_decay, "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=lr, betas=betas)
+        """AdamW; weight decay on matrices (>= 2-D) only, not on biases, norms or z_c, b_c.
+
+        The groups are :func:`bkmodel.optim.param_groups`, the rule ``bk train`` uses.
+        """
+        from bkmodel.optim import param_groups
+
+        return torch.optim.AdamW(param_groups(self, weight_decay), lr=lr, betas=betas)
 
     # -- checkpoints -----------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike) -> Path:

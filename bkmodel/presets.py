@@ -3,23 +3,31 @@
 =========  =====================================================================================
 preset     intent
 =========  =====================================================================================
-``ci``     seconds: the one-play corpus, byte tokenizer, a 2-layer d=32 model (tests)
-``tiny``   a minute or two on a 2-core CPU: full corpus, BPE 1024, d=128, 2 layers, T=128
-``small``  a GPU run of minutes: BPE 4096, d=256, 4 layers, T=256
-``medium`` a GPU run of an hour: BPE 8192, d=512, 8 layers, T=512
+``ci``     the tests: the one-play corpus, byte tokenizer, a 2-layer d=32 model
+``tiny``   a CPU run: full corpus, BPE 1024, d=128, 2 layers, T=128
+``small``  a short GPU run: BPE 4096, d=256, 4 layers, T=256
+``medium`` a long GPU run: BPE 8192, d=512, 8 layers, T=512
 =========  =====================================================================================
+
+Measured run times and throughput of the presets: ``README.md`` and ``benchmarks/results/``.
 
 The model shape fields (``d_model``, ``n_layers``) are shared by both architectures; the
 Transformer's feed-forward width ``d_ff`` defaults to the value that matches the ResNet-BK
-model's parameter count (:func:`bkmodel.baseline.matched_config`). ``bk_options`` holds extra
-:class:`bkmodel.config.ModelConfig` fields.
+model's parameter count (:func:`bkmodel.baseline.matched_config`). ``model_options`` holds the
+other :class:`bkmodel.config.ModelConfig` fields of the ResNet-BK model (overrides of their
+defaults; :meth:`TrainConfig.bk_model_config` builds the nested config). Saved configurations
+that call it ``bk_options`` (its former name) still load: :meth:`TrainConfig.from_dict`
+renames the key.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import InitVar, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bkmodel.config import ModelConfig
 
 __all__ = ["PRESETS", "TrainConfig", "get_preset"]
 
@@ -34,7 +42,14 @@ class TrainConfig:
     ``spike_factor`` × the median of the last ``spike_window`` accepted losses is not applied;
     training rolls back to the last good checkpoint and skips past the offending batch.
     ``cuda_graph``: replay each step's forward + backward from a CUDA graph (one CUDA GPU;
-    see :mod:`bkmodel.train`).
+    see :mod:`bkmodel.cuda_graph`).
+
+    ``model_options`` (ResNet-BK only): :class:`bkmodel.config.ModelConfig` fields, applied on
+    top of the shared shape fields (``vocab_size``, ``d_model``, ``n_layers``, ``seq_len`` as
+    ``n_seq``, ``dropout``), e.g. ``{"n_channels": 4, "guard": {"enabled": False}}``. The keys
+    are checked against ModelConfig when the model is built (:meth:`bk_model_config`), so a
+    field ModelConfig gains needs no change here. ``bk_options`` is its deprecated alias (a
+    constructor keyword and an attribute, and a key that :meth:`from_dict` renames).
     """
 
     preset: str = "custom"
@@ -50,7 +65,7 @@ class TrainConfig:
     n_heads: int = 4
     d_ff: int | None = None  # transformer only; None: match the BK parameter count
     dropout: float = 0.0
-    bk_options: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)  # ModelConfig overrides (BK)
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 50
@@ -70,8 +85,16 @@ class TrainConfig:
     spike_window: int = 20
     max_rollbacks: int = 5
     max_consecutive_nonfinite: int = 3
+    # deprecated alias of model_options: a constructor keyword, not a field (the attribute
+    # cfg.bk_options is the property defined after the class)
+    bk_options: InitVar[dict[str, Any] | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, bk_options: dict[str, Any] | None = None) -> None:
+        if bk_options is not None:
+            if self.model_options and self.model_options != bk_options:
+                raise ValueError("give model_options or its deprecated alias bk_options, "
+                                 "not both")
+            self.model_options = bk_options
         choices = {
             "model": ("bk", "transformer"),
             "corpus": ("shakespeare", "tiny"),
@@ -112,14 +135,57 @@ class TrainConfig:
             raise ValueError(f"spike_factor must be > 1, got {self.spike_factor}")
         if not isinstance(self.cuda_graph, bool):
             raise TypeError(f"cuda_graph must be a bool, got {type(self.cuda_graph).__name__}")
-        if not isinstance(self.bk_options, dict):
-            raise TypeError(f"bk_options must be a dict, got {type(self.bk_options).__name__}")
+        if not isinstance(self.model_options, dict):
+            raise TypeError(f"model_options must be a dict, got "
+                            f"{type(self.model_options).__name__}")
+
+    def bk_model_config(self, vocab_size: int) -> ModelConfig:
+        """The :class:`bkmodel.config.ModelConfig` of the ResNet-BK model of this run.
+
+        The shared fields (``vocab_size``, ``d_model``, ``n_layers``, ``n_seq = seq_len``,
+        ``dropout``), then ``model_options`` on top (they may override the shared ones).
+
+        Raises
+        ------
+        ValueError
+            If ``model_options`` names a field ModelConfig does not have (the message names
+            it), or ModelConfig rejects a value.
+        """
+        from bkmodel.config import ModelConfig
+
+        names = {f.name for f in dataclasses.fields(ModelConfig)}
+        unknown = sorted(set(self.model_options) - names)
+        if unknown:
+            raise ValueError(f"model_options has fields ModelConfig does not know: {unknown}")
+        return ModelConfig(**{"vocab_size": vocab_size, "d_model": self.d_model,
+                              "n_layers": self.n_layers, "n_seq": self.seq_len,
+                              "dropout": self.dropout, **self.model_options})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @staticmethod
+    def migrate(d: dict[str, Any]) -> dict[str, Any]:
+        """A copy of a saved configuration dict with deprecated keys renamed
+        (``bk_options`` → ``model_options``); other keys are left as they are.
+
+        >>> TrainConfig.migrate({"lr": 0.1, "bk_options": {"n_channels": 4}})
+        {'lr': 0.1, 'model_options': {'n_channels': 4}}
+        """
+        d = dict(d)
+        if "bk_options" in d:
+            old = d.pop("bk_options")
+            if d.get("model_options") and d["model_options"] != old:
+                raise ValueError("give model_options or its deprecated alias bk_options, "
+                                 "not both")
+            d["model_options"] = old
+        return d
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`; deprecated keys are migrated (:meth:`migrate`),
+        unknown keys are a ``ValueError`` naming them."""
+        d = cls.migrate(d)
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -129,7 +195,7 @@ class TrainConfig:
     @classmethod
     def from_preset(cls, name: str, **overrides: Any) -> TrainConfig:
         """The preset ``name`` with ``overrides`` applied (unknown field → ``ValueError``)."""
-        return cls.from_dict({**get_preset(name), **overrides})
+        return cls.from_dict({**get_preset(name), **cls.migrate(overrides)})
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -163,5 +229,20 @@ def get_preset(name: str) -> dict[str, Any]:
     if name not in PRESETS:
         raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
     d = dict(PRESETS[name])
-    d["bk_options"] = dict(d.get("bk_options", {}))
+    d["model_options"] = dict(d.get("model_options", {}))
     return d
+
+
+def _get_bk_options(self: TrainConfig) -> dict[str, Any]:
+    return self.model_options
+
+
+def _set_bk_options(self: TrainConfig, value: dict[str, Any]) -> None:
+    self.model_options = value
+
+
+# The deprecated attribute ``cfg.bk_options`` is ``cfg.model_options`` (the same dict). Set
+# after the dataclass is made: in the class body the property would become the default of
+# the ``bk_options`` constructor keyword.
+TrainConfig.bk_options = property(  # type: ignore[assignment]
+    _get_bk_options, _set_bk_options, doc="Deprecated alias of :attr:`model_options`.")

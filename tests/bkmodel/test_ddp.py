@@ -19,8 +19,9 @@ import sys
 import pytest
 import torch
 
+from bkmodel.checkpoint import load_checkpoint
 from bkmodel.presets import TrainConfig
-from bkmodel.train import load_checkpoint, train
+from bkmodel.train import train
 
 STEPS = 6
 BK_OPTS = {"potential": "linear", "ffn": "mlp"}
@@ -52,7 +53,7 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
         assert "world size 2" in out.decode()
 
     for model in ("transformer", "bk"):
-        opts = {"bk_options": dict(BK_OPTS)} if model == "bk" else {}
+        opts = {"model_options": dict(BK_OPTS)} if model == "bk" else {}
         cfg = TrainConfig.from_preset("ci", model=model, max_steps=STEPS, eval_every=STEPS,
                                       ckpt_every=3, **opts)
         single = tmp_path / f"single_{model}"

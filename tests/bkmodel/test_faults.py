@@ -3,7 +3,8 @@ mid-checkpoint-write), NaN in an activation or a weight, loss spikes, divergence
 
 Runs use the ``ci`` preset with checkpoints every 5 steps. The two kill tests start real
 subprocesses (``python -m bkmodel.cli train``) and SIGKILL them through the fault-injection
-environment variables of :mod:`bkmodel.train`; they run concurrently to save time.
+environment variables of :mod:`bkmodel.train` and :mod:`bkmodel.checkpoint`; they run
+concurrently to save time.
 """
 
 from __future__ import annotations
@@ -20,16 +21,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bkmodel import train as train_mod
+from bkmodel import checkpoint as checkpoint_mod
+from bkmodel.checkpoint import CheckpointError, load_checkpoint, load_run, write_checkpoint
 from bkmodel.data import CorpusError
 from bkmodel.presets import TrainConfig
-from bkmodel.train import (
-    CheckpointError,
-    TrainingDiverged,
-    _write_checkpoint,
-    load_checkpoint,
-    train,
-)
+from bkmodel.train import TrainingDiverged, train
 
 STEPS, EVERY = 12, 5
 
@@ -165,10 +161,10 @@ class TestCheckpointFiles:
                 os.pwrite(fd, b"\x00\xff", os.fstat(fd).st_size // 2)
             real_fsync(fd)
 
-        monkeypatch.setattr(train_mod.os, "fsync", corrupting_fsync)
+        monkeypatch.setattr(checkpoint_mod.os, "fsync", corrupting_fsync)
         state, _ = load_checkpoint(ref)
         with pytest.raises(CheckpointError, match="SHA-256"):
-            _write_checkpoint(target, state)
+            write_checkpoint(target, state)
         assert target.read_bytes() == good
         assert not (tmp_path / "checkpoint.prev.pt").exists()
 
@@ -276,7 +272,6 @@ class TestDataFaults:
 
     def test_corrupt_tokenizer_in_a_run_dir_is_named(self, reference, tmp_path):
         from bkmodel.tokenizer import TokenizerError
-        from bkmodel.train import load_run
 
         ref, _ = reference
         for name in ("checkpoint.pt", "tokenizer.json"):

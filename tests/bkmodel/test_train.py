@@ -15,20 +15,16 @@ import torch.nn.functional as F
 
 from bkmodel import cli
 from bkmodel.baseline import TransformerBaseline, TransformerConfig, matched_config
+from bkmodel.checkpoint import CheckpointError, load_checkpoint, load_run, write_checkpoint
 from bkmodel.data import eval_windows, load_split
-from bkmodel.evaluate import evaluate_checkpoint
+from bkmodel.demo import tiny_demo
+from bkmodel.evaluate import evaluate_checkpoint, evaluate_stream
+from bkmodel.factory import build_model
 from bkmodel.generation import generate_text
+from bkmodel.optim import build_optimizer, lr_at, param_groups
 from bkmodel.presets import PRESETS, TrainConfig
 from bkmodel.tokenizer import ByteTokenizer, encode_documents
-from bkmodel.train import (
-    CheckpointError,
-    build_model,
-    evaluate_stream,
-    load_run,
-    lr_at,
-    tiny_demo,
-    train,
-)
+from bkmodel.train import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -79,6 +75,87 @@ class TestConfig:
         assert {"ci", "tiny", "small", "medium"} <= set(PRESETS)
         for name in PRESETS:
             TrainConfig.from_preset(name)
+
+    def test_model_options_build_the_bk_config(self):
+        c = ci("bk", model_options={"n_channels": 3, "n_seq": 64})
+        m = c.bk_model_config(257)
+        assert (m.vocab_size, m.d_model, m.n_layers, m.dropout) == (257, 32, 2, 0.0)
+        assert m.n_channels == 3 and m.n_seq == 64  # an option overrides a shared field
+        assert ci("bk").bk_model_config(257).n_seq == 32  # else n_seq is seq_len
+        with pytest.raises(ValueError, match="does not know: .*'n_chanels'"):
+            ci("bk", model_options={"n_chanels": 3}).bk_model_config(257)
+        with pytest.raises(TypeError, match="model_options must be a dict"):
+            ci("bk", model_options=[("n_channels", 3)])
+
+    def test_bk_options_is_a_deprecated_alias(self):
+        opts = {"n_channels": 3}
+        assert TrainConfig(bk_options=opts) == TrainConfig(model_options=opts)
+        assert ci("bk", bk_options=opts).model_options == opts
+        c = ci("bk")
+        c.bk_options["n_channels"] = 5  # the attribute is the same dict
+        assert c.model_options == {"n_channels": 5}
+        # a configuration saved before the rename loads with the new name
+        old = {k: v for k, v in ci("bk").to_dict().items() if k != "model_options"}
+        old["bk_options"] = opts
+        assert TrainConfig.from_dict(old) == ci("bk", model_options=opts)
+        assert "bk_options" not in c.to_dict()
+        with pytest.raises(ValueError, match="not both"):
+            TrainConfig(model_options={"n_channels": 2}, bk_options=opts)
+        with pytest.raises(ValueError, match="not both"):
+            TrainConfig.from_dict({"model_options": {"n_channels": 2}, "bk_options": opts})
+
+
+class TestOptimizer:
+    @pytest.mark.parametrize("model", ["bk", "transformer"])
+    def test_groups_decay_matrices_only(self, model):
+        m = build_model(ci(model), 257)
+        next(m.parameters()).requires_grad_(False)  # a frozen parameter is in no group
+        decay, no_decay = param_groups(m, 0.25)
+        trainable = [p for p in m.parameters() if p.requires_grad]
+        assert [id(p) for p in decay["params"]] == [id(p) for p in trainable if p.ndim >= 2]
+        assert [id(p) for p in no_decay["params"]] == [id(p) for p in trainable if p.ndim < 2]
+        assert (decay["weight_decay"], no_decay["weight_decay"]) == (0.25, 0.0)
+        assert decay["params"] and no_decay["params"]
+
+    def test_training_and_configure_optimizers_use_the_same_groups(self):
+        cfg = ci("bk", weight_decay=0.05, beta1=0.8)
+        m = build_model(cfg, 257)
+        a = build_optimizer(m, cfg).param_groups
+        b = m.configure_optimizers(0.05, lr_at(0, cfg), (0.8, cfg.beta2)).param_groups
+        for ga, gb in zip(a, b, strict=True):
+            assert [id(p) for p in ga["params"]] == [id(p) for p in gb["params"]]
+            assert {k: v for k, v in ga.items() if k != "params"} == \
+                {k: v for k, v in gb.items() if k != "params"}
+
+
+class TestCompatibility:
+    def test_old_import_paths_still_work(self):
+        import bkmodel.checkpoint
+        import bkmodel.demo
+        import bkmodel.evaluate
+        import bkmodel.factory
+        import bkmodel.metrics
+        import bkmodel.optim
+        import bkmodel.train as old
+
+        homes = {"load_run": bkmodel.checkpoint, "load_checkpoint": bkmodel.checkpoint,
+                 "CheckpointError": bkmodel.checkpoint, "evaluate_stream": bkmodel.evaluate,
+                 "plot_metrics": bkmodel.metrics, "tiny_demo": bkmodel.demo,
+                 "build_model": bkmodel.factory, "lr_at": bkmodel.optim}
+        for name, home in homes.items():
+            assert getattr(old, name) is getattr(home, name), name
+        with pytest.raises(AttributeError, match="no_such_name"):
+            old.no_such_name  # noqa: B018
+
+    def test_resume_from_a_checkpoint_that_says_bk_options(self, tmp_path):
+        out = tmp_path / "run"
+        train(ci(max_steps=4, ckpt_every=2, eval_every=4), out, progress=False)
+        state, _ = load_checkpoint(out)
+        state["train_config"]["bk_options"] = state["train_config"].pop("model_options")
+        write_checkpoint(out / "checkpoint.pt", state)  # as written before the rename
+        s = train(ci(max_steps=6, ckpt_every=2, eval_every=4), out, resume=True,
+                  progress=False)
+        assert s["steps"] == 6
 
 
 class TestBaseline:
@@ -217,6 +294,8 @@ class TestTraining:
         assert cli.main(["train", "--preset", "ci", "--bk-option", "eta_min=-1"]) == 2
         assert "eta_min" in capsys.readouterr().err
         assert cli.main(["train", "--preset", "ci", "--bk-option", "nonsense"]) == 2
+        assert cli.main(["train", "--preset", "ci", "--model-option", "n_chanels=2"]) == 2
+        assert "n_chanels" in capsys.readouterr().err
 
     def test_tiny_demo_interface(self, tmp_path):
         r = tiny_demo(tmp_path, corpus="tiny", tokenizer="byte", d_model=32, seq_len=32,

@@ -1,0 +1,104 @@
+"""Process-level state of a training run: the DDP world (:class:`Dist`) and the RNGs.
+
+Under ``torchrun`` (``WORLD_SIZE > 1``) :class:`Dist` joins the process group (NCCL on CUDA,
+gloo on CPU) and gives the loop the few collectives it needs; in a single process they are
+no-ops. :func:`rng_state` / :func:`set_rng_state` capture and restore every RNG a step may draw
+from (torch CPU and CUDA, NumPy's global RNG, Python's ``random``) as tensors and lists that a
+``weights_only`` checkpoint can hold, so that a resumed run continues the same random streams.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["Dist", "rng_state", "set_rng_state"]
+
+
+class Dist:
+    """World size, rank and the collectives the loop needs (no-ops in a single process).
+
+    ``device_pref`` is ``"auto"``, ``"cpu"``, ``"cuda"`` or a device string; under DDP on CUDA
+    each rank takes ``cuda:$LOCAL_RANK``. The process group is destroyed by :meth:`close` only
+    if this object created it.
+    """
+
+    def __init__(self, device_pref: str) -> None:
+        import torch.distributed as dist
+
+        self.dist = dist
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.owns_group = False
+        if world > 1 and not dist.is_initialized():
+            backend = "nccl" if torch.cuda.is_available() and device_pref != "cpu" else "gloo"
+            dist.init_process_group(backend=backend)
+            self.owns_group = True
+        self.enabled = dist.is_available() and dist.is_initialized()
+        self.world = dist.get_world_size() if self.enabled else 1
+        self.rank = dist.get_rank() if self.enabled else 0
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if device_pref == "auto":
+            device_pref = "cuda" if torch.cuda.is_available() else "cpu"
+        if device_pref == "cuda" and self.enabled:
+            device_pref = f"cuda:{local}"
+            torch.cuda.set_device(local)
+        self.device = torch.device(device_pref)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        """The mean of ``value`` over the ranks."""
+        if not self.enabled:
+            return value
+        value = value.detach().clone()
+        self.dist.all_reduce(value)
+        return value / self.world
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is true on one."""
+        if not self.enabled:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        self.dist.all_reduce(t)
+        return bool(t.item() > 0)
+
+    def barrier(self) -> None:
+        if self.enabled:
+            self.dist.barrier()
+
+    def close(self) -> None:
+        if self.owns_group:
+            self.dist.destroy_process_group()
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG's state, in a form ``torch.load(..., weights_only=True)`` accepts."""
+    np_state = np.random.get_state()  # noqa: NPY002 - libraries may use the global RNG
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` returned (the CUDA part only where CUDA is present)."""
+    torch.set_rng_state(state["torch"])
+    name, key, *rest = state["numpy"]
+    np.random.set_state((name, key.numpy().astype(np.uint32), *rest))  # noqa: NPY002
+    random.setstate(_tuplify(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuplify(x):
+    return tuple(_tuplify(v) for v in x) if isinstance(x, (list, tuple)) else x
