@@ -62,6 +62,7 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "transformer": ("transformer", SELECTIVE),  # matched to the selective default's size
     "bk-classic": ("bk", {}),  # the classic layer's defaults (C=16, MoE 4 experts)
     "bk-classic-mlp": ("bk", dict(ffn="mlp", n_channels=64)),
+    "bk-c256-ffn12": ("bk", {**SELECTIVE, "n_channels": 256, "ffn_mult": 12}),
     "abl-no-selectivity": ("bk", {**SELECTIVE, "selective": False}),
     "abl-one-timescale": ("bk", {**SELECTIVE, "timescales": "constant"}),
     "abl-no-conv": ("bk", {**SELECTIVE, "conv_size": 0}),
@@ -75,10 +76,15 @@ SUITE_ROWS = {
 }
 
 
-def run_row(suite: str, label: str, out_dir: Path, progress: bool) -> dict[str, Any]:
+def run_row(suite: str, label: str, out_dir: Path, progress: bool,
+            scan_backend: str | None = None, max_steps: int | None = None) -> dict[str, Any]:
     """Train and evaluate one row; returns its result dict."""
     model, options = ROWS[label]
+    if scan_backend is not None and options.get("layer") == "selective":
+        options = {**options, "scan_backend": scan_backend}
     fields = {k: v for k, v in SETUPS[suite].items() if k != "preset"}
+    if max_steps is not None:
+        fields["max_steps"] = max_steps
     cfg = TrainConfig.from_preset(SETUPS[suite]["preset"], model=model,
                                   bk_options=dict(options), **fields)
     run_dir = out_dir / f"{suite}-{label}"
@@ -130,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out-dir", type=Path, default=Path("runs/lm_suites"))
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--tag", default="", help="suffix of the results file name")
+    p.add_argument("--scan-backend", default=None, choices=["torch", "triton", "naive"],
+                   help="BK scan backend of the selective-layer rows (default: the config's auto)")
+    p.add_argument("--max-steps", type=int, default=None, help="override the suite's steps")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     labels = SUITE_ROWS[args.suite] if args.rows is None else args.rows.split(",")
@@ -147,12 +156,14 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "benchmark": "lm_suites", "suite": args.suite, "date": started.isoformat(),
         "command": command.strip(), "setup": SETUPS[args.suite],
+        "scan_backend": args.scan_backend, "max_steps": args.max_steps,
         "machine": {"platform": platform.platform(), "device": device,
                     "torch": torch.__version__}, "rows": [],
     }
     for label in labels:
         print(f"== {args.suite} / {label}", flush=True)
-        row = run_row(args.suite, label, args.out_dir, not args.no_progress)
+        row = run_row(args.suite, label, args.out_dir, not args.no_progress,
+                      args.scan_backend, args.max_steps)
         result["rows"].append(row)
         path.write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps({k: row[k] for k in ("label", "params", "val_ppl", "test_ppl",
