@@ -2,7 +2,8 @@
 
 The flat public API is loaded lazily (PEP 562): ``import bkmath`` is cheap and a name is
 imported from its submodule on first use. The table ``_API`` maps each public name to the
-submodule that defines it; conventions are fixed in ``docs/theory.md``.
+submodule that defines it; conventions are fixed in ``docs/conventions.md`` (theorems and
+corrections in ``docs/theory.md``).
 
 Conventions (see each function's docstring for details)
 --------------------------------------------------------
@@ -25,9 +26,9 @@ _API: dict[str, str] = {
     "Status": "bkmath.certificate",
     # operators and the O(N) core (issue: bkmath core)
     "JacobiOperator": "bkmath.operators",
-    "free_resolvent": "bkmath.resolvent",
-    "free_resolvent_continuum": "bkmath.resolvent",
-    "lattice_w": "bkmath.resolvent",
+    "free_resolvent": "bkmath.free",
+    "free_resolvent_continuum": "bkmath.free",
+    "lattice_w": "bkmath.free",
     "resolvent_diagonal": "bkmath.resolvent",
     "log_det": "bkmath.determinant",
     "eigenvalue_count": "bkmath.determinant",

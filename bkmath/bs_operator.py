@@ -44,6 +44,7 @@ from collections.abc import Callable
 import numpy as np
 
 from bkmath._validation import as_numeric_array, as_real_array, as_spectral_parameter
+from bkmath.free import free_resolvent, free_resolvent_continuum, lattice_w
 
 __all__ = [
     "birman_schwinger",
@@ -66,8 +67,6 @@ def lattice_w_boundary(z: complex) -> complex:
     θ = arccos(1 − λ/2) ∈ (0, π). The thresholds λ = 0, 4 (w = ±1, G0 singular) raise
     ``ValueError``. O(1).
     """
-    from bkmath.resolvent import lattice_w
-
     z = complex(z)
     if z.imag == 0.0 and z.real in (0.0, 4.0):
         raise ValueError(f"z = {z.real} is a threshold of the lattice Laplacian (w = ±1)")
@@ -93,13 +92,9 @@ def free_kernel_diagonal(z: complex, model: str = "lattice") -> complex:
 def _kernel_parameters(z: complex, model: str) -> tuple[complex, complex, bool]:
     """(c, L, one_sided) with R0(x, y) = c exp(L |x − y|) or c exp(L (x − y)) θ(x − y)."""
     if model == "lattice":
-        from bkmath.resolvent import free_resolvent
-
         w = lattice_w_boundary(z)
         return complex(free_resolvent(0, 0, z, boundary=True)), complex(np.log(w)), False
     if model == "continuum":
-        from bkmath.resolvent import free_resolvent_continuum
-
         k = continuum_k(z)
         return complex(free_resolvent_continuum(0.0, 0.0, z, boundary=True)), 1j * k, False
     if model == "momentum":

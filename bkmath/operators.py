@@ -1,6 +1,6 @@
 """Jacobi (tridiagonal) operators on a finite chain, with Dirichlet or transparent boundary.
 
-A :class:`JacobiOperator` on sites ``1..N`` acts as (design.md §1)
+A :class:`JacobiOperator` on sites ``1..N`` acts as (docs/conventions.md §1)
 
     (H u)(n) = c_{n-1} u(n-1) + a_n u(n) + b_n u(n+1),
 
@@ -24,7 +24,7 @@ Boundary conditions
         [(H_∞ - z)^{-1}]_{1..N} = (H - z - w(z) (E_11 + E_NN))^{-1},
 
     with the lead self-energy ``Σ(z) = w(z)`` (the surface Green's function of a free half
-    chain, :func:`bkmath.lattice_w`). For N = 1 both leads attach to the single site
+    chain, :func:`bkmath.free.lead_self_energy`). For N = 1 both leads attach to the single site
     (self-energy 2 w). Boundary values λ + i0 are then exact finite computations.
 """
 
@@ -34,7 +34,8 @@ import numbers
 
 import numpy as np
 
-from bkmath._validation import as_numeric_array
+from bkmath._validation import as_numeric_array, as_spectral_parameter
+from bkmath.free import lead_self_energy
 
 __all__ = ["JacobiOperator", "BOUNDARIES"]
 
@@ -66,9 +67,9 @@ class JacobiOperator:
 
     Notes
     -----
-    The recursions only use ``a`` and the products ``beta = b * c`` (design.md §3). Integer and
-    boolean inputs become float64; float32/complex64 inputs are kept (results are then
-    complex64). Inputs are not copied when already arrays of a numeric dtype.
+    The recursions only use ``a`` and the products ``beta = b * c`` (docs/conventions.md
+    §3). Integer and boolean inputs become float64; float32/complex64 inputs are kept (results
+    are then complex64). Inputs are not copied when already arrays of a numeric dtype.
 
     Examples
     --------
@@ -227,10 +228,8 @@ class JacobiOperator:
 
         ``z`` with Im z >= 0 (λ + i0 allowed for the transparent boundary); complex128.
         """
-        from bkmath.resolvent import lattice_w
-
         if self.boundary == "transparent":
-            return lattice_w(z, boundary=True)
+            return lead_self_energy(z)
         zz = as_numeric_array(z, "z")
         return np.zeros(zz.shape, dtype=np.complex128)
 
@@ -247,8 +246,6 @@ class JacobiOperator:
         dt = np.result_type(a, b, c)
         if z is not None:
             if self.boundary == "transparent":
-                from bkmath._validation import as_spectral_parameter
-
                 zz = as_spectral_parameter(z, "z", boundary=True)
             else:
                 zz = as_numeric_array(z, "z").astype(np.complex128)
@@ -288,8 +285,6 @@ class JacobiOperator:
         diag = a.astype(np.result_type(a, b, c))
         if z is not None:
             if self.boundary == "transparent":
-                from bkmath._validation import as_spectral_parameter
-
                 zz = complex(as_spectral_parameter(z, "z", boundary=True).reshape(()))
             else:
                 zarr = as_numeric_array(z, "z")

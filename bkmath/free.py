@@ -1,0 +1,157 @@
+"""Free resolvents in closed form: the lowest floor of :mod:`bkmath`.
+
+Everything here is a closed-form function of the spectral parameter for the *free* operators
+(docs/conventions.md §1–2), with no operator object and no compiled kernel, so that every
+other module (:mod:`bkmath.operators`, :mod:`bkmath.resolvent`, :mod:`bkmath.bs_operator`, …)
+can build on it:
+
+* :func:`lattice_w` — the root ``w`` of ``w² - (2 - z) w + 1 = 0`` with ``|w| < 1``;
+* :func:`free_resolvent` — the Green's function ``G0(m, n; z)`` of ``-Δ`` on Z;
+* :func:`free_resolvent_continuum` — the kernel of ``(-d²/dx² - z)^{-1}`` on L²(R);
+* :func:`lead_self_energy` — the self-energy ``Σ(z) = w(z)`` of a free half-chain attached by
+  hopping -1 (the transparent boundary of :class:`bkmath.operators.JacobiOperator`).
+
+Conventions: ``z = λ + iη`` with ``η > 0``; boundary values ``λ + i0`` only with
+``boundary=True`` (the limit from the upper half-plane).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bkmath._validation import as_numeric_array, as_spectral_parameter
+
+__all__ = [
+    "lattice_w",
+    "free_resolvent",
+    "free_resolvent_continuum",
+    "lead_self_energy",
+]
+
+
+def _plus_zero_imag(z: np.ndarray) -> np.ndarray:
+    # turn an imaginary part -0.0 into +0.0 so that principal square roots take the +i0 side
+    return z.real + (z.imag + 0.0) * 1j
+
+
+def lattice_w(z: object, *, boundary: bool = False) -> np.ndarray | complex:
+    r"""The root ``w`` of ``w² - (2 - z) w + 1 = 0`` with ``|w| < 1``.
+
+    ``w(z)`` is the surface Green's function of the free half chain (diagonal 2, hopping -1)
+    and parametrises the free lattice resolvent: ``z = 2 - w - 1/w``; with ``w = e^{iθ}``,
+    ``z = 2 - 2 cos θ`` and ``Im θ > 0``.
+
+    Branch. ``w = 2 / (2 - z - s)`` with ``s = sqrt(z) * sqrt(z - 4)`` (principal square
+    roots). ``s`` is analytic on C \ [0, 4] and ``s ~ z`` at infinity, so ``2 - z - s`` is the
+    root of modulus > 1 there and ``w`` (its inverse, the other root) has ``|w| < 1``; writing
+    ``w`` as a quotient avoids the cancellation of ``(2 - z + s)/2``. Since
+    ``Im z = Im w (1/|w|² - 1)``, Im w has the sign of Im z: ``Im w > 0`` for ``Im z > 0``.
+
+    Parameters
+    ----------
+    z : complex or array_like
+        Spectral parameter(s); ``Im z > 0`` (``boundary=False``).
+    boundary : bool
+        Allow ``Im z = 0`` (boundary values ``λ + i0``). For ``λ ∈ (0, 4)`` the result is the
+        limit from the upper half-plane, ``w = e^{iθ}`` with ``θ ∈ (0, π)`` (``|w| = 1``,
+        ``Im w > 0``); for real ``λ < 0`` or ``λ > 4``, ``w`` is real with ``|w| < 1``; at the
+        thresholds λ = 0, 4, ``w = ±1``.
+
+    Returns
+    -------
+    complex128 array of the shape of z (a Python complex for scalar z). O(1) per entry.
+
+    Examples
+    --------
+    >>> w = lattice_w(1.0 + 1e-300j)          # λ = 1 inside the band: θ = π/3
+    >>> bool(abs(w - np.exp(1j * np.pi / 3)) < 1e-15)
+    True
+    >>> complex(np.round(lattice_w(2.0, boundary=True), 12) + 0.0)  # band centre, +i0: w = i
+    1j
+    """
+    zz = _plus_zero_imag(as_spectral_parameter(z, "z", boundary=boundary))
+    s = np.sqrt(zz) * np.sqrt(_plus_zero_imag(zz - 4.0))
+    w = 2.0 / (2.0 - zz - s)
+    if w.ndim == 0:
+        return complex(w)
+    return w
+
+
+def free_resolvent(m: object, n: object, z: object, *, boundary: bool = False):
+    r"""Green's function of the free lattice operator ``-Δ`` on Z.
+
+    ``G0(m, n; z) = [(-Δ - z)^{-1}](m, n) = w^{|m-n|} / (w^{-1} - w)`` with ``w = w(z)`` from
+    :func:`lattice_w` (|w| < 1); equivalently ``i e^{iθ|m-n|} / (2 sin θ)``. Since
+    ``w^{-1} - w = -sqrt(z) sqrt(z - 4)``, no cancellation occurs near the band.
+
+    Parameters
+    ----------
+    m, n : int or array_like of int
+        Lattice sites; broadcast with each other and with z.
+    z : complex or array_like
+        ``Im z > 0``; with ``boundary=True`` also ``Im z = 0`` (the ``λ + i0`` limit), except
+        at the thresholds 0 and 4 where G0 diverges (ValueError).
+
+    Returns
+    -------
+    complex128 array, shape broadcast(m, n, z). O(1) per entry.
+
+    Examples
+    --------
+    >>> complex(np.round(free_resolvent(0, 0, 2.0, boundary=True), 12) + 0.0)  # i / (2 sin(π/2))
+    0.5j
+    """
+    mm = as_numeric_array(m, "m", allow_complex=False)
+    nn = as_numeric_array(n, "n", allow_complex=False)
+    for arr, name in ((mm, "m"), (nn, "n")):
+        if np.any(arr != np.round(arr)):
+            raise ValueError(f"{name} must hold integer lattice sites")
+    zz = _plus_zero_imag(as_spectral_parameter(z, "z", boundary=boundary))
+    s = np.sqrt(zz) * np.sqrt(_plus_zero_imag(zz - 4.0))
+    if np.any(s == 0):
+        raise ValueError("z must not be a threshold (0 or 4): the free resolvent diverges")
+    w = 2.0 / (2.0 - zz - s)
+    d = np.abs(mm - nn)
+    out = -(w**d) / s
+    return complex(out) if out.ndim == 0 else out
+
+
+def free_resolvent_continuum(x: object, y: object, z: object, *, boundary: bool = False):
+    r"""Kernel of ``(-d²/dx² - z)^{-1}`` on L²(R): ``i e^{ik|x-y|} / (2k)``, ``k = sqrt(z)``.
+
+    ``k`` is the principal square root, so ``Im k > 0`` for z off [0, ∞) and the kernel
+    decays. With ``boundary=True``, real ``z = λ > 0`` gives the outgoing ``λ + i0`` limit
+    ``k = sqrt(λ) > 0``; ``z = 0`` raises ValueError.
+
+    Returns complex128 of shape broadcast(x, y, z). O(1) per entry.
+
+    Examples
+    --------
+    >>> complex(free_resolvent_continuum(0.0, 0.0, -1.0 + 0j, boundary=True))  # 1/(2 sqrt(-z))
+    (0.5+0j)
+    """
+    xx = as_numeric_array(x, "x", allow_complex=False)
+    yy = as_numeric_array(y, "y", allow_complex=False)
+    zz = _plus_zero_imag(as_spectral_parameter(z, "z", boundary=boundary))
+    k = np.sqrt(zz)
+    if np.any(k == 0):
+        raise ValueError("z must not be 0 (threshold): the free resolvent diverges")
+    out = 1j * np.exp(1j * k * np.abs(xx - yy)) / (2.0 * k)
+    return complex(out) if out.ndim == 0 else out
+
+
+def lead_self_energy(z: object) -> np.ndarray | complex:
+    r"""Self-energy ``Σ(z) = w(z)`` of a free half-chain (diagonal 2, hopping -1) on the site
+    it is attached to by hopping -1: the surface Green's function of the half chain.
+
+    Folding two such leads onto the end sites of a window ``1..M`` gives the exact restricted
+    resolvent ``(H_M - z - Σ(z)(E_11 + E_MM))^{-1}`` of the infinite chain (docs/conventions.md
+    §2). ``Im z >= 0``: real ``z = λ`` is the boundary value ``λ + i0`` (:func:`lattice_w` with
+    ``boundary=True``).
+
+    Examples
+    --------
+    >>> complex(np.round(lead_self_energy(2.0), 12) + 0.0)  # band centre: w = i
+    1j
+    """
+    return lattice_w(z, boundary=True)
