@@ -92,7 +92,7 @@ def from_jsonable(x: Any) -> Any:
 
 @dataclasses.dataclass
 class Certificate:
-    """The record of one numerical check (design.md §9).
+    """The record of one numerical check (docs/conventions.md §9).
 
     Attributes
     ----------
@@ -114,7 +114,8 @@ class Certificate:
         The bound or reference value it is compared with.
     margin : float or None
         Signed slack: positive when the claim holds with room (e.g. ``bound - value`` or
-        ``tolerance - error``), negative when it fails.
+        ``tolerance - error``), negative when it fails. :meth:`from_bound` derives it (and
+        the status) from ``value``, ``bound`` and ``tolerance``.
     precision : str
         Working precision, e.g. ``"float64"``, ``"mpmath dps=50"``, ``"arb prec=200"``.
     tolerance : float or None
@@ -165,6 +166,110 @@ class Certificate:
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
+
+    @classmethod
+    def from_bound(
+        cls,
+        theorem: str,
+        statement: str,
+        *,
+        value: Any,
+        bound: Any,
+        sense: str = "<=",
+        tol: float | None = None,
+        strict: bool = False,
+        requires: bool = True,
+        kind: Kind = Kind.THEOREM,
+        counterexample: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> Certificate:
+        """The certificate of a scalar claim, with margin and status derived from the numbers.
+
+        ``sense`` says what is claimed about the computed ``value`` and the ``bound`` (or, for
+        an identity, the reference value); the margin is the signed slack of that claim:
+
+        ==========  ===========================  ==========================
+        ``sense``   claim                        ``margin``
+        ==========  ===========================  ==========================
+        ``"<="``    value ≤ bound                bound − value
+        ``"<"``     value < bound                bound − value
+        ``">="``    value ≥ bound                value − bound
+        ``">"``     value > bound                value − bound
+        ``"=="``    |value − bound| ≤ tol        tol − |value − bound|
+        ==========  ===========================  ==========================
+
+        The status is ``verified`` when the margin is ≥ 0 (> 0 for ``"<"``, ``">"`` and for
+        ``"=="`` with ``strict=True``: |value − bound| < tol) and every side condition
+        ``requires`` holds, ``refuted`` otherwise, and ``inconclusive`` when the margin is NaN
+        (a NaN value or bound decides nothing). For IEEE floats the sign of ``bound − value``
+        is exact, so the verdict is the comparison ``value <= bound`` itself.
+
+        Parameters
+        ----------
+        value, bound : float
+            The computed quantity and the bound (or reference) it is compared with; stored
+            as given.
+        sense : {"<=", "<", ">=", ">", "=="}
+            The claim, see the table.
+        tol : float, optional
+            The tolerance, recorded as ``tolerance``. Required for ``"=="``, where it decides;
+            for an inequality the bound already contains it (often the bound *is* the
+            tolerance: ``value=error, bound=tol``), so it is only recorded.
+        strict : bool
+            ``"=="`` only: decide with ``|value − bound| < tol``.
+        requires : bool
+            Side conditions (e.g. an mpmath confirmation, a measured order) that must hold too
+            for ``verified``. They do not enter the margin: when one fails the certificate is
+            refuted with the margin of the main claim.
+        kind, counterexample, **fields
+            As for :class:`Certificate`. The counterexample is dropped when verified; a
+            refuted certificate without one records its inputs, value, bound and margin.
+
+        Examples
+        --------
+        >>> c = Certificate.from_bound("t", "err <= 1e-12", value=3e-13, bound=1e-12, tol=1e-12)
+        >>> c.status.value, c.margin, c.tolerance
+        ('verified', 7e-13, 1e-12)
+        >>> c = Certificate.from_bound("t", "x = 1", value=1.5, bound=1.0, sense="==", tol=0.1)
+        >>> c.status.value, c.margin, c.counterexample
+        ('refuted', -0.4, {'value': 1.5, 'bound': 1.0, 'margin': -0.4})
+        """
+        if sense in ("<=", "<"):
+            margin = bound - value
+        elif sense in (">=", ">"):
+            margin = value - bound
+        elif sense == "==":
+            if tol is None:
+                raise ValueError("sense '==' needs the tolerance tol")
+            margin = tol - abs(value - bound)
+        else:
+            raise ValueError(f"sense must be '<=', '<', '>=', '>' or '==', got {sense!r}")
+        if strict and sense != "==":
+            raise ValueError(f"strict applies to sense '==' only (use '<' or '>'), got {sense!r}")
+        margin = float(margin)
+        if math.isnan(margin):
+            status = Status.INCONCLUSIVE
+        elif margin > 0 or (margin == 0 and not (strict or sense in ("<", ">"))):
+            status = Status.VERIFIED if requires else Status.REFUTED
+        else:
+            status = Status.REFUTED
+        if status is Status.VERIFIED:
+            counterexample = None
+        elif status is Status.REFUTED and counterexample is None:
+            counterexample = {k: fields[k] for k in ("inputs",) if k in fields}
+            counterexample.update(value=value, bound=bound, margin=margin)
+        return cls(
+            theorem=theorem,
+            statement=statement,
+            status=status,
+            kind=kind,
+            value=value,
+            bound=bound,
+            margin=margin,
+            tolerance=tol,
+            counterexample=counterexample,
+            **fields,
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Certificate:

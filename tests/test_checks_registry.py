@@ -17,7 +17,7 @@ from bkmath.certificate import Certificate, Kind, Status
 
 ROOT = Path(__file__).resolve().parents[1]
 #: bkmath/checks modules that are not theorem modules
-_NOT_THEOREMS = {"cli", "theory_doc"}
+_NOT_THEOREMS = {"cli", "profile", "theory_doc"}
 
 
 def _theorem_modules() -> list[str]:

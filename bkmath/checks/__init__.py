@@ -14,8 +14,10 @@ description the first paragraph of its docstring::
 ``pytest proofs_checks`` imports the check functions it runs
 (``from bkmath.checks.schatten import check_schatten``); :func:`all_checks` lists every check
 in report order for ``bk certify`` and docs/theory.md — add a new check there and give it a
-test in ``proofs_checks/``. :func:`run_check` turns an exception inside a check into an
-unexpected certificate, so the report and the test suite can never disagree.
+test in ``proofs_checks/``. The family modules import :class:`Profile` from
+:mod:`bkmath.checks.profile`, never this package (which imports them). :func:`run_check`
+turns an exception inside a check into an unexpected certificate, so the report and the test
+suite can never disagree.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
 
 from bkmath.certificate import Certificate, Kind, Status
+from bkmath.checks.profile import CheckFn, Profile
 
 __all__ = [
     "Profile",
@@ -39,27 +41,6 @@ __all__ = [
     "run_checks",
     "assert_expected",
 ]
-
-T = TypeVar("T")
-
-
-@dataclasses.dataclass(frozen=True)
-class Profile:
-    """How hard to check: ``quick`` (seconds, used by ``bk demo``), ``default`` (the
-    ``pytest proofs_checks`` run, < 5 min in all) or ``thorough`` (larger sizes, higher
-    precision)."""
-
-    name: str = "default"
-
-    def __post_init__(self) -> None:
-        if self.name not in ("quick", "default", "thorough"):
-            raise ValueError(f"profile must be 'quick', 'default' or 'thorough', got {self.name!r}")
-
-    def pick(self, *, quick: T, default: T, thorough: T) -> T:
-        return {"quick": quick, "default": default, "thorough": thorough}[self.name]
-
-
-CheckFn = Callable[[Profile], list[Certificate]]
 
 
 @dataclasses.dataclass(frozen=True)

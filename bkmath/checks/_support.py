@@ -22,7 +22,11 @@ def make_cert(
     counterexample: dict[str, Any] | None = None,
     **fields: Any,
 ) -> Certificate:
-    """A certificate whose status is ``verified`` if ``holds`` else ``refuted``.
+    """A certificate whose status is ``verified`` if ``holds`` else ``refuted``, with the
+    margin given by the caller: for a verdict that is not one scalar comparison (several
+    quantities, a dict value, a per-sample tolerance). A claim ``value <= bound`` (or ``<``,
+    ``>=``, ``>``, ``|value - bound| <= tol``) is :meth:`Certificate.from_bound`, which
+    derives the margin and the status from the numbers.
 
     A refuted certificate must carry the counterexample; if the caller gave none, the
     inputs/value/bound are recorded as the counterexample (they are what breaks the claim).

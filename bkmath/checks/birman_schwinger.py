@@ -22,13 +22,13 @@ import mpmath
 import numpy as np
 from scipy.optimize import brentq
 
+from bkmath import JacobiOperator
 from bkmath.bs_operator import birman_schwinger
 from bkmath.certificate import Certificate, Kind, timed
-from bkmath.checks import Profile
 from bkmath.checks._support import EPS, make_cert
+from bkmath.checks.profile import Profile
 from bkmath.determinant import eigenvalue_count
 from bkmath.fredholm import square_well_jost
-from bkmath.operators import JacobiOperator
 from bkmath.scattering import bound_state_counts
 
 STATEMENT = (

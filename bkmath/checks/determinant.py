@@ -25,8 +25,8 @@ import numpy as np
 
 from bkmath.bs_operator import birman_schwinger, free_kernel_diagonal, lattice_w_boundary
 from bkmath.certificate import Certificate, Kind, timed
-from bkmath.checks import Profile
 from bkmath.checks._support import EPS, loglog_rate, make_cert
+from bkmath.checks.profile import Profile
 from bkmath.fredholm import (
     continuum_fredholm_det,
     det2,
@@ -153,17 +153,16 @@ def _det_identity(profile: Profile) -> list[Certificate]:
     Dp = perturbation_determinant(vp, z)
     Dd = fredholm_det(birman_schwinger(v, z))
     err = abs(Dp - Dd) / abs(Dd)
-    neg = make_cert(
+    neg = Certificate.from_bound(
         "det_identity_negative_control",
         "Same comparison with the continuant side computed for V + 1e-6 δ_1 (a perturbed "
         "operator): the identity check must fail at the tolerance used above.",
-        err < tol * 10,
-        kind=Kind.NEGATIVE_CONTROL,
-        inputs={"v": v, "perturbation": 1e-6, "z": z},
         value=err,
         bound=tol * 10,
-        margin=float(tol * 10 - err),
-        tolerance=tol * 10,
+        sense="<",
+        tol=tol * 10,
+        kind=Kind.NEGATIVE_CONTROL,
+        inputs={"v": v, "perturbation": 1e-6, "z": z},
         tolerance_reason="same tolerance as the theorem (×10 cond allowance)",
         counterexample={"v": v, "v_perturbed": vp, "z": z, "rel_err": err},
     )
@@ -209,16 +208,15 @@ def _det2(profile: Profile) -> list[Certificate]:
     mu = np.linalg.eigvals(K)
     prod = complex(np.prod((1 + mu) * np.exp(-mu)))
     err = abs(wrong - prod) / abs(prod)
-    neg = make_cert(
+    neg = Certificate.from_bound(
         "det2_negative_control",
         "The sign-flipped regularisation det(I + K) e^{+tr K} must not match Π(1 + μ)e^{−μ}.",
-        err < tol,
-        kind=Kind.NEGATIVE_CONTROL,
-        inputs={"v": v, "z": 1 + 1j},
         value=err,
         bound=tol,
-        margin=float(tol - err),
-        tolerance=tol,
+        sense="<",
+        tol=tol,
+        kind=Kind.NEGATIVE_CONTROL,
+        inputs={"v": v, "z": 1 + 1j},
         counterexample={"v": v, "z": 1 + 1j, "rel_err": err},
     )
     return [cert, neg]
@@ -310,17 +308,16 @@ def _continuum(profile: Profile) -> list[Certificate]:
     )
     wrong = continuum_fredholm_det(lambda x: 1.01 * depth * np.ones_like(x), z, iv, int(ns[-1]))
     err = abs(wrong - exact)
-    neg = make_cert(
+    neg = Certificate.from_bound(
         "fredholm_det_continuum_negative_control",
         "Nyström determinant of the perturbed well 1.01·V compared with the Jost function of V: "
         "must disagree beyond the tolerance.",
-        err < tol,
-        kind=Kind.NEGATIVE_CONTROL,
-        inputs={"z": z, "depth": depth, "perturbed depth": 1.01 * depth},
         value=err,
         bound=tol,
-        margin=float(tol - err),
-        tolerance=tol,
+        sense="<",
+        tol=tol,
+        kind=Kind.NEGATIVE_CONTROL,
+        inputs={"z": z, "depth": depth, "perturbed depth": 1.01 * depth},
         counterexample={"z": z, "depth": 1.01 * depth, "abs_err": err},
     )
     return [cert, mcert, neg]

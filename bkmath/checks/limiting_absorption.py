@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from bkmath import JacobiOperator
 from bkmath.bs_operator import birman_schwinger
 from bkmath.certificate import Certificate, Kind, timed
-from bkmath.checks import Profile
 from bkmath.checks._support import loglog_rate, make_cert
+from bkmath.checks.profile import Profile
 from bkmath.fredholm import continuum_fredholm_det, perturbation_determinant
-from bkmath.operators import JacobiOperator
 from bkmath.reference.bs_operator import bs_matrix_mp
 from bkmath.reference.fredholm import fredholm_det_mp
 

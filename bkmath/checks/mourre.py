@@ -28,8 +28,8 @@ import mpmath
 import numpy as np
 
 from bkmath.certificate import Certificate, Kind, Status, timed
-from bkmath.checks import Profile
-from bkmath.checks._support import EPS, make_cert
+from bkmath.checks._support import EPS
+from bkmath.checks.profile import Profile
 from bkmath.mourre import (
     _NORM_GROWTH,
     MourreEstimate,
@@ -263,11 +263,13 @@ def _identity_cert(model: str, profile: Profile) -> Certificate:
                 "naive_trace": float(np.trace(d.naive).real),
             }
         )
-    ok = err <= tol and ok_extra
-    return make_cert(
+    return Certificate.from_bound(
         f"mourre_commutator_identity[{model}]",
         statement,
-        ok,
+        value=err,
+        bound=tol,
+        tol=tol,
+        requires=ok_extra,
         kind=Kind.THEOREM,
         hypotheses={
             "V real, smooth/finitely supported": True,
@@ -280,11 +282,7 @@ def _identity_cert(model: str, profile: Profile) -> Certificate:
             if model == "lattice"
             else ("-2 exp(-x²)" if model == "continuum" else "3 exp(-x²)"),
         },
-        value=err,
-        bound=tol,
-        margin=tol - err,
         precision=prec,
-        tolerance=tol,
         tolerance_reason=reason,
         counterexample={"model": model, "size": n, "error": err, "exact/mpmath ok": ok_extra},
         wall_time=t["seconds"],
@@ -325,19 +323,18 @@ def _entry_control_cert(
     theorem: str, statement: str, diff: np.ndarray, tol: float, **fields
 ) -> Certificate:
     """Negative control of a matrix identity: ``diff = |lhs - rhs|`` entrywise must exceed
-    ``tol`` somewhere (refuted, with the worst entry as counterexample), else it verifies."""
+    ``tol`` somewhere (refuted, with the worst entry as counterexample), else it verifies.
+    A NaN error is not a refutation: the control is then inconclusive (unexpected)."""
     err = float(diff.max())
     i, k = np.unravel_index(int(diff.argmax()), diff.shape)
-    return make_cert(
+    return Certificate.from_bound(
         theorem,
         statement,
-        not err > tol,  # a NaN error is not a refutation: the control then fails
-        kind=Kind.NEGATIVE_CONTROL,
         value=err,
         bound=tol,
-        margin=tol - err,
+        tol=tol,
+        kind=Kind.NEGATIVE_CONTROL,
         precision="float64",
-        tolerance=tol,
         counterexample={"entry": [int(i), int(k)], "abs error": err},
         **fields,
     )

@@ -28,21 +28,21 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from bkmath import (
+    JacobiOperator,
+    free_resolvent,
+    free_resolvent_continuum,
+    lattice_w,
+    resolvent_diagonal,
+)
 from bkmath.certificate import Certificate, Kind, timed
-from bkmath.checks import Profile
 from bkmath.checks._support import EPS, make_cert
-from bkmath.operators import JacobiOperator
+from bkmath.checks.profile import Profile
 from bkmath.reference.dense import continuant_diagonal
 from bkmath.reference.resolvent import (
     free_resolvent_continuum_mp,
     free_resolvent_mp,
     resolvent_diagonal_mp,
-)
-from bkmath.resolvent import (
-    free_resolvent,
-    free_resolvent_continuum,
-    lattice_w,
-    resolvent_diagonal,
 )
 
 
@@ -105,9 +105,8 @@ def _check_lattice(profile: Profile, *, wrong_branch: bool) -> Certificate:
                 for dd in (0, 3, -6):
                     ref = free_resolvent_mp(0, dd, z, dps=50)
                     mp_err = max(mp_err, abs(free_resolvent(0, dd, z) - ref) / abs(ref))
-    ok = worst <= 1.0 and (wrong_branch or mp_err <= 1e-13)
     name = "free_resolvent_lattice" + ("_wrong_branch" if wrong_branch else "")
-    return make_cert(
+    return Certificate.from_bound(
         name,
         (
             "G0(m,n;z) = w^{|m-n|}/(w^{-1} - w), |w| < 1, equals [(-Δ - z)^{-1}](m,n) on ℓ²(Z)"
@@ -115,16 +114,14 @@ def _check_lattice(profile: Profile, *, wrong_branch: bool) -> Certificate:
             else "NEGATIVE CONTROL: the root 1/w (|.| > 1) in place of w reproduces the "
             "truncated resolvent"
         ),
-        ok,
+        value=float(worst),
+        bound=1.0,
+        requires=wrong_branch or mp_err <= 1e-13,
         kind=Kind.NEGATIVE_CONTROL if wrong_branch else Kind.THEOREM,
         counterexample=worst_case,
         hypotheses={"z ∉ [0, 4]": all(_dist_to_band(z) > 0 for z in LATTICE_Z)},
         inputs={"z": LATTICE_Z, "sites m=0, n": d.tolist(), "truncation half-width L": half},
-        value=float(worst),
-        bound=1.0,
-        margin=float(1.0 - worst),
         precision="float64 (sparse LU) + mpmath dps=50",
-        tolerance=None,
         tolerance_reason=(
             "per entry: method-of-images truncation bound 4|w|^{2(L+1)-|d|}/(|w^-1 - w|"
             "(1-|w|^{2(L+1)})) + 64 eps κ |G|, κ = (4+|z|)/dist(z,[0,4]) (backward-stable LU); "
@@ -193,9 +190,8 @@ def _check_continuum(profile: Profile, *, wrong_branch: bool) -> Certificate:
                     got = free_resolvent_continuum(0.0, x, z)
                     mp_err = max(mp_err, abs(got - ref) / abs(ref))
     order_ok = all(1.8 < o < 2.2 for o in orders)
-    ok = worst <= 1.0 and (wrong_branch or (order_ok and mp_err <= 1e-13))
     name = "free_resolvent_continuum" + ("_wrong_branch" if wrong_branch else "")
-    return make_cert(
+    return Certificate.from_bound(
         name,
         (
             "R0(z)(x,y) = i e^{ik|x-y|}/(2k), k = sqrt(z), Im k > 0, is the kernel of "
@@ -203,14 +199,13 @@ def _check_continuum(profile: Profile, *, wrong_branch: bool) -> Certificate:
             if not wrong_branch
             else "NEGATIVE CONTROL: k -> -k (Im k < 0) reproduces the truncated resolvent"
         ),
-        ok,
+        value=float(worst),
+        bound=1.0,
+        requires=wrong_branch or (order_ok and mp_err <= 1e-13),
         kind=Kind.NEGATIVE_CONTROL if wrong_branch else Kind.THEOREM,
         counterexample=worst_case,
         hypotheses={"z ∉ [0, ∞)": all(z.imag > 0 for z in CONT_Z)},
         inputs={"z": CONT_Z, "x - y": offs.tolist(), "h": list(hs), "L": half_len},
-        value=float(worst),
-        bound=1.0,
-        margin=float(1.0 - worst),
         precision="float64 (sparse LU) + mpmath dps=50",
         tolerance_reason=(
             "finite differences = h·G0(m; h²z): from 2-2cos θ = h²z, relative error "
@@ -286,19 +281,16 @@ def _check_identity_finite(profile: Profile) -> Certificate:
             rm = mpmath.inverse(h0 + vm - z * eye)
             resm = rm - r0m + r0m * vm * rm
             mp_res = float(max(abs(resm[i, j]) for i in range(nn) for j in range(nn)))
-    ok = worst <= 1.0 and diag_err <= 1.0 and mp_res < 1e-30
-    return make_cert(
+    return Certificate.from_bound(
         "resolvent_identity_finite",
         "R(z) - R0(z) = -R0(z) V R(z) for H = H0 + V on N sites (dense), Im z > 0",
-        ok,
+        value=worst,
+        bound=1.0,
+        requires=diag_err <= 1.0 and mp_res < 1e-30,
         counterexample=worst_case,
         hypotheses={"Im z > 0": True, "V real diagonal": True},
         inputs={"seed": 2024, "N": n, "trials": trials, "z": zs},
-        value=worst,
-        bound=1.0,
-        margin=1.0 - worst,
         precision="float64 (LAPACK inv) + mpmath dps=40",
-        tolerance=None,
         tolerance_reason=(
             "residual <= 64 N eps (κ(H-z) + κ(H0-z)) (||R0|| ||V|| ||R|| + ||R|| + ||R0||): "
             "both inverses are backward stable; value = max residual/tolerance. The O(N) "
@@ -335,9 +327,8 @@ def _check_identity_lattice(profile: Profile, *, wrong_branch: bool) -> Certific
                 if res / tol > worst:
                     worst = res / tol
                     worst_case = {"z": z, "v": v, "residual": res, "tolerance": tol}
-    ok = worst <= 1.0
     name = "resolvent_identity_lattice" + ("_wrong_branch" if wrong_branch else "")
-    return make_cert(
+    return Certificate.from_bound(
         name,
         (
             "On ℓ²(Z), supp V ⊂ {1..M}: R - R0 = -R0 V R restricted to the window, with R0 the "
@@ -347,14 +338,12 @@ def _check_identity_lattice(profile: Profile, *, wrong_branch: bool) -> Certific
             else "NEGATIVE CONTROL: the lead self-energy with the wrong root 1/w satisfies the "
             "restricted resolvent identity"
         ),
-        ok,
+        value=worst,
+        bound=1.0,
         kind=Kind.NEGATIVE_CONTROL if wrong_branch else Kind.THEOREM,
         counterexample=worst_case,
         hypotheses={"supp V finite": True, "z off the thresholds 0, 4": True},
         inputs={"seed": 7, "M": m, "trials": trials, "z": zs},
-        value=worst,
-        bound=1.0,
-        margin=1.0 - worst,
         precision="float64",
         tolerance_reason=(
             "residual <= 64 M eps κ(window matrix) (||R0|| ||V|| ||R|| + ||R|| + ||R0||); "
@@ -501,20 +490,18 @@ def check_resolvent_diagonal_mpmath(profile: Profile) -> list[Certificate]:
                         worst = err
                         worst_case = {"boundary": bnd, "z": z, "side": side, "rel_err": err}
     tol = 1e-12
-    cert = make_cert(
+    cert = Certificate.from_bound(
         "resolvent_diagonal_mpmath",
         "resolvent_diagonal agrees with the mpmath θ/φ reference (dps 50) to 1e-12 relative in "
         "well-conditioned cases (|V| ~ 1; Im z >= 0.1, or a 60-site window with transparent "
         "leads at λ + i0)",
-        worst <= tol,
+        value=worst,
+        bound=tol,
+        tol=tol,
         counterexample=worst_case,
         hypotheses={"well conditioned": True},
         inputs={"seed": 5, "N": n, "transparent window": 60, "cases": cases},
-        value=worst,
-        bound=tol,
-        margin=tol - worst,
         precision="float64 vs mpmath dps=50",
-        tolerance=tol,
         tolerance_reason="issue requirement (1e-12 relative); condition numbers here are O(10)",
         wall_time=t["seconds"],
         details={"worst": worst_case},

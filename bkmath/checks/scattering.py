@@ -20,17 +20,17 @@ from fractions import Fraction
 
 import numpy as np
 
+from bkmath import JacobiOperator
 from bkmath.bs_operator import birman_schwinger
 from bkmath.certificate import Certificate, Kind, timed
-from bkmath.checks import Profile
 from bkmath.checks._support import make_cert
+from bkmath.checks.profile import Profile
 from bkmath.fredholm import (
     det2,
     fredholm_det,
     log_perturbation_determinant,
     perturbation_determinant,
 )
-from bkmath.operators import JacobiOperator
 from bkmath.reference.scattering import scattering_matrix_mp
 from bkmath.scattering import (
     continued_arg,
@@ -131,15 +131,16 @@ def _finite(profile: Profile) -> list[Certificate]:
     lam = 2.5
     xi = spectral_shift(v, lam)
     wrong = -log_perturbation_determinant(v, complex(lam, 1e-6), chain="finite").imag / np.pi
-    neg = make_cert(
+    neg = Certificate.from_bound(
         "spectral_shift_negative_control",
         "ξ = −(1/π) arg det(I + K(λ + i0)) (the opposite sign) must disagree with the counts.",
-        abs(wrong - xi) < 1e-3,
-        kind=Kind.NEGATIVE_CONTROL,
-        inputs={"v": v, "lam": lam},
         value=wrong,
         bound=xi,
-        margin=float(1e-3 - abs(wrong - xi)),
+        sense="==",
+        tol=1e-3,
+        strict=True,
+        kind=Kind.NEGATIVE_CONTROL,
+        inputs={"v": v, "lam": lam},
         counterexample={"v": v, "lam": lam, "xi_counts": xi, "minus_arg_over_pi": wrong},
     )
     return [cert, neg]
@@ -233,15 +234,14 @@ def _birman_krein(profile: Profile) -> list[Certificate]:
     lam = 1.1
     xi = spectral_shift(v, lam, chain="infinite")
     err = abs(np.linalg.det(scattering_matrix(v, lam)) - np.exp(2j * np.pi * xi))
-    neg = make_cert(
+    neg = Certificate.from_bound(
         "birman_krein_negative_control",
         "det S = e^{+2πiξ} (wrong sign) must fail for a ξ ∉ ½Z.",
-        err < tol,
-        kind=Kind.NEGATIVE_CONTROL,
-        inputs={"v": v, "lam": lam, "xi": xi},
         value=err,
         bound=tol,
-        margin=float(tol - err),
+        sense="<",
+        kind=Kind.NEGATIVE_CONTROL,
+        inputs={"v": v, "lam": lam, "xi": xi},
         counterexample={"v": v, "lam": lam, "xi": xi, "abs_err": err},
     )
     return [cert, neg]
@@ -303,16 +303,17 @@ def _levinson(profile: Profile) -> list[Certificate]:
     td = threshold_data(v)
     naive = td["N_minus"] + td["N_plus"]
     val, _ = _levinson_value(v, n_theta, 1e-6)
-    neg = make_cert(
+    neg = Certificate.from_bound(
         "levinson_negative_control",
         "The naive Levinson count (phase change/π = number of bound states, no threshold "
         "half-terms) must fail for a generic V.",
-        abs(val - naive) < 0.02,
-        kind=Kind.NEGATIVE_CONTROL,
-        inputs={"v": v},
         value=val,
         bound=naive,
-        margin=float(0.02 - abs(val - naive)),
+        sense="==",
+        tol=0.02,
+        strict=True,
+        kind=Kind.NEGATIVE_CONTROL,
+        inputs={"v": v},
         counterexample={"v": v, "phase change/π": val, "naive prediction": naive},
     )
     return [cert, neg]
@@ -363,16 +364,15 @@ def _phase(profile: Profile) -> list[Certificate]:
     v = np.array([1.0, -0.5, 2.0])
     lam = 1.0
     err = abs(scattering_phase(v, lam) - np.pi * spectral_shift(v, lam, chain="infinite"))
-    neg = make_cert(
+    neg = Certificate.from_bound(
         "scattering_phase_negative_control",
         "The identification δ = arg det₂(I + K(λ + i0)) = πξ(λ) (implicit in the seeds) must "
         "fail when Σv ≠ 0.",
-        err < tol,
-        kind=Kind.NEGATIVE_CONTROL,
-        inputs={"v": v, "lam": lam},
         value=err,
         bound=tol,
-        margin=float(tol - err),
+        sense="<",
+        kind=Kind.NEGATIVE_CONTROL,
+        inputs={"v": v, "lam": lam},
         counterexample={"v": v, "lam": lam, "|δ − πξ|": err,
                         "predicted Σv/√(λ(4−λ))": float(v.sum() / np.sqrt(3.0))},
     )

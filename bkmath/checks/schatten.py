@@ -22,8 +22,8 @@ import numpy as np
 
 from bkmath.bs_operator import birman_schwinger, gauss_legendre
 from bkmath.certificate import Certificate, Kind, timed
-from bkmath.checks import Profile
 from bkmath.checks._support import EPS, loglog_rate, make_cert
+from bkmath.checks.profile import Profile
 from bkmath.reference.schatten import box_hs_norm_sq_mp, trace_class_constant_mp
 from bkmath.schatten import (
     potential_norm,

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bkmath import JacobiOperator
 from bkmath._validation import as_numeric_array, as_spectral_parameter
-from bkmath.operators import JacobiOperator
 
 __all__ = [
     "resolvent_diagonal",
@@ -103,7 +103,7 @@ def continuant_diagonal(op: JacobiOperator, z: object) -> np.ndarray:
     n = op.n
     alpha = np.asarray(op.a, dtype=np.complex128).reshape(n) - zc
     if op.boundary == "transparent":
-        from bkmath.resolvent import lattice_w
+        from bkmath import lattice_w
 
         w = complex(lattice_w(zc, boundary=True))
         alpha[0] -= w

@@ -11,8 +11,8 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 
+from bkmath import JacobiOperator
 from bkmath._validation import as_numeric_array
-from bkmath.operators import JacobiOperator
 from bkmath.reference.resolvent import _alphas_betas, _mp, _scalar_z, _single, continuants_mp
 
 __all__ = ["det_mp", "log_det_mp", "eigenvalue_count_mp"]

@@ -17,8 +17,8 @@ from __future__ import annotations
 import mpmath
 import numpy as np
 
+from bkmath import JacobiOperator
 from bkmath._validation import as_spectral_parameter
-from bkmath.operators import JacobiOperator
 
 __all__ = [
     "lattice_w_mp",

@@ -8,6 +8,8 @@ import math
 import mpmath
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bkmath.certificate import (
     Certificate,
@@ -84,6 +86,101 @@ class TestCertificate:
     def test_summary(self):
         assert "refuted" in _full_cert().summary()
         assert "margin —" in Certificate("t", "s", Status.VERIFIED).summary()
+
+
+class TestFromBound:
+    """Certificate.from_bound: margin and status derived from value, bound and tolerance."""
+
+    @pytest.mark.parametrize(
+        ("sense", "value", "bound", "margin", "status"),
+        [
+            ("<=", 0.25, 1.0, 0.75, "verified"),
+            ("<=", 1.0, 1.0, 0.0, "verified"),
+            ("<=", 1.5, 1.0, -0.5, "refuted"),
+            ("<", 0.25, 1.0, 0.75, "verified"),
+            ("<", 1.0, 1.0, 0.0, "refuted"),
+            (">=", 2.0, 1.0, 1.0, "verified"),
+            (">=", 1.0, 1.0, 0.0, "verified"),
+            (">", 1.0, 1.0, 0.0, "refuted"),
+            (">", 0.5, 1.0, -0.5, "refuted"),
+        ],
+    )
+    def test_inequalities(self, sense, value, bound, margin, status):
+        c = Certificate.from_bound("t", "s", value=value, bound=bound, sense=sense)
+        assert (c.margin, c.status.value) == (margin, status)
+        assert (c.value, c.bound, c.tolerance) == (value, bound, None)
+
+    def test_identity_with_tolerance(self):
+        c = Certificate.from_bound("t", "s", value=1.25, bound=1.0, sense="==", tol=0.5)
+        assert (c.margin, c.status, c.tolerance) == (0.25, Status.VERIFIED, 0.5)
+        c = Certificate.from_bound("t", "s", value=0.5, bound=1.0, sense="==", tol=0.5)
+        assert (c.margin, c.status) == (0.0, Status.VERIFIED)
+        c = Certificate.from_bound("t", "s", value=0.5, bound=1.0, sense="==", tol=0.5,
+                                   strict=True)
+        assert (c.margin, c.status) == (0.0, Status.REFUTED)
+        c = Certificate.from_bound("t", "s", value=-1.0, bound=1.0, sense="==", tol=0.5)
+        assert (c.margin, c.status) == (-1.5, Status.REFUTED)
+
+    def test_tolerance_recorded_not_added_for_inequalities(self):
+        c = Certificate.from_bound("t", "s", value=3e-13, bound=1e-12, tol=1e-12)
+        assert c.margin == 1e-12 - 3e-13 and c.tolerance == 1e-12
+
+    def test_requires_refutes_without_touching_the_margin(self):
+        c = Certificate.from_bound("t", "s", value=0.5, bound=1.0, requires=False,
+                                   counterexample={"mpmath": "disagrees"})
+        assert (c.status, c.margin) == (Status.REFUTED, 0.5)
+        assert c.counterexample == {"mpmath": "disagrees"}
+
+    def test_nan_is_inconclusive(self):
+        for kind in Kind:  # unexpected whatever the kind: a NaN decides nothing
+            for v, b in ((math.nan, 1.0), (0.5, math.nan)):
+                c = Certificate.from_bound("t", "s", value=v, bound=b, kind=kind)
+                assert c.status is Status.INCONCLUSIVE and not c.expected
+                assert math.isnan(c.margin)
+        c = Certificate.from_bound("t", "s", value=math.nan, bound=1.0, sense="==", tol=1.0)
+        assert c.status is Status.INCONCLUSIVE
+
+    def test_counterexample(self):
+        ok = Certificate.from_bound("t", "s", value=0.0, bound=1.0, counterexample={"x": 1})
+        assert ok.counterexample is None  # dropped when verified
+        bad = Certificate.from_bound("t", "s", value=2.0, bound=1.0, inputs={"z": 1j})
+        assert bad.counterexample == {"inputs": {"z": 1j}, "value": 2.0, "bound": 1.0,
+                                      "margin": -1.0}
+        ctrl = Certificate.from_bound("t", "s", value=2.0, bound=1.0, sense="<",
+                                      kind=Kind.NEGATIVE_CONTROL, counterexample={"err": 2.0})
+        assert ctrl.expected and ctrl.counterexample == {"err": 2.0}
+
+    def test_fields_pass_through_and_round_trip(self):
+        c = Certificate.from_bound("t", "s", value=np.float64(0.5), bound=1, precision="dps=50",
+                                   tolerance_reason="why", wall_time=0.5, details={"k": 1})
+        assert type(c.margin) is float and c.margin == 0.5
+        assert (c.precision, c.tolerance_reason, c.wall_time) == ("dps=50", "why", 0.5)
+        assert Certificate.from_json(c.to_json()).to_dict() == c.to_dict()
+
+    def test_bad_arguments(self):
+        with pytest.raises(ValueError, match="sense"):
+            Certificate.from_bound("t", "s", value=1.0, bound=1.0, sense="=<")
+        with pytest.raises(ValueError, match="tol"):
+            Certificate.from_bound("t", "s", value=1.0, bound=1.0, sense="==")
+        with pytest.raises(ValueError, match="strict"):
+            Certificate.from_bound("t", "s", value=1.0, bound=1.0, sense="<=", strict=True)
+
+    @given(st.floats(allow_nan=False, allow_infinity=False),
+           st.floats(allow_nan=False, allow_infinity=False),
+           st.floats(min_value=0.0, allow_nan=False, allow_infinity=False))
+    def test_verdict_is_the_comparison(self, value, bound, tol):
+        """The sign of a float64 difference is exact (subnormals included): the verdict
+        from the margin's sign is the comparison the check sites used to write by hand."""
+        def status(**kw):
+            return Certificate.from_bound("t", "s", value=value, bound=bound, **kw).status
+
+        assert (status(sense="<=") is Status.VERIFIED) == (value <= bound)
+        assert (status(sense="<") is Status.VERIFIED) == (value < bound)
+        assert (status(sense=">=") is Status.VERIFIED) == (value >= bound)
+        assert (status(sense=">") is Status.VERIFIED) == (value > bound)
+        err = abs(value - bound)
+        assert (status(sense="==", tol=tol) is Status.VERIFIED) == (err <= tol)
+        assert (status(sense="==", tol=tol, strict=True) is Status.VERIFIED) == (err < tol)
 
 
 class TestJsonable:
