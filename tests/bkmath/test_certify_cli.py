@@ -201,7 +201,7 @@ class TestTheoryDoc:
             theory_doc.load_certificates(p)
 
     def test_theory_md_documents_every_check(self):
-        # docs/theory.md has a section for every registered check, and the table markers
+        # docs/theory.md has a section for every check of all_checks(), and the table markers
         text = theory_doc.DEFAULT_DOC.read_text(encoding="utf-8")
         assert theory_doc.BEGIN in text and theory_doc.END in text
         missing = [name for name in checks.registry() if f"`{name}`" not in text]
