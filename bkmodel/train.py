@@ -232,62 +232,19 @@ class Trainer:
         from tqdm import tqdm
 
         self.cfg, self.out, self.dist, self.fault, self.say = cfg, out, dist, fault, say
-        if dist.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-        dist.barrier()
         self.ckpt_path = out / CKPT_NAME
         self.metrics = MetricsLog(out / "metrics.jsonl", dist.is_main)
-
-        saved_state = None
-        if resume:
-            saved_state, used = load_checkpoint(out)
-            _check_resume_config(saved_state["train_config"], cfg)
-            say(f"resuming from {used} at step {saved_state['step']}")
-        elif dist.is_main and self.ckpt_path.exists():
-            raise CheckpointError(f"{out} already holds a run ({self.ckpt_path}); pass --resume "
-                                  "to continue it or choose another --out directory")
-
+        saved_state = self._open_run_dir(resume)
         self.tok, self.train_tokens, self.val_tokens = _prepare_data(cfg, cache_dir)
         if dist.is_main:
             save_tokenizer(self.tok, out / "tokenizer.json")
             (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         self.tok_doc = (out / "tokenizer.json").read_text() if dist.is_main else ""
-
-        torch.manual_seed(cfg.seed)
-        np.random.seed(cfg.seed % 2**32)  # noqa: NPY002 - global RNG seeded for reproducibility
-        random.seed(cfg.seed)
-        self.raw = build_model(cfg, self.tok.vocab_size).to(dist.device)
-        self.model: nn.Module = self.raw  # what the forward runs through (DDP or the model)
-        self.n_params = self.raw.num_params()
-        if dist.world > 1:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
-            ids = [dist.device.index] if dist.device.type == "cuda" else None
-            self.model = DDP(self.raw, device_ids=ids, find_unused_parameters=cfg.model == "bk")
-        self.opt = build_optimizer(self.raw, cfg)
-        use_bf16 = cfg.precision == "bf16" or (
-            cfg.precision == "auto" and dist.device.type == "cuda"
-            and torch.cuda.is_bf16_supported()
-        )
-        self.amp_dtype = torch.bfloat16 if use_bf16 else None
+        self._build_model()
         self.sampler = ChunkSampler(len(self.train_tokens), cfg.seq_len, cfg.seed)
         self.rows = rank_rows(cfg.batch_size, dist.rank, dist.world)
-
         self.state = TrainState()
-        if saved_state is not None:
-            self.restore(saved_state, keep_counters=False)
-            self.state.saved_step = self.state.step
-            self.metrics.truncate(self.state.step, keep_events=False)
-        else:
-            if dist.is_main and self.metrics.path.exists():
-                self.metrics.path.unlink()
-            self.save()  # step 0: there is always a good checkpoint to roll back to
-            self.metrics.write({"event": "start", "step": 0, "params": self.n_params,
-                                "model": cfg.model, "world_size": dist.world,
-                                "device": str(dist.device), "amp": str(self.amp_dtype)})
-        say(f"{cfg.model}: {self.n_params:,} parameters, {len(self.train_tokens):,} training "
-            f"tokens, vocab {self.tok.vocab_size}, world size {dist.world}, device "
-            f"{dist.device}, {'bf16 autocast' if self.amp_dtype else 'fp32'}")
+        self._start(saved_state)
 
         self.gstep: GraphedStep | None = None
         if cfg.cuda_graph:
@@ -305,6 +262,61 @@ class Trainer:
         # checkpoints and the first `warm` steps of this process (allocator, kernel
         # compilation) are excluded. Logged rows carry the throughput of the last interval.
         self.throughput = _Throughput(warm=min(5, max(0, (cfg.max_steps - self.state.step) // 2)))
+
+    def _open_run_dir(self, resume: bool) -> dict[str, Any] | None:
+        """Create the run directory; the checkpoint to resume from (None for a new run)."""
+        out, dist = self.out, self.dist
+        if dist.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+        dist.barrier()
+        if resume:
+            saved_state, used = load_checkpoint(out)
+            _check_resume_config(saved_state["train_config"], self.cfg)
+            self.say(f"resuming from {used} at step {saved_state['step']}")
+            return saved_state
+        if dist.is_main and self.ckpt_path.exists():
+            raise CheckpointError(f"{out} already holds a run ({self.ckpt_path}); pass --resume "
+                                  "to continue it or choose another --out directory")
+        return None
+
+    def _build_model(self) -> None:
+        """Seed every RNG, then the model (DDP-wrapped under torchrun), AdamW, precision."""
+        cfg, dist = self.cfg, self.dist
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)  # noqa: NPY002 - global RNG seeded for reproducibility
+        random.seed(cfg.seed)
+        self.raw = build_model(cfg, self.tok.vocab_size).to(dist.device)
+        self.model: nn.Module = self.raw  # what the forward runs through (DDP or the model)
+        self.n_params = self.raw.num_params()
+        if dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [dist.device.index] if dist.device.type == "cuda" else None
+            self.model = DDP(self.raw, device_ids=ids, find_unused_parameters=cfg.model == "bk")
+        self.opt = build_optimizer(self.raw, cfg)
+        use_bf16 = cfg.precision == "bf16" or (
+            cfg.precision == "auto" and dist.device.type == "cuda"
+            and torch.cuda.is_bf16_supported()
+        )
+        self.amp_dtype = torch.bfloat16 if use_bf16 else None
+
+    def _start(self, saved_state: dict[str, Any] | None) -> None:
+        """Restore the resumed state, or write the step-0 checkpoint and the start event."""
+        cfg, dist = self.cfg, self.dist
+        if saved_state is not None:
+            self.restore(saved_state, keep_counters=False)
+            self.state.saved_step = self.state.step
+            self.metrics.truncate(self.state.step, keep_events=False)
+        else:
+            if dist.is_main and self.metrics.path.exists():
+                self.metrics.path.unlink()
+            self.save()  # step 0: there is always a good checkpoint to roll back to
+            self.metrics.write({"event": "start", "step": 0, "params": self.n_params,
+                                "model": cfg.model, "world_size": dist.world,
+                                "device": str(dist.device), "amp": str(self.amp_dtype)})
+        self.say(f"{cfg.model}: {self.n_params:,} parameters, {len(self.train_tokens):,} "
+                 f"training tokens, vocab {self.tok.vocab_size}, world size {dist.world}, "
+                 f"device {dist.device}, {'bf16 autocast' if self.amp_dtype else 'fp32'}")
 
     # -- checkpoints ---------------------------------------------------------------------------
 
