@@ -1,6 +1,6 @@
 """The Birman–Schwinger operator K(z) = |V|^{1/2} U R0(z) |V|^{1/2} on supp V.
 
-Three free operators H0 are supported (design.md §1, §4):
+Three free operators H0 are supported (docs/conventions.md §1, §4):
 
 ``"lattice"``
     H0 = −Δ on ℓ²(Z) (diagonal 2, hopping −1), spectrum [0, 4]. Free resolvent kernel

@@ -21,9 +21,9 @@ def log_det(op: JacobiOperator, z: object) -> np.ndarray | complex:
     r"""``log det(H - z)`` (minus the lead self-energy for a transparent operator), O(N).
 
     The leading minors (continuants) ``θ_i = alpha_i θ_{i-1} - beta_{i-1} θ_{i-2}``
-    (θ_0 = 1, θ_{-1} = 0; design.md §3) are propagated with a power-of-two rescaling whenever
-    they leave [2^-400, 2^400]; ``det = θ_N``. No division or logarithm per site: the real
-    part is ``log|θ_N| + (exponent) log 2``.
+    (θ_0 = 1, θ_{-1} = 0; docs/conventions.md §3) are propagated with a power-of-two
+    rescaling whenever they leave [2^-400, 2^400]; ``det = θ_N``. No division or logarithm
+    per site: the real part is ``log|θ_N| + (exponent) log 2``.
 
     Branch of the imaginary part. ``Im log_det = Σ_i Arg d_i``, the sum of the principal
     arguments of the LU pivots ``d_i = θ_i/θ_{i-1}`` (computed by counting how often the
@@ -45,7 +45,8 @@ def log_det(op: JacobiOperator, z: object) -> np.ndarray | complex:
     the known half-plane of the pivots to decide the direction of each rotation, so a pivot
     within rounding of the negative real axis cannot make the sum slip by 2π. If the scaled
     continuants over/underflow anyway (entries beyond ~1e±150), a slower per-site
-    ``log``/``atan2`` recursion takes over. O(N); ≈ 0.05 s at N = 10⁷ on one core here.
+    ``log``/``atan2`` recursion takes over. O(N) (timings: README, "Measured numbers", and
+    ``benchmarks/results/bkmath_*.json`` from ``benchmarks/bench_bkmath.py``).
 
     Parameters
     ----------

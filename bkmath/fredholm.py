@@ -2,14 +2,14 @@
 
 * :func:`fredholm_det`, :func:`det2` — finite matrices (or the Nyström matrix of a kernel):
   det(I + K) by LU, det₂(I + K) = det(I + K) e^{−tr K} = Π (1 + μ_j) e^{−μ_j}.
-* :func:`perturbation_determinant` — the lattice identity (design.md §4)
+* :func:`perturbation_determinant` — the lattice identity (docs/conventions.md §4)
 
       det(I + K(z)) = det(I + V R0(z)) = det(H − z) / det(H0 − z)
 
   in O(N) by the pivots of the LDLᵀ (continuant-ratio) recursion, for a finite chain
   (Dirichlet box) or for the infinite chain with finitely supported V, where the window
   S = [min supp V, max supp V] with the two free half-chains folded in as the self-energy
-  w(z) on its end sites ("transparent boundary", design.md §2) gives the exact answer:
+  w(z) on its end sites ("transparent boundary", docs/conventions.md §2) gives the exact answer:
 
       D(z) = det(H_S − z − w (E_11 + E_MM)) / det(H0_S − z − w (E_11 + E_MM)),
       det(H0_S − z − w(E_11 + E_MM)) = w^{−(M−1)} (w⁻¹ − w)      (all free pivots are 1/w

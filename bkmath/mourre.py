@@ -7,8 +7,8 @@ interval ``I`` is
 
 with ``E_I`` the spectral projection of ``H`` on ``I`` (Mourre 1981; Amrein–Boutet de
 Monvel–Georgescu, *C0-groups, commutator methods and spectral theory of N-body Hamiltonians*,
-1996, ch. 7). Three settings are implemented (design.md §5); each has an exact symbol ``f`` with
-``[H0, iA] = f(H0)``:
+1996, ch. 7). Three settings are implemented (docs/conventions.md §5); each has an exact
+symbol ``f`` with ``[H0, iA] = f(H0)``:
 
 ``"momentum"``  ``H0 = p = -i d/dx`` on L²(R), ``A = x``:
     ``[H0, iA] = i(px - xp) = I``, so ``f = 1`` (the seeds' "[H0, iA] = I"). For a real

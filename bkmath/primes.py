@@ -60,7 +60,7 @@ __all__ = [
     "default_prime_cutoff",
 ] + sorted(_MOVED)
 
-#: Largest cutoff accepted (a sieve of this size takes ~1 s).
+#: Largest cutoff accepted (the prime sieve up to it, linear in n_max, is the cost).
 N_MAX_LIMIT = 10**8
 
 

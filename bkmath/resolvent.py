@@ -190,10 +190,10 @@ def resolvent_diagonal(op: JacobiOperator, z: object, side: str = "both") -> np.
       cross in the middle each sweep finishes the diagonal of the other half on the fly (no
       extra pass, no temporary array).
 
-    Measured at N = 10⁷ on one core of the 2-core CI machine (thread CPU time):
-    ≈ 0.10 s ("both"), ≈ 0.06 s ("left"/"right"); see ``benchmarks/bench_bkmath.py``.
-    Compared with the θ/φ continuant formula (``bkmath.reference.continuant_diagonal``),
-    which overflows for long chains, nothing here overflows (the Herglotz bound 1/η holds).
+    Timings: README ("Measured numbers") and ``benchmarks/results/bkmath_*.json``, written by
+    ``benchmarks/bench_bkmath.py``. Compared with the θ/φ continuant formula
+    (``bkmath.reference.continuant_diagonal``), which overflows for long chains, nothing here
+    overflows (the Herglotz bound 1/η holds).
 
     Examples
     --------

@@ -1,7 +1,7 @@
 r"""Spectral shift function, scattering matrix and scattering phase on the lattice.
 
-Conventions (design.md §6, with the signs fixed here)
-------------------------------------------------------
+Conventions (docs/conventions.md §6, with the signs fixed here)
+---------------------------------------------------------------
 * **Spectral shift.** ξ(λ) = N_{H0}(λ) − N_H(λ), N(λ) = #{eigenvalues < λ}; Krein's formula
   ξ(λ) = (1/π) lim_{ε↓0} arg det(I + K(λ + iε)) holds with the **plus** sign and arg the
   continuous branch of log D on C⁺ with log D(z) → 0 as z → i∞ (not the principal value).

@@ -284,3 +284,35 @@ class TestDetector:
         assert find_cycles(_without(g, [("a", "b")])) == [["b", "c"]]
         assert find_cycles(_without(g, [("a", "b"), ("c", "b")])) == []
         assert find_cycles(_without(g, [("a", "c")])) == [["a", "b", "c"]]
+
+
+class TestMovedNames:
+    """Regression guards of the low-floor restructuring (issue 12, part 4): every name callers
+    used before the move resolves to the same object after it."""
+
+    def test_free_resolvents_from_resolvent(self):
+        import bkmath
+        import bkmath.free
+        import bkmath.resolvent
+
+        for name in ("lattice_w", "free_resolvent", "free_resolvent_continuum"):
+            assert getattr(bkmath.resolvent, name) is getattr(bkmath.free, name)
+            assert getattr(bkmath, name) is getattr(bkmath.free, name)
+
+    def test_primes_names(self):
+        import bkmath.explicit_formula
+        import bkmath.primes
+
+        for name in bkmath.primes.__all__:
+            obj = getattr(bkmath.primes, name)
+            if name in bkmath.explicit_formula.__all__:
+                assert obj is getattr(bkmath.explicit_formula, name)
+        assert set(bkmath.explicit_formula.__all__) <= set(bkmath.primes.__all__)
+        with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+            bkmath.primes.nonexistent  # noqa: B018
+
+    def test_kernel_names(self):
+        from bkmath import _kernels
+
+        for name in _kernels.__all__ + ["_n_threads", "_rd_left_real"]:
+            assert callable(getattr(_kernels, name))
