@@ -11,7 +11,13 @@ N = 131,072 the batch is 1, i.e. 131,072 tokens), C = 1,024 channels. Printed an
   the stored g once per group of rows), and the roof set by the measured one-way read and
   write bandwidths for those bytes;
 * the ratio to causal ``scaled_dot_product_attention`` (bf16, 16 heads × 64, forward +
-  backward) at the same tokens, and to the torch reference (``torch_scan.py``).
+  backward) at the same tokens, and to the torch reference (``torch_scan.py``);
+* next to every per-channel row, a **selective** row (issue 13): eta and b per token,
+  (B, N, C) in the dtype of v (bf16 v, eta, b in the bf16 rows), forward + backward (eager
+  and CUDA graph) and forward alone, with its ratio to the per-channel kernel and to its
+  own roof (the per-token kernels read eta and b next to v and write deta and db next to
+  dv: 35 bytes per element instead of 23 for bf16 with one chunk). ``--no-selective``
+  skips them.
 
 Correctness is checked first (forward values and all four gradients against the float64
 references, stiff cases included); if it fails, no speed-up is reported and the script
@@ -20,6 +26,7 @@ exits with status 1. Results go to ``benchmarks/results/bench_kernel_<device>_<d
 Usage::
 
     PYTHONPATH=. python benchmarks/bench_kernel.py [--ns 2048 8192 ...] [--sweep] [--out DIR]
+        [--no-selective] [--sweep-tok]
 
 Measured (H100 80GB HBM3, torch 2.11, triton 3.6, 2026-11-24; copy 3.02 TB/s, read-only
 3.06, write-only 3.29; ``bench_kernel_NVIDIA-H100-80GB-HBM3_2026-11-24.json``): forward +
@@ -78,6 +85,33 @@ def _params(C: int, device, *, stiff: bool = False, seed: int = 0):
     return lam, eta, b
 
 
+def _token_params(B: int, N: int, C: int, device, dtype, *, stiff: bool = False, seed: int = 0):
+    """Per-token eta and b (B, N, C) in ``dtype``, drawn like ``_params`` (eta in
+    [0.05, 0.55), or in [1e-4, 1e-3) when stiff; b in [0.75, 1.25))."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    u = torch.rand(B, N, C, generator=gen, device=device)
+    eta = 1e-4 + 9e-4 * u if stiff else 0.05 + 0.5 * u
+    b = 0.75 + 0.5 * torch.rand(B, N, C, generator=gen, device=device)
+    return eta.to(dtype), b.to(dtype)
+
+
+def traffic(elems: int, sv: int, K: int, Kb: int, group: int, per_token: bool):
+    """(ideal, reads, writes) bytes of one forward + backward.
+
+    ``sv`` bytes per element of v (and of per-token eta and b). Ideal (the issue's count):
+    read the inputs, write g; read dg, write the input gradients. Actual: the forward reads
+    the inputs once per pass (chunk maps when K > 1, then the main pass) and writes g; the
+    backward reads the inputs and dG once per pass (chunk maps when Kb > 1, then the main
+    pass, which also reads the stored g once per group of rows) and writes the gradients.
+    Per token the inputs are v, eta, b (3 sv), per channel v alone."""
+    n_in = 3 if per_token else 1
+    x = n_in * sv
+    ideal = elems * (x + 8 + 8 + x)
+    reads = elems * (x * (K - 1) / K + x + (x + 8) * (Kb - 1) / Kb + x + 8 + 8 / group)
+    writes = elems * (8 + x)
+    return ideal, reads, writes
+
+
 def correctness(device, log) -> tuple[bool, list[dict]]:
     """Triton (float32) vs the float64 naive reference and vs the float32 naive loop.
 
@@ -91,6 +125,12 @@ def correctness(device, log) -> tuple[bool, list[dict]]:
 
     cases = [
         dict(name="B3-N1000-C256", B=3, N=1000, C=256, chunk=None, scale=1.0, stiff=False),
+        dict(name="B3-N1000-C256-sel", B=3, N=1000, C=256, chunk=None, scale=1.0, stiff=False,
+             tok=True),
+        dict(name="B2-N777-C130-stiff-sel", B=2, N=777, C=130, chunk=50, scale=1.0, stiff=True,
+             tok=True),
+        dict(name="B1-N4096-C64-auto-sel", B=1, N=4096, C=64, chunk=None, scale=1.0, stiff=False,
+             tok=True),
         dict(name="B3-N1000-C256-chunk37", B=3, N=1000, C=256, chunk=37, scale=1.0, stiff=False),
         dict(name="B2-N777-C130-stiff", B=2, N=777, C=130, chunk=50, scale=1.0, stiff=True),
         dict(name="B2-N777-C130-bigV", B=2, N=777, C=130, chunk=50, scale=30.0, stiff=False),
@@ -101,7 +141,11 @@ def correctness(device, log) -> tuple[bool, list[dict]]:
     for c in cases:
         torch.manual_seed(1)
         v = (torch.randn(c["B"], c["N"], c["C"], device=device) * c["scale"]).requires_grad_()
-        lam, eta, b = (t.requires_grad_() for t in _params(c["C"], device, stiff=c["stiff"]))
+        lam, eta, b = _params(c["C"], device, stiff=c["stiff"])
+        if c.get("tok"):
+            eta, b = _token_params(c["B"], c["N"], c["C"], device, torch.float32,
+                                   stiff=c["stiff"])
+        lam, eta, b = (t.requires_grad_() for t in (lam, eta, b))
         W1 = torch.randn_like(v, dtype=torch.float64)
         W2 = torch.randn_like(v, dtype=torch.float64)
 
@@ -177,19 +221,23 @@ def sdpa_ms(B: int, N: int, device) -> float:
     return bench(step, warmup=50, rep=300 if N >= 65536 else 100, grad_to_none=[q, k, v])
 
 
-def graph_ms(step, v) -> float | None:
+def graph_ms(step, v, extra=()) -> float | None:
     """Median GPU time of ``step`` replayed from a CUDA graph (no host launch overhead):
-    the kernels' own time. None if the step cannot be captured."""
+    the kernels' own time. None if the step cannot be captured. ``v`` and the ``extra``
+    leaves get ``.grad = None`` before the capture (no accumulation is timed)."""
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
+    leaves = (v, *extra)
     try:
         with torch.cuda.stream(s):
             for _ in range(3):  # warm up on the side stream (autotuning, allocator)
-                v.grad = None
+                for x in leaves:
+                    x.grad = None
                 step()
         torch.cuda.current_stream().wait_stream(s)
         graph = torch.cuda.CUDAGraph()
-        v.grad = None
+        for x in leaves:
+            x.grad = None
         with torch.cuda.graph(graph):
             step()
     except RuntimeError as e:  # noqa: BLE001  (report, do not fail the benchmark)
@@ -214,13 +262,15 @@ GRID = [
 ]
 
 
-def sweep(rows: list, v, lam, eta, b, dgr, dgi, log, directions=("fwd", "bwd")) -> None:
-    """Time the forward and the backward alone over a grid of launch configurations."""
+def sweep(rows: list, v, lam, eta, b, dgr, dgi, log, directions=("fwd", "bwd"),
+          tag: str = "per-channel") -> None:
+    """Time the forward and the backward alone over a grid of launch configurations
+    (per-token eta and b when they are (B, N, C): ``tag`` names the kernels in the rows)."""
     from bkmodel.ops.bk_scan.triton_scan import ScanConfig, _plan, _scan_backward, _scan_forward
 
     B, N, C = v.shape
     vd = v.detach()
-    beta = b.square()
+    beta = b if b.ndim == 3 else b.square()  # per token the kernels square b
     best = {}
     ref_g = _scan_forward(vd, lam, eta, beta, stats=False, tol=1e-3)
     ref_dv = _scan_backward(vd, lam, eta, beta, ref_g[0], ref_g[1], dgr, dgi)[0]
@@ -248,14 +298,60 @@ def sweep(rows: list, v, lam, eta, b, dgr, dgi, log, directions=("fwd", "bwd")) 
             except Exception as e:  # noqa: BLE001  (a config that does not compile)
                 log(f"    {direction} {cfg} failed: {type(e).__name__}: {str(e)[:200]}")
                 continue
-            row = dict(direction=direction, N=N, B=B, depth=depth, block_c=bc, num_warps=nw,
+            row = dict(direction=direction, kernels=tag, N=N, B=B, depth=depth, block_c=bc,
+                       num_warps=nw,
                        target_programs=tp, chunks=K, chunk_len=L, ms=t,
                        rel_err_vs_default=err)  # fmt: skip
             rows.append(row)
             if err < 1e-4 and (direction not in best or t < best[direction]["ms"]):
                 best[direction] = row
     for d in directions:
-        log(f"    sweep best {d}: {best.get(d)}")
+        log(f"    sweep best {tag} {d}: {best.get(d)}")
+
+
+def selective_row(chan: dict, v, lam, dgr, dgi, dt, bw, bw_r, bw_w, ok) -> dict:
+    """Time the selective scan (per-token eta and b in the dtype of v) at the shape of the
+    per-channel row ``chan`` (same v, lam and incoming gradients) and return its row, with
+    the ratios to the per-channel kernel and to its own roof."""
+    from bkmodel.ops.bk_scan.triton_scan import (
+        _BKScanTriton,
+        _default_config,
+        _plan,
+        bk_scan_triton,
+    )
+
+    B, N, C = v.shape
+    eta_t, b_t = (t.requires_grad_() for t in _token_params(B, N, C, v.device, dt))
+    raw = scan_step_fn(bk_scan_triton, v, lam, eta_t, b_t, dgr, dgi)
+    t_raw = bench(raw, grad_to_none=[v, eta_t, b_t])
+    t_graph = graph_ms(raw, v, extra=(eta_t, b_t))
+    with torch.no_grad():
+        t_fwd = bench(lambda: _BKScanTriton.apply(v, lam, eta_t, b_t, False, 1e-3, None, None))
+    cfg_f, cfg_b = _default_config(v.device, B, C, per_token=True)
+    _, L, K = _plan(B, N, C, cfg_f, None)
+    _, Lb, Kb = _plan(B, N, C, cfg_b, None)
+    sv = torch.finfo(dt).bits // 8
+    ideal, reads, writes = traffic(B * N * C, sv, K, Kb, cfg_b.group, per_token=True)
+    roof_ms = 1e3 * (reads / bw_r + writes / bw_w)
+    g_chan = chan["fwd_bwd_cuda_graph_ms"]
+    row = dict(
+        N=N, B=B, C=C, dtype=chan["dtype"], selective=True, chunks_fwd=K, chunks_bwd=Kb,
+        config_fwd=str(cfg_f), config_bwd=str(cfg_b),
+        fwd_bwd_ms=t_raw, fwd_ms=t_fwd, fwd_bwd_cuda_graph_ms=t_graph,
+        ideal_bytes=ideal, actual_bytes=reads + writes,
+        actual_read_bytes=reads, actual_write_bytes=writes, roof_ms=roof_ms,
+        roof_frac=roof_ms / t_raw,
+        roof_frac_graph=None if t_graph is None else roof_ms / t_graph,
+        ideal_bw_frac_of_copy=ideal / (t_raw * 1e-3) / bw,
+        actual_bw_frac_of_copy=(reads + writes) / (t_raw * 1e-3) / bw,
+        ratio_vs_per_channel=t_raw / chan["fwd_bwd_ms"],
+        ratio_vs_per_channel_graph=(None if t_graph is None or g_chan is None
+                                    else t_graph / g_chan),
+        fwd_ratio_vs_per_channel=t_fwd / chan["fwd_ms"],
+        bytes_ratio_vs_per_channel=(reads + writes) / chan["actual_bytes"],
+        ms_per_65536_tokens=t_raw * 65536 / (B * N), correctness_ok=ok,
+    )  # fmt: skip
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,6 +368,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", default="", help="inserted in the result file's name")
     p.add_argument("--no-sdpa", action="store_true")
     p.add_argument("--no-torch-ref", action="store_true")
+    p.add_argument("--no-selective", action="store_true",
+                   help="skip the per-token (selective) rows")
+    p.add_argument("--sweep-tok", action="store_true",
+                   help="with --sweep: sweep the per-token kernels' launch grid too")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
@@ -338,12 +438,9 @@ def main(argv: list[str] | None = None) -> int:
             _, L, K = _plan(B, N, C, cfg_f, None)
             _, Lb, Kb = _plan(B, N, C, cfg_b, None)
             elems = B * N * C
-            ideal = elems * (sv + 8 + 8 + sv)
             # forward: (map pass: v) + v + g; backward: (map pass: v, G) + v + G + dv, and
             # the stored g once per group of rows (g is recomputed from v inside a group)
-            gb = 8 / cfg_b.group
-            reads = elems * (sv * (K - 1) / K + sv + (sv + 8) * (Kb - 1) / Kb + sv + 8 + gb)
-            writes = elems * (8 + sv)
+            ideal, reads, writes = traffic(elems, sv, K, Kb, cfg_b.group, per_token=False)
             actual = reads + writes
             roof_ms = 1e3 * (reads / bw_r + writes / bw_w)  # at the measured one-way rates
             t_ref = None
@@ -355,8 +452,8 @@ def main(argv: list[str] | None = None) -> int:
                     t_ref = None
                 torch.cuda.empty_cache()
             row = dict(
-                N=N, B=B, C=C, dtype=dname, chunks_fwd=K, chunks_bwd=Kb, config_fwd=str(cfg_f),
-                config_bwd=str(cfg_b),
+                N=N, B=B, C=C, dtype=dname, selective=False, chunks_fwd=K, chunks_bwd=Kb,
+                config_fwd=str(cfg_f), config_bwd=str(cfg_b),
                 fwd_bwd_ms=t_raw, fwd_bwd_validate_true_ms=t_pub, fwd_ms=t_fwd,
                 fwd_bwd_cuda_graph_ms=t_graph,
                 ideal_bytes=ideal, actual_bytes=actual,
@@ -384,6 +481,26 @@ def main(argv: list[str] | None = None) -> int:
             )
             if args.sweep and dname == "bf16" and N in args.sweep_ns:
                 sweep(result["sweep"], v, lam, eta, b, dgr, dgi, log, args.sweep_dirs)
+            if not args.no_selective:
+                sel = selective_row(row, v, lam, dgr, dgi, dt, bw, bw_r, bw_w, ok)
+                result["runs"].append(sel)
+                torch.cuda.empty_cache()
+                log(
+                    f"N={N:>6} B={B:>2} {dname} selective: K={sel['chunks_fwd']:>3}/"
+                    f"{sel['chunks_bwd']:>3} fwd+bwd {sel['fwd_bwd_ms']:7.3f} ms "
+                    + (f"(CUDA graph {sel['fwd_bwd_cuda_graph_ms']:6.3f}) "
+                       if sel["fwd_bwd_cuda_graph_ms"] is not None else "")
+                    + f"(fwd {sel['fwd_ms']:6.3f}); x{sel['ratio_vs_per_channel']:.2f} the "
+                    f"per-channel kernel (graph x{sel['ratio_vs_per_channel_graph'] or 0:.2f}, "
+                    f"fwd x{sel['fwd_ratio_vs_per_channel']:.2f}); roof {sel['roof_ms']:.3f} ms "
+                    f"({sel['roof_frac']:.2f}; graph {sel['roof_frac_graph'] or 0:.2f}); BW/copy "
+                    f"actual {sel['actual_bw_frac_of_copy']:.2f}"
+                )
+                if args.sweep and args.sweep_tok and dname == "bf16" and N in args.sweep_ns:
+                    eta_t, b_t = _token_params(B, N, C, dev, dt)
+                    sweep(result["sweep"], v, lam, eta_t, b_t, dgr, dgi, log, args.sweep_dirs,
+                          tag="selective")
+                    del eta_t, b_t
             del v, dgr, dgi
             torch.cuda.empty_cache()
     result["log"] = lines

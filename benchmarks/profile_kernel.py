@@ -5,6 +5,9 @@ maps, carries, the main passes, the host-side sum of the partial gradients) at t
 benchmark shape (65,536 tokens × 1,024 channels, bf16 v)::
 
     PYTHONPATH=. python benchmarks/profile_kernel.py [--ns 2048 8192 65536] [--steps 20]
+        [--selective]
+
+``--selective`` profiles the per-token kernels (eta and b of shape (B, N, C), bf16) instead.
 
 Prints, per N, each kernel's mean time per step and its share; writes nothing.
 """
@@ -62,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokens", type=int, default=65536)
     p.add_argument("--channels", type=int, default=1024)
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--selective", action="store_true",
+                   help="per-token eta and b (B, N, C), bf16: the selective kernels")
     p.add_argument(
         "--host", action="store_true",
         help="also time a tiny problem (host-bound) and print cProfile's top host functions",
@@ -86,10 +91,14 @@ def main(argv: list[str] | None = None) -> int:
         B = max(1, args.tokens // N)
         v = torch.randn(B, N, C, device=dev, dtype=torch.bfloat16, requires_grad=True)
         dg = [torch.randn(B, N, C, device=dev) for _ in range(2)]
+        e_, b_ = eta, b
+        if args.selective:
+            e_ = (0.05 + 0.5 * torch.rand(B, N, C, device=dev)).to(torch.bfloat16)
+            b_ = (0.75 + 0.5 * torch.rand(B, N, C, device=dev)).to(torch.bfloat16)
 
-        def step(v=v, dg=dg):
+        def step(v=v, dg=dg, e_=e_, b_=b_):
             v.grad = None
-            gr, gi = bk_scan_triton(v, lam, eta, b)
+            gr, gi = bk_scan_triton(v, lam, e_, b_)
             torch.autograd.backward((gr, gi), dg)
 
         for _ in range(5):
@@ -104,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             if e.device_type == torch.autograd.DeviceType.CUDA:
                 tot[e.name] += e.device_time / args.steps  # microseconds
         s = sum(tot.values())
-        print(f"N={N} B={B}: {s / 1e3:.3f} ms of kernels per forward + backward")
+        kind = "selective" if args.selective else "per-channel"
+        print(f"N={N} B={B} {kind}: {s / 1e3:.3f} ms of kernels per forward + backward")
         for name, t in sorted(tot.items(), key=lambda kv: -kv[1]):
             print(f"  {t / 1e3:8.3f} ms  {t / s:6.1%}  {name[:90]}")
         del v, dg

@@ -7,7 +7,7 @@ are small because the interpreter executes one program at a time in numpy.
 References: ``bk_scan_naive`` (sequential loop, autograd) in float64, and the chunked torch
 reference ``bk_scan_torch``. Tolerances:
 
-* float64 kernels: the recurrence is a contraction for Im z > 0 (design.md §3), so forward
+* float64 kernels: the recurrence is a contraction for Im z > 0 (docs/conventions.md §3), so forward
   rounding errors do not accumulate; we allow 1e-10 relative RMS, ~10^6 eps of slack for
   the stiff cases (eta = 1e-4 makes each step's map nearly an isometry, condition ~1/eta).
 * float32 kernels: within 10 × the error of the *same* recurrence evaluated sequentially in
@@ -405,3 +405,301 @@ def test_large_potentials_with_sparse_rescaling(scale):
     for chunk in (8, 7):
         check_against_naive(make_inputs(1, 40, 3, scale=scale, seed=2), torch.float32, chunk)
         check_against_naive(make_inputs(1, 40, 3, scale=scale, seed=2), torch.float64, chunk)
+
+
+# ----------------------------------------------------------------------------- selective scan
+# Per-token eta and b (B, N, C) and the initial state g_0 (issue 13): the TOK and HAS_G0
+# specialisations of the kernels, against the naive loop (autograd) in float64.
+
+NAMES_G0 = NAMES + ("dg0",)
+
+
+def make_selective(B, N, C, *, eta_tok=True, b_tok=True, g0=False, eta_min=0.05, scale=1.0,
+                   seed=0, dtype=torch.float64, device=DEV):
+    """(v, lam, eta, b, g0): like ``make_inputs``, eta in [eta_min, eta_min + 0.5) and b in
+    [0.75, 1.25) per token where asked, g0 complex (B, C) with Im g0 > 0, or None."""
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn(B, N, C, generator=g, dtype=torch.float64) * scale
+    lam = torch.rand(C, generator=g, dtype=torch.float64) * 4.0 - 0.5
+    eta = torch.rand((B, N, C) if eta_tok else (C,), generator=g, dtype=torch.float64)
+    eta = eta * 0.5 + eta_min
+    b = torch.rand((B, N, C) if b_tok else (C,), generator=g, dtype=torch.float64) * 0.5 + 0.75
+    s = None
+    if g0:
+        s = torch.complex(torch.randn(B, C, generator=g, dtype=torch.float64),
+                          torch.rand(B, C, generator=g, dtype=torch.float64) + 0.1).to(device)
+    return v.to(device, dtype), lam.to(device), eta.to(device), b.to(device), s
+
+
+def forward_backward_g0(fn, inputs, dtype, seed=1):
+    """``forward_backward`` with an optional initial state as the fifth input: outputs, the
+    gradients of v, lam, eta, b and (if given) of g0 (complex: dL/dRe + i dL/dIm)."""
+    v, lam, eta, b, s = inputs
+    pdt = torch.promote_types(dtype, torch.float32)
+    xs = [v.detach().to(dtype).requires_grad_()]
+    xs += [x.detach().to(pdt).requires_grad_() for x in (lam, eta, b)]
+    sg = None
+    if s is not None:
+        cdt = torch.complex128 if pdt == torch.float64 else torch.complex64
+        sg = s.detach().to(cdt).requires_grad_()
+    gen = torch.Generator().manual_seed(seed)
+    W1 = torch.randn(v.shape, generator=gen, dtype=torch.float64).to(v.device)
+    W2 = torch.randn(v.shape, generator=gen, dtype=torch.float64).to(v.device)
+    gr, gi = fn(*xs, sg)[:2]
+    (gr.double() * W1 + gi.double() * W2).sum().backward()
+    leaves = xs + ([] if sg is None else [sg])
+    grads = [x.grad if x.grad is not None else torch.zeros_like(x) for x in leaves]
+    return [gr.detach(), gi.detach()] + grads
+
+
+def rel_c(a, b):
+    """``rel`` for real or complex tensors (complex as (re, im) pairs)."""
+    if a.is_complex() or b.is_complex():
+        a = torch.view_as_real(a.detach().to(torch.complex128))
+        b = torch.view_as_real(b.detach().to(torch.complex128))
+    return rel(a, b)
+
+
+def _triton_sel(chunk=None):
+    return lambda *a: bk_scan_triton(*a[:4], chunk=chunk, initial_state=a[4])
+
+
+def _naive_sel(*a):
+    return bk_scan_naive(*a[:4], a[4])
+
+
+def check_selective(inputs, dtype, chunk, *, f64_tol=1e-10):
+    ref = forward_backward_g0(_naive_sel, inputs, torch.float64)
+    out = forward_backward_g0(_triton_sel(chunk), inputs, dtype)
+    names = NAMES_G0[: len(ref)]
+    errs = {n: rel_c(o, r) for n, o, r in zip(names, out, ref, strict=True)}
+    for n, o, r in zip(names, out, ref, strict=True):
+        assert o.shape == r.shape, n
+    if dtype == torch.float64:
+        bad = {n: e for n, e in errs.items() if not e <= f64_tol}
+    else:  # same criterion as check_against_naive: 10 x the sequential float32 loop + 1e-5
+        base = forward_backward_g0(_naive_sel, inputs, torch.float32)
+        errs32 = {n: rel_c(o, r) for n, o, r in zip(names, base, ref, strict=True)}
+        bad = {n: (e, errs32[n]) for n, e in errs.items() if not e <= 10 * errs32[n] + 1e-5}
+    assert not bad, f"errors beyond tolerance: {bad} (all: {errs})"
+
+
+SEL_SHAPES = [  # (B, N, C, chunk, eta_tok, b_tok, g0)
+    (2, 63, 5, None, True, True, False),
+    (2, 31, 5, 7, True, True, True),  # 5 chunks, the last one short, initial state
+    (1, 1, 3, None, True, True, True),
+    (1, 17, 130, 4, True, True, True),  # two channel blocks, the second partial
+    (2, 20, 3, 6, True, False, False),  # mixed: eta per token, b per channel
+    (1, 19, 2, 5, False, False, True),  # per-channel kernels with an initial state
+]
+
+
+def _sel_id(c):
+    B, N, C, ch, et, bt, g0 = c
+    kind = {(True, True): "pertoken", (True, False): "eta-tok", (False, True): "b-tok",
+            (False, False): "perchannel"}[(et, bt)]
+    return f"B{B}-N{N}-C{C}-L{ch}-{kind}" + ("-g0" if g0 else "")
+
+
+@pytest.mark.parametrize("B,N,C,chunk,eta_tok,b_tok,g0", SEL_SHAPES,
+                         ids=[_sel_id(c) for c in SEL_SHAPES])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_selective_values_and_gradients_match_naive(B, N, C, chunk, eta_tok, b_tok, g0, dtype,
+                                                    poison_empty):
+    inputs = make_selective(B, N, C, eta_tok=eta_tok, b_tok=b_tok, g0=g0, seed=N)
+    check_selective(inputs, dtype, chunk)
+
+
+@pytest.mark.parametrize("case,kw", [("stiff-eta1e-4", dict(eta_min=1e-4)),
+                                     ("bigV-x30", dict(scale=30.0))],
+                         ids=lambda x: x if isinstance(x, str) else "")
+def test_selective_stiff_cases(case, kw):
+    # per-token eta down to 1e-4: |g| up to 1e4, gradients up to 1e8 (as test_stiff_cases)
+    inputs = make_selective(1, 29, 4, g0=True, seed=3, **kw)
+    check_selective(inputs, torch.float64, 5, f64_tol=1e-9)
+    check_selective(inputs, torch.float32, 5)
+
+
+SEL_CONFIGS = [  # (B, N, C, chunk, block_c, group, target_programs)
+    (2, 29, 5, None, 32, 8, 8),  # chunks chosen by the planner
+    (1, 37, 3, 12, 64, 8, 1),
+    (1, 9, 2, 2, 128, 4, 1),
+    (2, 19, 40, None, 32, 8, 1),  # one chunk, groups of 8 with a ragged last group
+]
+
+
+@pytest.mark.parametrize(
+    "B,N,C,chunk,block_c,group,tp", SEL_CONFIGS,
+    ids=[f"B{b}-N{n}-C{c}-L{ch}-bc{bc}-g{g}-tp{tp}-pertoken-g0"
+         for b, n, c, ch, bc, g, tp in SEL_CONFIGS],
+)
+def test_selective_launch_configurations_match_naive(B, N, C, chunk, block_c, group, tp,
+                                                     poison_empty):
+    cfg = ScanConfig(block_c=block_c, target_programs=tp, min_chunk=1, group=group)
+    inputs = make_selective(B, N, C, g0=True, seed=11)
+    ref = forward_backward_g0(_naive_sel, inputs, torch.float64)
+
+    def fn(v, lam, eta, b, s):
+        return _BKScanTriton.apply(v, lam, eta, b, False, 1e-3, chunk, (cfg, cfg), s.real,
+                                   s.imag)
+
+    out = forward_backward_g0(fn, inputs, torch.float64)
+    for n, o, r in zip(NAMES_G0, out, ref, strict=True):
+        assert rel_c(o, r) < 1e-12, n
+
+
+def test_selective_gradcheck_float64():
+    # odd length, three chunks of 2 (the last short), per-token eta and b, initial state
+    v, lam, eta, b, s = make_selective(1, 5, 1, g0=True, seed=4)
+    xs = [x.requires_grad_() for x in (v, lam, eta, b, s)]
+    assert torch.autograd.gradcheck(
+        lambda *a: bk_scan_triton(*a[:4], chunk=2, initial_state=a[4]), xs, eps=1e-6,
+        atol=1e-7)
+
+
+def test_selective_agrees_with_torch_reference():
+    from bkmodel.ops.bk_scan.torch_scan import bk_scan_torch
+
+    inputs = make_selective(2, 40, 6, g0=True, seed=3)
+    ref = forward_backward_g0(lambda *a: bk_scan_torch(*a[:4], chunk=7, initial_state=a[4]),
+                              inputs, torch.float64)
+    out = forward_backward_g0(_triton_sel(6), inputs, torch.float64)
+    for n, o, r in zip(NAMES_G0, out, ref, strict=True):
+        assert rel_c(o, r) < 1e-11, n
+
+
+def test_constant_per_token_equals_per_channel():
+    # eta, b constant along (B, N) through the per-token kernels = the per-channel kernels:
+    # the same float64 operations (b^2 squared in the kernel instead of on the host), so
+    # equal up to the order of the final gradient sums (a few eps64)
+    v, lam, eta, b, s = make_selective(2, 23, 5, eta_tok=False, b_tok=False, g0=True, seed=8)
+    eta_t, b_t = eta.expand(v.shape).clone(), b.expand(v.shape).clone()
+    per_c = forward_backward_g0(_triton_sel(5), (v, lam, eta, b, s), torch.float64)
+    per_t = forward_backward_g0(_triton_sel(5), (v, lam, eta_t, b_t, s), torch.float64)
+    for k, n in enumerate(NAMES_G0):
+        x = per_t[k].sum(dim=(0, 1)) if n in ("deta", "db") else per_t[k]
+        assert rel_c(x, per_c[k]) < 1e-13, n
+
+
+def test_selective_final_state_and_segments():
+    v, lam, eta, b, _ = make_selective(2, 24, 3, seed=6)
+    g_re, g_im, g_N = bk_scan(v, lam, eta, b, backend="triton", return_final_state=True)
+    assert torch.equal(g_N, torch.complex(g_re[:, -1], g_im[:, -1]))
+    a_re, _, s = bk_scan(v[:, :11], lam, eta[:, :11], b[:, :11], backend="triton",
+                         return_final_state=True)
+    c_re, _ = bk_scan(v[:, 11:], lam, eta[:, 11:].contiguous(), b[:, 11:].contiguous(),
+                      backend="triton", initial_state=s)
+    assert rel(torch.cat([a_re, c_re], dim=1), g_re) < 1e-14
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # numpy (interpreter) on inf
+@pytest.mark.parametrize("chunk", [None, 4], ids=["L-auto", "L4"])
+@pytest.mark.parametrize("tol", [0.0, 1e-3])
+def test_fused_stats_per_token_forged_violations(chunk, tol, poison_empty):
+    # Negative control for the per-token counters: the bounds are per token,
+    # |g_i| <= (1 + tol)/eta_i and Im g_i >= -tol/eta_i. Forge violations below the public
+    # API (which rejects eta <= 0): a few tokens with eta_i < 0 (dissipation of the wrong
+    # sign) give Im g < 0 and |g| > 1/|eta_i| downstream, and NaN/inf potentials non-finite
+    # g. The fused counts must equal scan_stats with the per-token eta.
+    v, lam, eta, b, _ = make_selective(2, 30, 5, dtype=torch.float32, seed=7)
+    eta = eta.float()
+    eta[0, 3:9, 1] = -0.02
+    eta[1, 12, 4] = -0.5
+    v[0, 20, 2] = float("nan")
+    v[1, 5, 3] = float("inf")
+    gr, gi, counts = _scan_forward(v, lam, eta, b.float(), stats=True, tol=tol, chunk=chunk)
+    expected = scan_stats(gr, gi, eta, tol)
+    assert counts.tolist() == expected.tolist()
+    assert counts[0] > 0 and counts[1] > 0 and counts[2] > 0
+    # the kernel's bound is the per-token one: a per-channel bound (largest eta_i of each
+    # channel) counts differently on the same output
+    assert scan_stats(gr, gi, eta.amax(dim=(0, 1)), tol).tolist() != counts.tolist()
+
+
+def test_fused_stats_zero_for_herglotz_per_token_input():
+    v, lam, eta, b, s = make_selective(2, 40, 6, dtype=torch.float32, scale=10.0, eta_min=1e-3,
+                                       g0=True)
+    gr, gi, stats = bk_scan_triton(v, lam, eta, b, return_stats=True, chunk=9,
+                                   initial_state=s.to(torch.complex64))
+    assert stats.tolist() == scan_stats(gr, gi, eta, 1e-3).tolist() == [0, 0, 0]
+
+
+@settings(max_examples=6, deadline=None)
+@given(
+    B=st.integers(1, 2), N=st.integers(1, 24), C=st.integers(1, 4),
+    chunk=st.one_of(st.none(), st.integers(1, 30)), g0=st.booleans(),
+    log_eta=st.floats(-3, 0), seed=st.integers(0, 2**16),
+)
+def test_property_selective_float64(B, N, C, chunk, g0, log_eta, seed):
+    inputs = make_selective(B, N, C, g0=g0, eta_min=10.0**log_eta, seed=seed)
+    check_selective(inputs, torch.float64, chunk, f64_tol=1e-9)
+    # Herglotz per token (exact for these inputs; float64 rounding only)
+    gr, gi = bk_scan_triton(*inputs[:4], chunk=chunk, initial_state=inputs[4])
+    assert bool((gi > 0).all())
+    assert bool(((gr.square() + gi.square()).sqrt() * inputs[2] <= 1 + 1e-12).all())
+
+
+def test_selective_rejects_bad_arguments():
+    v, lam, eta, b, s = make_selective(1, 4, 3, dtype=torch.float32, g0=True)
+    with pytest.raises(ValueError, match="eta must be > 0"):
+        bk_scan_triton(v, lam, -eta, b, validate=True)
+    with pytest.raises(ValueError, match=r"eta must have shape \(C,\) or \(B, N, C\)"):
+        bk_scan_triton(v, lam, eta[:, :2], b)
+    with pytest.raises(ValueError, match=r"b must have shape \(C,\) or \(B, N, C\)"):
+        bk_scan_triton(v, lam, eta, b[0])
+    with pytest.raises(ValueError, match="b must be on the device of v"):
+        bk_scan_triton(v, lam, eta, b.to("meta"))
+    with pytest.raises(TypeError, match="initial_state must be a complex"):
+        bk_scan_triton(v, lam, eta, b, initial_state=s.real)
+    with pytest.raises(ValueError, match="initial_state must have Im g_0 >= 0"):
+        bk_scan_triton(v, lam, eta, b, initial_state=s.conj().resolve_conj(), validate=True)
+
+
+GPU_SEL_CASES = [  # (B, N, C, eta_min, chunk, g0)
+    (1, 131072, 64, 0.05, None, True),  # chunked forward and backward
+    (2, 65536, 32, 1e-3, 1000, False),
+    (32, 2048, 1024, 0.05, None, True),  # the one-chunk path (benchmark shape)
+    (16, 4096, 1024, 1e-3, None, False),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    "B,N,C,eta_min,chunk,g0", GPU_SEL_CASES,
+    ids=[f"B{b}-N{n}-C{c}-eta{e}-L{ch}-pertoken" + ("-g0" if g else "")
+         for b, n, c, e, ch, g in GPU_SEL_CASES],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
+def test_gpu_selective_against_torch_reference(B, N, C, eta_min, chunk, g0, dtype,
+                                               cuda_device):
+    from bkmodel.ops.bk_scan.torch_scan import bk_scan_torch
+
+    v, lam, eta, b, s = make_selective(B, N, C, eta_min=eta_min, g0=g0, device=cuda_device,
+                                       dtype=dtype)
+    eta, b = eta.to(dtype), b.to(dtype)  # bf16 eta and b too (the selective layer's case)
+    ref_in = (v.double(), lam, eta.double(), b.double(), s)  # the same rounded inputs
+    ref = forward_backward_g0(
+        lambda *a: bk_scan_torch(*a[:4], initial_state=a[4]), ref_in, torch.float64)
+    out = forward_backward_g0(_triton_sel(chunk), (v, lam, eta, b, s), dtype)
+    names = NAMES_G0[: len(ref)]
+    errs = {n: rel_c(o, r) for n, o, r in zip(names, out, ref, strict=True)}
+    # float32 state: conditioning (1/eta) times eps32, as the per-channel GPU test; bf16
+    # rounds the stored dv, deta and db (2^-8)
+    tol = {n: 2e-3 if eta_min < 0.01 else 1e-4 for n in names}
+    if dtype == torch.bfloat16:
+        tol.update(dv=1e-2, deta=1e-2, db=1e-2)
+    bad = {n: e for n, e in errs.items() if not e <= tol[n]}
+    assert not bad, f"{bad} (all {errs})"
+    *_, stats = bk_scan_triton(v, lam, eta, b, return_stats=True, initial_state=s)
+    assert stats.tolist() == [0, 0, 0]
+
+
+@pytest.mark.gpu
+def test_gpu_selective_fused_stats(cuda_device, poison_empty):
+    v, lam, eta, b, _ = make_selective(3, 5000, 300, dtype=torch.float32, device=cuda_device)
+    eta = eta.float()
+    eta[:, 100:140, 7] = -0.01  # forged (below the API): wrong-sign dissipation
+    v[0, 100, 5] = float("nan")
+    gr, gi, counts = _scan_forward(v, lam, eta, b.float(), stats=True, tol=1e-3)
+    assert counts.tolist() == scan_stats(gr, gi, eta, 1e-3).tolist()
+    assert counts[0] > 0 and counts[1] > 0 and counts[2] > 0
