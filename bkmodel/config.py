@@ -182,6 +182,11 @@ class ModelConfig:
     output_gate, out_norm : bool
         Selective layer only: multiply the features by ``silu(W_g LN(x))``; RMS-normalise
         them before the gate.
+    n_energies : int
+        Selective layer only: spectral points per operator. Each of the C per-token
+        operators ``H = tridiag(b, v, b)`` is probed at m energies ``lam_{c,k} + i eta``
+        (their own lam and absorption offsets, the same v and b): C·m scanned chains, the BK
+        form of state expansion (m = 1: one Green's function per operator).
     feature_map : {"cayley", "eta_g"}
         Selective layer only: features of chain c at token i. ``cayley``: the Cayley
         transform ``(b_i g_i - i) / (b_i g_i + i)``, which maps the upper half-plane (g is
@@ -224,6 +229,7 @@ class ModelConfig:
     output_gate: bool = True
     out_norm: bool = True
     feature_map: str = "cayley"
+    n_energies: int = 1
 
     def __post_init__(self) -> None:
         _check_choice("layer", self.layer, _LAYERS)
@@ -265,6 +271,9 @@ class ModelConfig:
         _check_choice("timescales", self.timescales, _TIMESCALES)
         _check_choice("feature_map", self.feature_map, _FEATURE_MAPS)
         _check_int("conv_size", self.conv_size, 0)
+        _check_int("n_energies", self.n_energies, 1)
+        if self.n_energies > 1 and self.layer != "selective":
+            raise ValueError(f"n_energies={self.n_energies} > 1 needs layer='selective'")
         _check_float("hop_min", self.hop_min, lo=0.0, lo_open=True)
         _check_float("eta_init_min", self.eta_init_min, lo=0.0, lo_open=True)
         if self.layer == "selective":

@@ -220,40 +220,48 @@ class SelectiveBKLayer(nn.Module):
         self.guard = guard if guard is not None else ScanGuard(config.guard,
                                                                backend=config.scan_backend)
         self.name = name
+        m = config.n_energies
+        S = C * m  # scanned chains: C operators, each at m spectral points
         self.n_in = 3 * C if config.selective else C  # (v, eta, b) or v alone
         self.in_proj = nn.Linear(d, self.n_in, bias=config.bias)
         k = config.conv_size
         self.conv = nn.Conv1d(self.n_in, self.n_in, k, groups=self.n_in, padding=k - 1) \
             if k > 0 else None
         r, c0 = config.lam_init_range, config.lam_init_center
-        self.lam = nn.Parameter(torch.linspace(c0 - r, c0 + r, C) if C > 1
-                                else torch.full((1,), float(c0)))
+        # chain c's m energies are lam[c*m : (c+1)*m]: spread over the band (every C-th point)
+        lam0 = (torch.linspace(c0 - r, c0 + r, S) if S > 1 else torch.full((1,), float(c0)))
+        self.lam = nn.Parameter(lam0.view(m, C).t().reshape(S).contiguous())
         if config.timescales == "log_uniform":
-            eta0 = log_uniform_etas(C, config.eta_init_min, config.eta_init)
+            eta0 = log_uniform_etas(S, config.eta_init_min, config.eta_init)
         else:
-            eta0 = torch.full((C,), float(config.eta_init))
+            eta0 = torch.full((S,), float(config.eta_init))
         self.eta_raw = nn.Parameter(
             torch.tensor([_inv_softplus(float(e) - config.eta_min) for e in eta0]))
         self.hop_raw = nn.Parameter(
             torch.full((C,), _inv_softplus(config.hop_init - config.hop_min)))
-        self.norm = nn.RMSNorm(2 * C) if config.out_norm else None
-        self.gate = nn.Linear(d, 2 * C, bias=config.bias) if config.output_gate else None
-        self.out = nn.Linear(2 * C, d, bias=config.bias)
+        self.norm = nn.RMSNorm(2 * S) if config.out_norm else None
+        self.gate = nn.Linear(d, 2 * S, bias=config.bias) if config.output_gate else None
+        self.out = nn.Linear(2 * S, d, bias=config.bias)
 
     # -- per-token operator ----------------------------------------------------------------
     def _operator(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(v, eta, b) from the convolved projections u (…, n_in); eta and b at least float32
-        (per token (…, C), or (C,) without selectivity)."""
-        cfg, C = self.config, self.config.n_channels
+        """(v, eta, b) of the S = C·m scanned chains from the convolved projections u
+        (…, n_in); eta and b at least float32, per token (…, S), or (S,) without
+        selectivity. The m energies of an operator share its v and b."""
+        cfg, C, m = self.config, self.config.n_channels, self.config.n_energies
         dt = torch.promote_types(u.dtype, torch.float32)  # never below float32 (bf16 autocast)
+
+        def per_energy(t: torch.Tensor) -> torch.Tensor:  # (…, C) -> (…, C·m)
+            return t if m == 1 else t.repeat_interleave(m, dim=-1)
+
         if not cfg.selective:
             eta = cfg.eta_min + F.softplus(self.eta_raw.to(dt))
             b = cfg.hop_min + F.softplus(self.hop_raw.to(dt))
-            return u, eta, b
+            return per_energy(u), eta, per_energy(b)
         v, e, h = u.split(C, dim=-1)
-        eta = cfg.eta_min + F.softplus(e.to(dt) + self.eta_raw.to(dt))  # (…, C)
+        eta = cfg.eta_min + F.softplus(per_energy(e.to(dt)) + self.eta_raw.to(dt))  # (…, S)
         b = cfg.hop_min + F.softplus(h.to(dt) + self.hop_raw.to(dt))  # (…, C)
-        return v, eta, b
+        return per_energy(v), eta, per_energy(b)
 
     def _features(self, h: torch.Tensor, g_re: torch.Tensor, g_im: torch.Tensor,
                   eta: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -271,7 +279,7 @@ class SelectiveBKLayer(nn.Module):
         return self.out(f)  # (…, d)
 
     def forward(self, h: torch.Tensor, *, return_state: bool = False):
-        """(y (B, T, d), g_re (B, T, C), g_im (B, T, C), None[, state])."""
+        """(y (B, T, d), g_re (B, T, S), g_im (B, T, S), None[, state]); S = C·n_energies."""
         T = h.shape[1]
         u = self.in_proj(h)  # (B, T, n_in)
         x = u
@@ -293,7 +301,7 @@ class SelectiveBKLayer(nn.Module):
 
     def step(self, h: torch.Tensor, state: dict | None) -> tuple[torch.Tensor, dict, Any]:
         """One decoding step: h (B, d) -> (y (B, d), new state, None); the state holds
-        ``g`` (B, C) complex128 and the convolution's last inputs ``conv`` (B, n_in, k-1)."""
+        ``g`` (B, S) complex128 and the convolution's last inputs ``conv`` (B, n_in, k-1)."""
         u = self.in_proj(h)  # (B, n_in)
         x, tail = u, None
         k = self.config.conv_size

@@ -110,6 +110,10 @@ def all_checks() -> list[CheckFn]:
             resolvent.check_herglotz,
             resolvent.check_resolvent_diagonal_mpmath,
         ]
+    with _check_module("bkmath.checks.dissipative", out):
+        from bkmath.checks import dissipative
+
+        out += [dissipative.check_dissipative_herglotz]
     with _check_module("bkmath.checks.birman_schwinger", out):
         from bkmath.checks import birman_schwinger
 

@@ -41,6 +41,7 @@ class TestConfig:
         ("eta_init_min", 1e-9, "eta_min < eta_init_min"),
         ("potential", "moe", "needs potential='linear'"),
         ("hop_init", 0.05, "hop_init must be > hop_min"),
+        ("n_energies", 0, "n_energies must be >= 1"),
     ])
     def test_bad_fields_name_the_field(self, field, value, match):
         with pytest.raises(ValueError, match=match):
@@ -49,6 +50,10 @@ class TestConfig:
     def test_bool_fields_type_checked(self):
         with pytest.raises(TypeError, match="output_gate must be a bool"):
             ModelConfig(**{**SEL, "output_gate": 1})
+
+    def test_energies_need_the_selective_layer(self):
+        with pytest.raises(ValueError, match="n_energies=2 > 1 needs layer='selective'"):
+            ModelConfig(n_energies=2)
 
     def test_old_config_dicts_load_as_classic(self):
         d = ModelConfig().to_dict()
@@ -71,6 +76,17 @@ class TestTimescales:
         assert torch.allclose(logs.diff(), logs.diff().mean().expand(63), rtol=1e-4)
         # neighbouring chains get far-apart timescales (not a monotone ramp)
         assert (e[1:] > e[:-1]).float().mean() not in (0.0, 1.0)
+
+    def test_energies_share_the_operator(self):
+        m = tiny(n_channels=4, n_energies=3, conv_size=0)
+        layer = m.blocks[0].bk
+        u = layer.in_proj(m.blocks[0].ln_1(m.wte(ids(T=7))))
+        v, eta, b = layer._operator(u)
+        assert v.shape == eta.shape == b.shape == (2, 7, 12)
+        # the three energies of operator c see the same v and b, different lam and eta
+        assert torch.equal(v[..., 0], v[..., 2]) and torch.equal(b[..., 3], b[..., 5])
+        assert len(set(layer.lam.detach()[:3].tolist())) == 3
+        assert not torch.equal(eta[..., 0], eta[..., 1])
 
     def test_layer_init_uses_them(self):
         m = tiny(n_channels=16)
@@ -99,9 +115,11 @@ class TestForward:
     @pytest.mark.parametrize("kw", [{}, {"selective": False}, {"conv_size": 0},
                                     {"output_gate": False, "out_norm": False},
                                     {"feature_map": "eta_g"}, {"timescales": "constant"},
-                                    {"ffn": "moe", "router": "scattering"}],
+                                    {"ffn": "moe", "router": "scattering"},
+                                    {"n_energies": 3}, {"n_energies": 2, "selective": False}],
                              ids=["default", "non-selective", "no-conv", "no-gate-norm",
-                                  "eta-g", "constant", "moe-scattering"])
+                                  "eta-g", "constant", "moe-scattering", "energies",
+                                  "energies-non-selective"])
     def test_loss_and_gradients_finite(self, kw):
         m = tiny(**kw)
         _, loss = m(ids(), ids(seed=1))
@@ -131,8 +149,10 @@ class TestForward:
         cert = causality_certificate(tiny(init_std=0.2), length=33, n_cuts=3)
         assert cert.status is Status.VERIFIED and cert.expected
 
-    def test_decoding_matches_parallel_forward(self):
-        m = tiny(init_std=0.2).double()
+    @pytest.mark.parametrize("kw", [{}, {"n_energies": 3, "conv_size": 0}],
+                             ids=["conv4", "energies3"])
+    def test_decoding_matches_parallel_forward(self, kw):
+        m = tiny(init_std=0.2, **kw).double()
         x = ids(B=2, T=16, seed=4)
         with torch.no_grad():
             full, _ = m(x)
