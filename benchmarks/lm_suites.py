@@ -43,11 +43,10 @@ from bkmodel.train import train  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
-#: The selective layer as the suites use it (bkmodel.config.ModelConfig fields): 256 chains
-#: and a wide MLP, no convolution — chosen by the ablation of 2026-12-03 (README): at equal
-#: parameters 1,024 chains with a convolution gave val ppl 60.7, 256 chains + ffn_mult 12
-#: 54.3, and dropping the convolution 52.9 (at 1,024 chains).
-SELECTIVE: dict[str, Any] = dict(layer="selective", n_channels=256, ffn="mlp", ffn_mult=12,
+#: The selective layer as the suites use it (bkmodel.config.ModelConfig fields): 128 chains
+#: and a wide MLP, no convolution — chosen by the H200 ablation of 2026-12-03 (README), at
+#: ~9.3M parameters: 1,024 chains + convolution val ppl 60.7, 256 chains 53.3, 128 chains 51.9.
+SELECTIVE: dict[str, Any] = dict(layer="selective", n_channels=128, ffn="mlp", ffn_mult=14,
                                  conv_size=0)
 
 #: Training setup shared by every row of a suite (bkmodel.presets.TrainConfig fields).
@@ -67,7 +66,8 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "bk-classic": ("bk", {}),  # the classic layer's defaults (C=16, MoE 4 experts)
     "bk-c1024-conv4": ("bk", dict(layer="selective", n_channels=1024, ffn="mlp")),
     "bk-c1024": ("bk", dict(layer="selective", n_channels=1024, ffn="mlp", conv_size=0)),
-    "bk-c128": ("bk", {**SELECTIVE, "n_channels": 128, "ffn_mult": 14}),
+    "bk-c256": ("bk", {**SELECTIVE, "n_channels": 256, "ffn_mult": 12}),
+    "bk-c64-e4": ("bk", {**SELECTIVE, "n_channels": 64, "n_energies": 4}),
     "abl-with-conv": ("bk", {**SELECTIVE, "conv_size": 4}),
     "abl-no-selectivity": ("bk", {**SELECTIVE, "selective": False}),
     "abl-one-timescale": ("bk", {**SELECTIVE, "timescales": "constant"}),
