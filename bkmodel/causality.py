@@ -1,6 +1,6 @@
 """Causality certificate of a sequence model, and the ``bk causality`` command.
 
-Claim (design.md §8): the logits at position i depend on tokens <= i only. Check: draw
+Claim (docs/conventions.md §8): the logits at position i depend on tokens <= i only. Check: draw
 token ids, and for several cut positions i replace every token after i by a different
 random token; the logits at positions <= i must not move ("leak"), while those after i
 must (the "response" — a model insensitive to its input would pass trivially, so a zero

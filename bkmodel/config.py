@@ -61,7 +61,7 @@ def _check_bool(name: str, value: Any) -> None:
 
 @dataclass
 class GuardConfig:
-    """Runtime certificate guards of the BK scan (design.md §8).
+    """Runtime certificate guards of the BK scan (docs/conventions.md §8).
 
     Attributes
     ----------

@@ -1,22 +1,30 @@
 """The causal ResNet-BK language model.
 
-Reads top to bottom: the BK sequence-mixing layer, the block, the shared network, then
+Reads top to bottom: the two BK sequence-mixing layers, the block, the shared network, then
 :class:`LanguageModel` (causal, autoregressive) and :class:`BKEncoder` (which alone accepts
 the non-causal two-sided G_ii).
 
-Block (pre-norm residual, design.md §8)::
+Block (pre-norm residual, docs/conventions.md §8)::
+
+    x <- x + BK(LN(x))                               sequence mixing (one of the layers below)
+    x <- x + FFN/MoE(LN(x))                          MLP, or MoE with a learned / arg-g gate
+
+Classic layer (:class:`BKLayer`, ``layer="classic"``, the seeds' layout)::
 
     v  = W_v LN(x)                      (B, T, C)   potentials of C chains (or W_v MoE(LN(x)))
     g  = BK(v; z_c = lam_c + i eta_c, b_c)          causal edge Green's function g^L_i
-    x <- x + W_out [eta_c Re g, eta_c Im g]          features in the unit disc (|g| <= 1/eta)
-    x <- x + FFN/MoE(LN(x))                          MoE gate learned or from arg g
+    y  = W_out [eta_c Re g, eta_c Im g]             features in the unit disc (|g| <= 1/eta)
 
-``eta_c = eta_min + softplus(raw_c) >= eta_min > 0``; the Herglotz bound |g| <= 1/eta_c makes
-``eta_c g`` a feature of modulus <= 1 whatever eta_c becomes during training.
+Selective layer (:class:`SelectiveBKLayer`, ``layer="selective"``): the potential v_i, the
+absorption eta_i and the hopping b_i of every chain come from token i, the chains' memories
+start log-uniform over 1 ... 10^4 tokens, and the features are the Cayley transform of b g,
+RMS-normalised and gated (see the class). Both keep ``Im g > 0`` and ``|g_i| <= 1/eta_i``
+(docs/theory.md, "Dissipative Jacobi chains").
 
-Causality: g^L_i depends on v_1..v_i only, every other operation is per token, so logits at
-position i depend on tokens <= i (checked by :mod:`bkmodel.causality`). Decoding carries one
-complex value per (layer, channel): O(1) state per step.
+Causality: g^L_i depends on v_1..v_i only, every other operation is per token (the optional
+convolution is causal), so logits at position i depend on tokens <= i (checked by
+:mod:`bkmodel.causality`). Decoding carries one complex value per (layer, chain) (and the
+convolution's last inputs): O(1) state per step.
 """
 
 from __future__ import annotations
@@ -56,7 +64,7 @@ def two_sided_diagonal(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Two-sided resolvent diagonal G_ii of the whole chain — **non-causal**.
 
-    ``G_ii = 1 / (alpha_i - beta g^L_{i-1} - beta g^R_{i+1})`` (design.md §3) with the left
+    ``G_ii = 1 / (alpha_i - beta g^L_{i-1} - beta g^R_{i+1})`` (docs/conventions.md §3) with the left
     scan g^L and the right scan g^R (the left scan of the reversed chain). G_ii depends on
     every token of the sequence, future ones included. ``scan(v, lam, eta, b)`` is the
     (guarded) causal scan.
