@@ -64,8 +64,8 @@ def two_sided_diagonal(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Two-sided resolvent diagonal G_ii of the whole chain — **non-causal**.
 
-    ``G_ii = 1 / (alpha_i - beta g^L_{i-1} - beta g^R_{i+1})`` (docs/conventions.md §3) with the left
-    scan g^L and the right scan g^R (the left scan of the reversed chain). G_ii depends on
+    ``G_ii = 1 / (alpha_i - beta g^L_{i-1} - beta g^R_{i+1})`` (docs/conventions.md §3) with
+    the left scan g^L and the right scan g^R (the left scan of the reversed chain). G_ii depends on
     every token of the sequence, future ones included. ``scan(v, lam, eta, b)`` is the
     (guarded) causal scan.
     """
