@@ -91,7 +91,7 @@ def run_row(suite: str, label: str, out_dir: Path, progress: bool,
     if max_steps is not None:
         fields["max_steps"] = max_steps
     cfg = TrainConfig.from_preset(SETUPS[suite]["preset"], model=model,
-                                  bk_options=dict(options), **fields)
+                                  model_options=dict(options), **fields)
     run_dir = out_dir / f"{suite}-{label}"
     if run_dir.exists():
         shutil.rmtree(run_dir)

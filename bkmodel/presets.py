@@ -198,6 +198,15 @@ class TrainConfig:
         return cls.from_dict({**get_preset(name), **cls.migrate(overrides)})
 
 
+def _selective(n_channels: int) -> dict[str, Any]:
+    """The ResNet-BK model of the CPU/GPU presets: the selective layer with ``n_channels``
+    chains (d_model / 2), a wide MLP (ffn_mult 14) and no convolution — the best row of the
+    H200 ablation (README, "Language model"; ``benchmarks/lm_suites.py``). The ``ci`` preset
+    keeps the classic layer (:class:`bkmodel.config.ModelConfig`'s defaults)."""
+    return dict(layer="selective", n_channels=n_channels, ffn="mlp", ffn_mult=14,
+                conv_size=0)
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     "ci": dict(
         preset="ci", corpus="tiny", tokenizer="byte", seq_len=32, batch_size=8, max_steps=30,
@@ -208,18 +217,21 @@ PRESETS: dict[str, dict[str, Any]] = {
         preset="tiny", corpus="shakespeare", tokenizer="bpe", vocab_size=1024, seq_len=128,
         batch_size=16, max_steps=400, d_model=128, n_layers=2, n_heads=4, lr=3e-3,
         warmup_steps=40, log_every=10, eval_every=100, eval_tokens=32768, ckpt_every=100,
+        model_options=_selective(64),
     ),
     "small": dict(
         preset="small", corpus="shakespeare", tokenizer="bpe", vocab_size=4096, seq_len=256,
         batch_size=32, max_steps=3000, d_model=256, n_layers=4, n_heads=4, lr=2e-3,
         warmup_steps=200, dropout=0.1, log_every=20, eval_every=250, eval_tokens=131072,
         ckpt_every=250,
+        model_options=_selective(128),
     ),
     "medium": dict(
         preset="medium", corpus="shakespeare", tokenizer="bpe", vocab_size=8192, seq_len=512,
         batch_size=64, max_steps=10000, d_model=512, n_layers=8, n_heads=8, lr=1e-3,
         warmup_steps=500, dropout=0.1, log_every=50, eval_every=500, eval_tokens=262144,
         ckpt_every=500,
+        model_options=_selective(256),
     ),
 }
 

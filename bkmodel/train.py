@@ -83,7 +83,7 @@ from bkmodel.factory import build_model
 from bkmodel.guards import GuardError
 from bkmodel.metrics import MetricsLog, aux_stats, guard_counts, plot_metrics
 from bkmodel.optim import build_optimizer, lr_at
-from bkmodel.presets import PRESETS, TrainConfig
+from bkmodel.presets import PRESETS, TrainConfig, get_preset
 from bkmodel.tokenizer import Tokenizer, encode_documents, get_tokenizer, save_tokenizer
 
 __all__ = [
@@ -702,7 +702,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bk-option", "--model-option", dest="bk_option", action="append",
                         default=[], metavar="KEY=JSON",
                         help="a ModelConfig field for ResNet-BK (repeatable; TrainConfig."
-                             "model_options), e.g. --bk-option n_channels=4")
+                             "model_options, on top of the preset's), e.g. "
+                             "--bk-option n_channels=4")
     group = parser.add_argument_group(
         "overrides of the preset", "fields of bkmodel.presets.TrainConfig; the preset's value "
         "when omitted (see bkmodel/presets.py)")
@@ -716,8 +717,9 @@ def run(args: argparse.Namespace) -> int:
                  if getattr(args, name, None) is not None}
     overrides["model"] = args.model
     try:
-        if args.bk_option:
-            overrides["model_options"] = dict(get_bk_options(args.bk_option))
+        if args.bk_option:  # on top of the preset's model options, not instead of them
+            preset_options = get_preset(args.preset)["model_options"]
+            overrides["model_options"] = {**preset_options, **dict(get_bk_options(args.bk_option))}
         cfg = TrainConfig.from_preset(args.preset, **overrides)
         if cfg.model == "bk":  # validate the model configuration before any work
             cfg.bk_model_config(cfg.vocab_size)
