@@ -8,6 +8,9 @@ seen in training), training throughput (tokens/s over optimizer steps, evaluatio
 checkpoint time excluded) and forward-only evaluation throughput; then the ratios
 ResNet-BK / Transformer measured in this same run.
 
+The GPU comparisons at seq 2,048 and 16,384 (the selective layer, its ablation, the classic
+layer and the Transformer, one suite per call) are in ``benchmarks/lm_suites.py``.
+
 Usage::
 
     python benchmarks/lm_compare.py --preset tiny            # about 2-4 minutes on 2 CPU cores
