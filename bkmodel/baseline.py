@@ -3,8 +3,9 @@
 It has the interface of :class:`bkmodel.model.LanguageModel` (``forward``, ``generate``,
 ``save_pretrained``/``from_pretrained``, ``num_params``, ``last_aux``, ``guard_report``), so
 the same training loop, evaluation and generation code drive both, and comparisons differ only
-in the sequence-mixing layer. :func:`matched_config` picks the feed-forward width so that the
-parameter count matches a given budget at the same ``d_model`` and depth.
+in the sequence-mixing layer (the input checks, the sampling and the checkpoint format are
+:mod:`bkmodel.lm_base`'s, shared by both). :func:`matched_config` picks the feed-forward width
+so that the parameter count matches a given budget at the same ``d_model`` and depth.
 
 Per token and layer the attention costs O(T·d) (O(T²·d) per sequence), against O(d) per token
 for a BK scan layer.
@@ -12,14 +13,16 @@ for a BK scan layer.
 
 from __future__ import annotations
 
-import json
 import math
+import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from bkmodel import lm_base
 
 __all__ = ["TransformerBaseline", "TransformerConfig", "matched_config"]
 
@@ -62,8 +65,15 @@ class TransformerConfig:
         d, L = self.d_model, self.n_layers
         return self.vocab_size * d + 2 * d + L * (4 * d * d + 2 * d * self.d_ff + 4 * d)
 
+    def to_dict(self) -> dict:
+        """Plain-dict form (JSON-serialisable)."""
+        return asdict(self)
+
     @classmethod
     def from_dict(cls, d: dict) -> TransformerConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
+        if not isinstance(d, dict):
+            raise TypeError(f"config must be a dict, got {type(d).__name__}")
         names = {f.name for f in fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -179,22 +189,26 @@ class TransformerBaseline(nn.Module):
         self, input_ids: torch.Tensor, targets: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits (B, T, V) of the next token at every position; mean cross-entropy if
-        ``targets`` (B, T) is given (entries ``-100`` are ignored)."""
-        _check_ids(input_ids, self.config.vocab_size, "input_ids")
+        ``targets`` (B, T) is given (entries ``-100`` are ignored). Any length T: RoPE has
+        no position table (``max_seq_len`` only crops :meth:`generate`'s context)."""
+        lm_base.check_ids(input_ids, self.config.vocab_size, None, "input_ids")
+        if targets is not None:  # checked before any work is queued, as ResNet-BK does
+            lm_base.check_ids(targets, self.config.vocab_size, None, "targets",
+                              allow_ignore=True)
+            if targets.shape != input_ids.shape:
+                raise ValueError(
+                    f"targets must have shape {tuple(input_ids.shape)}, got {tuple(targets.shape)}"
+                )
         B, T = input_ids.shape
-        x = self.drop(self.embed(input_ids))  # (B, T, D)
+        x = self.drop(self.embed(input_ids.long()))  # (B, T, D)
         cos, sin = self._rope_tables(T, x.device, x.dtype)
         for block in self.blocks:
             x = block(x, cos, sin)
         logits = F.linear(self.ln_f(x), self.embed.weight)  # (B, T, V), tied
         loss = None
         if targets is not None:
-            if targets.shape != input_ids.shape:
-                raise ValueError(
-                    f"targets must have shape {tuple(input_ids.shape)}, got {tuple(targets.shape)}"
-                )
             loss = F.cross_entropy(
-                logits.float().view(B * T, -1), targets.reshape(-1), ignore_index=-100
+                logits.float().view(B * T, -1), targets.reshape(-1).long(), ignore_index=-100
             )
         return logits, loss
 
@@ -213,79 +227,49 @@ class TransformerBaseline(nn.Module):
         max_new_tokens: int,
         temperature: float = 1.0,
         top_k: int | None = None,
+        *,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Append ``max_new_tokens`` sampled tokens to ``input_ids`` (B, T); returns (B, T + n).
 
-        ``temperature = 0`` is greedy decoding. The context is cropped to ``max_seq_len``.
+        ``temperature = 0`` is greedy decoding; ``top_k`` keeps the k most likely tokens
+        (:func:`bkmodel.lm_base.sample`). Every token is a forward pass over the context,
+        cropped to the last ``max_seq_len`` tokens. Runs in eval mode (restored afterwards).
         """
-        return _generate(self, input_ids, max_new_tokens, temperature, top_k,
-                         self.config.max_seq_len)
+        lm_base.check_generate_args(max_new_tokens, temperature, top_k)
+        was_training = self.training
+        self.eval()
+        try:
+            ids = input_ids
+            for _ in range(max_new_tokens):
+                logits, _ = self(ids[:, -self.config.max_seq_len:])
+                nxt = lm_base.sample(logits[:, -1, :], temperature, top_k, generator)  # (B, 1)
+                ids = torch.cat([ids, nxt], dim=1)
+            return ids
+        finally:
+            self.train(was_training)
 
-    def save_pretrained(self, directory: Path | str) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` to ``directory``."""
-        from safetensors.torch import save_model
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "config.json").write_text(
-            json.dumps({"model_type": self.model_type, **asdict(self.config)}, indent=2)
-        )
-        save_model(self, str(directory / "model.safetensors"))
-        return directory
+    def save_pretrained(self, directory: str | os.PathLike) -> Path:
+        """Write ``model.safetensors`` and ``config.json`` into ``directory``, atomically, with
+        the SHA-256 of the weights in ``config.json`` (:func:`bkmodel.lm_base.save_pretrained`,
+        the format ResNet-BK checkpoints use)."""
+        return lm_base.save_pretrained(self, directory, model_type=self.model_type)
 
     @classmethod
-    def from_pretrained(cls, directory: Path | str) -> TransformerBaseline:
-        from safetensors.torch import load_model
+    def from_pretrained(cls, directory: str | os.PathLike, *, map_location: str = "cpu"
+                        ) -> TransformerBaseline:
+        """Load a model written by :meth:`save_pretrained`; clear errors for bad files.
 
-        directory = Path(directory)
-        try:
-            d = json.loads((directory / "config.json").read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"no config.json in {directory}") from None
-        if d.pop("model_type", cls.model_type) != cls.model_type:
-            raise ValueError(f"{directory} does not hold a {cls.model_type} model")
-        model = cls(TransformerConfig.from_dict(d))
-        load_model(model, str(directory / "model.safetensors"))
-        return model
+        Checkpoints written before the shared format (a flat ``config.json``: ``model_type``
+        and the config fields, no checksum) still load, unverified.
+        """
+        return lm_base.load_pretrained(cls, directory, TransformerConfig,
+                                       model_type=cls.model_type, map_location=map_location,
+                                       legacy_config=_legacy_config)
 
 
-def _check_ids(ids: torch.Tensor, vocab_size: int, name: str) -> None:
-    if not isinstance(ids, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(ids).__name__}")
-    if ids.dtype != torch.long:
-        raise TypeError(f"{name} must be a long tensor, got {ids.dtype}")
-    if ids.ndim != 2 or ids.shape[1] < 1:
-        raise ValueError(f"{name} must have shape (B, T) with T >= 1, got {tuple(ids.shape)}")
-    if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
-        return  # no value reads inside a CUDA graph (the trainer checks the batch on the host)
-    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= vocab_size):
-        raise ValueError(
-            f"{name} must lie in [0, {vocab_size}), got range "
-            f"[{int(ids.min())}, {int(ids.max())}]"
-        )
-
-
-def _generate(model, input_ids, max_new_tokens, temperature, top_k, context) -> torch.Tensor:
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-    if not temperature >= 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if top_k is not None and (not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be a positive int or None, got {top_k!r}")
-    was_training = model.training
-    model.eval()
-    ids = input_ids
-    for _ in range(max_new_tokens):
-        logits, _ = model(ids[:, -context:])
-        logits = logits[:, -1, :].float()  # (B, V)
-        if temperature == 0:
-            nxt = logits.argmax(dim=-1, keepdim=True)
-        else:
-            logits = logits / temperature
-            if top_k is not None:
-                kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            nxt = torch.multinomial(torch.softmax(logits, dim=-1), 1)
-        ids = torch.cat([ids, nxt], dim=1)
-    model.train(was_training)
-    return ids
+def _legacy_config(meta: dict) -> TransformerConfig:
+    """The config of a legacy ``config.json``: ``{"model_type": "transformer", <fields>}``,
+    written by ``save_pretrained`` before it moved to :mod:`bkmodel.lm_base` (the weights
+    file then had no recorded SHA-256, so it cannot be verified)."""
+    return TransformerConfig.from_dict({k: v for k, v in meta.items() if k != "model_type"})

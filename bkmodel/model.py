@@ -29,8 +29,6 @@ convolution's last inputs): O(1) state per step.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from collections.abc import Mapping
@@ -41,18 +39,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bkmath.io import atomic_write
+from bkmodel import lm_base
 from bkmodel.config import ModelConfig
 from bkmodel.guards import ScanGuard
+from bkmodel.lm_base import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME  # noqa: F401 (re-exported)
 from bkmodel.moe import MLP, MoE
 from bkmodel.ops.bk_scan.torch_scan import bk_step
 
 __all__ = ["BKLayer", "SelectiveBKLayer", "Block", "BKEncoder", "LanguageModel",
            "cayley_features", "log_uniform_etas", "two_sided_diagonal"]
-
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
-FORMAT_VERSION = 1
 
 
 def _inv_softplus(y: float) -> float:
@@ -450,29 +445,9 @@ class _BKNetwork(nn.Module):
     # -- input checks ----------------------------------------------------------------------
     def _check_ids(self, ids: Any, name: str = "input_ids", *, allow_ignore: bool = False
                    ) -> None:
-        if not isinstance(ids, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(ids).__name__}")
-        if ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-            raise TypeError(f"{name} must be an integer tensor (torch.long), got {ids.dtype}")
-        if ids.ndim != 2:
-            raise ValueError(f"{name} must have shape (B, T), got {tuple(ids.shape)}")
-        if ids.shape[0] == 0 or ids.shape[1] == 0:
-            raise ValueError(f"{name} must be non-empty, got shape {tuple(ids.shape)}")
-        if ids.shape[1] > self.config.n_seq:
-            raise ValueError(
-                f"{name} has length T={ids.shape[1]} > n_seq={self.config.n_seq} (config.n_seq)"
-            )
-        if _capturing():  # values cannot be read inside a CUDA graph: the trainer checks
-            return  # the batch on the host before copying it into the graph's input
-        valid = (ids >= 0) & (ids < self.config.vocab_size)
-        if allow_ignore:
-            valid |= ids == -100
-        if not bool(valid.all()):
-            bad = ids[~valid][0].item()
-            raise ValueError(
-                f"{name} contains id {bad} outside [0, vocab_size={self.config.vocab_size})"
-                + (" (targets may also be -100 = ignored)" if allow_ignore else "")
-            )
+        """:func:`bkmodel.lm_base.check_ids` with this model's vocabulary and ``n_seq``."""
+        lm_base.check_ids(ids, self.config.vocab_size, self.config.n_seq, name,
+                          allow_ignore=allow_ignore)
 
     # -- forward ---------------------------------------------------------------------------
     def _hidden(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, list]:
@@ -515,70 +490,16 @@ class _BKNetwork(nn.Module):
 
         Each file is written to a temporary name, fsynced, then renamed; ``config.json``
         (written last) records the SHA-256 of the weights file, so a torn or mismatched pair
-        is detected by :meth:`from_pretrained`. Tied weights are stored once.
+        is detected by :meth:`from_pretrained`. Tied weights are stored once. The format is
+        :mod:`bkmodel.lm_base`'s, shared with the Transformer baseline.
         """
-        from safetensors.torch import save
-
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        if self.config.tie_embeddings:
-            state.pop("lm_head.weight", None)
-        blob = save(state, metadata={"format": "pt", "model": type(self).__name__})
-        digest = hashlib.sha256(blob).hexdigest()
-        atomic_write(directory / WEIGHTS_NAME, blob)
-        meta = {"model_type": "resnet-bk", "class": type(self).__name__,
-                "format_version": FORMAT_VERSION, "weights_sha256": digest,
-                "config": self.config.to_dict()}
-        atomic_write(directory / CONFIG_NAME, json.dumps(meta, indent=1))
-        return directory
+        return lm_base.save_pretrained(self, directory, model_type="resnet-bk")
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike, *, map_location: str = "cpu"):
         """Load a model written by :meth:`save_pretrained`; clear errors for bad files."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise FileNotFoundError(f"checkpoint directory not found: {directory}")
-        cfg_path, w_path = directory / CONFIG_NAME, directory / WEIGHTS_NAME
-        for p in (cfg_path, w_path):
-            if not p.is_file():
-                raise FileNotFoundError(f"checkpoint file missing: {p}")
-        try:
-            meta = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ValueError(f"{cfg_path} is not valid JSON: {exc}") from None
-        if not isinstance(meta, dict) or meta.get("model_type") != "resnet-bk" \
-                or "config" not in meta:
-            raise ValueError(f"{cfg_path} is not a resnet-bk config (model_type/config missing)")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{cfg_path}: unsupported format_version "
-                             f"{meta.get('format_version')!r} (expected {FORMAT_VERSION})")
-        config = ModelConfig.from_dict(meta["config"])
-        data = w_path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != meta.get("weights_sha256"):
-            raise ValueError(f"{w_path} is corrupt or does not belong to {cfg_path} "
-                             "(SHA-256 mismatch)")
-        try:
-            state = load_file(str(w_path), device=map_location)
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise ValueError(f"{w_path} could not be read as safetensors: {exc}") from None
-        model = cls(config)
-        expected = model.state_dict()
-        wrong = [f"{k}: file {tuple(t.shape)} vs config {tuple(expected[k].shape)}"
-                 for k, t in state.items() if k in expected and t.shape != expected[k].shape]
-        if wrong:
-            raise ValueError(f"{w_path} does not match the config (shape mismatch): "
-                             + "; ".join(wrong[:5]))
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if config.tie_embeddings:
-            missing = [k for k in missing if k != "lm_head.weight"]
-        if missing or unexpected:
-            raise ValueError(f"{w_path} does not match the config: missing {missing}, "
-                             f"unexpected {unexpected}")
-        return model
+        return lm_base.load_pretrained(cls, directory, ModelConfig, model_type="resnet-bk",
+                                       map_location=map_location)
 
 
 def _capturing() -> bool:
@@ -704,15 +625,7 @@ class LanguageModel(_BKNetwork):
         ``temperature = 0`` is greedy decoding; ``top_k`` keeps the k most likely tokens.
         Returns (B, T + max_new_tokens) token ids. Runs in eval mode (restored afterwards).
         """
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) \
-                or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
-        if not (isinstance(temperature, (int, float)) and math.isfinite(temperature)
-                and temperature >= 0):
-            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
-        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int)
-                                  or top_k < 1):
-            raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
+        lm_base.check_generate_args(max_new_tokens, temperature, top_k)
         was_training = self.training
         self.eval()
         try:
@@ -747,14 +660,7 @@ class LanguageModel(_BKNetwork):
     @staticmethod
     def _sample(logits: torch.Tensor, temperature: float, top_k: int | None,
                 generator: torch.Generator | None) -> torch.Tensor:
-        logits = logits.float()
-        if top_k is not None:
-            kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
-            logits = logits.masked_fill(logits < kth, float("-inf"))
-        if temperature == 0:
-            return logits.argmax(dim=-1, keepdim=True)
-        probs = F.softmax(logits / temperature, dim=-1)
-        return torch.multinomial(probs, 1, generator=generator)
+        return lm_base.sample(logits, temperature, top_k, generator)  # (B, 1)
 
 
 class BKEncoder(_BKNetwork):
