@@ -80,17 +80,25 @@ def two_sided_diagonal(
 # --------------------------------------------------------------------------------------------
 # Building blocks
 # --------------------------------------------------------------------------------------------
-class BKLayer(nn.Module):
-    """C independent BK chains: potentials from LN(x), Green's function features back to d."""
+class _GuardedLayer(nn.Module):
+    """A BK layer's binding to the model's shared :class:`~bkmodel.guards.ScanGuard` and its
+    name in guard reports (a fresh guard of ``config.guard`` when used alone)."""
 
-    def __init__(self, config: ModelConfig, guard: ScanGuard | None = None,
-                 name: str = "0") -> None:
+    def __init__(self, config: ModelConfig, guard: ScanGuard | None, name: str) -> None:
         super().__init__()
-        d, C = config.d_model, config.n_channels
         self.config = config
         self.guard = guard if guard is not None else ScanGuard(config.guard,
                                                                backend=config.scan_backend)
         self.name = name
+
+
+class BKLayer(_GuardedLayer):
+    """C independent BK chains: potentials from LN(x), Green's function features back to d."""
+
+    def __init__(self, config: ModelConfig, guard: ScanGuard | None = None,
+                 name: str = "0") -> None:
+        super().__init__(config, guard, name)
+        d, C = config.d_model, config.n_channels
         self.v_moe = None
         if config.potential == "moe":
             self.v_moe = MoE(d, config.ffn_mult * d, d, num_experts=config.num_experts,
@@ -191,7 +199,7 @@ def cayley_features(w_re: torch.Tensor, w_im: torch.Tensor) -> tuple[torch.Tenso
     return (w_re.square() + w_im.square() - 1.0) * den, -2.0 * w_re * den
 
 
-class SelectiveBKLayer(nn.Module):
+class SelectiveBKLayer(_GuardedLayer):
     """C chains whose Jacobi operator is selected by the tokens (``layer="selective"``).
 
     Per token i and chain c (``u = conv(W_in LN(x))``, a depthwise causal convolution)::
@@ -217,12 +225,8 @@ class SelectiveBKLayer(nn.Module):
 
     def __init__(self, config: ModelConfig, guard: ScanGuard | None = None,
                  name: str = "0") -> None:
-        super().__init__()
+        super().__init__(config, guard, name)
         d, C = config.d_model, config.n_channels
-        self.config = config
-        self.guard = guard if guard is not None else ScanGuard(config.guard,
-                                                               backend=config.scan_backend)
-        self.name = name
         m = config.n_energies
         S = C * m  # scanned chains: C operators, each at m spectral points
         self.n_in = 3 * C if config.selective else C  # (v, eta, b) or v alone
@@ -500,11 +504,6 @@ class _BKNetwork(nn.Module):
         """Load a model written by :meth:`save_pretrained`; clear errors for bad files."""
         return lm_base.load_pretrained(cls, directory, ModelConfig, model_type="resnet-bk",
                                        map_location=map_location)
-
-
-def _capturing() -> bool:
-    """True while a CUDA graph is being captured on the current stream."""
-    return torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
 
 
 class _LazyInfo(Mapping):
