@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("bkmodel.train", "train a ResNet-BK (or baseline Transformer) language model"),
     "eval": ("bkmodel.evaluate", "validation/test perplexity of a checkpoint"),
     "generate": ("bkmodel.generation", "sample text from a checkpoint"),
+    "flops": ("bkmodel.flops", "per-layer FLOPs of a checkpoint or of a preset's two models"),
     "causality": ("bkmodel.causality", "causality certificate of a model (perturb the future)"),
     "figures": ("bkpaper.cli", "regenerate every paper figure from real runs"),
 }
