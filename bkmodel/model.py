@@ -25,6 +25,12 @@ Causality: g^L_i depends on v_1..v_i only, every other operation is per token (t
 convolution is causal), so logits at position i depend on tokens <= i (checked by
 :mod:`bkmodel.causality`). Decoding carries one complex value per (layer, chain) (and the
 convolution's last inputs): O(1) state per step.
+
+State and documents: ``LanguageModel.forward(ids, state=..., return_state=True)`` carries
+that same state across segments (chunked forward with the state carried = one forward over
+the concatenation; gradients flow through it), and ``reset`` (B, T) restarts every chain
+at a document's first token: ``b_i = 0`` in the scan there (``g_i = 1/alpha_i``, exactly
+the first step of a fresh chain) and the convolution masked (docs/tutorials/long_context.md).
 """
 
 from __future__ import annotations
@@ -47,11 +53,24 @@ from bkmodel.moe import MLP, MoE
 from bkmodel.ops.bk_scan.torch_scan import bk_step
 
 __all__ = ["BKLayer", "SelectiveBKLayer", "Block", "BKEncoder", "LanguageModel",
-           "cayley_features", "log_uniform_etas", "two_sided_diagonal"]
+           "cayley_features", "detach_state", "log_uniform_etas", "two_sided_diagonal"]
 
 
 def _inv_softplus(y: float) -> float:
     return y + math.log(-math.expm1(-y))  # log(exp(y) - 1), stable
+
+
+def detach_state(state: Any) -> Any:
+    """The model state (list of layer states: tensors or ``{"g", "conv"}`` dicts) with every
+    tensor detached: carry it to the next window without backpropagating into the previous
+    one (truncated backpropagation through time)."""
+    if state is None:
+        return None
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    if isinstance(state, Mapping):
+        return {k: detach_state(v) for k, v in state.items()}
+    return [detach_state(s) for s in state]
 
 
 def two_sided_diagonal(
@@ -75,6 +94,23 @@ def two_sided_diagonal(
     beta = b.to(gl_re.dtype).square()
     G = (v.to(gl_re.dtype) - z - beta * (gl_prev + gr_next)).reciprocal()
     return G.real, G.imag
+
+
+def _check_complex_state(g: Any, shape: tuple[int, ...], device: torch.device, name: str
+                         ) -> None:
+    """``ValueError`` naming ``name`` unless ``g`` is a complex tensor of ``shape`` on
+    ``device`` (a BK layer's carried g_0)."""
+    if not isinstance(g, torch.Tensor):
+        raise ValueError(f"{name} must be a complex tensor of shape {shape}, got "
+                         f"{type(g).__name__}")
+    if not g.is_complex():
+        raise ValueError(f"{name} must be a complex tensor (g_0 of the BK chains), got "
+                         f"dtype {g.dtype}")
+    if tuple(g.shape) != shape:
+        raise ValueError(f"{name} must have shape (B, chains) = {shape}, got {tuple(g.shape)}")
+    if g.device != device:
+        raise ValueError(f"{name} must be on the device of input_ids ({device}), got "
+                         f"{g.device}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,14 +171,35 @@ class BKLayer(_GuardedLayer):
     def _scan(self, *args: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.guard.scan(*args, layer=self.name)
 
-    def forward(self, h: torch.Tensor, *, return_state: bool = False):
+    def check_state(self, state: Any, batch: int, device: torch.device, name: str = "state"
+                    ) -> None:
+        """``ValueError`` naming ``name`` unless ``state`` is None or a complex (B, C) g_0 on
+        ``device``."""
+        if state is not None:
+            _check_complex_state(state, (batch, self.config.n_channels), device, name)
+
+    def forward(self, h: torch.Tensor, *, state: torch.Tensor | None = None,
+                reset: torch.Tensor | None = None, return_state: bool = False):
         """(y (B, T, d), g_re (B, T, C), g_im (B, T, C), potential-MoE stats or None), and
-        with ``return_state`` the decoding state g_T (B, C) complex128 last."""
+        with ``return_state`` the decoding state g_T (B, C) complex128 last.
+
+        ``state``: the g_0 (B, C) complex entering the chain (the previous segment's g_T;
+        gradients flow through it), None for a fresh chain. ``reset`` (B, T) bool: True at
+        the first token of a document, where the chain restarts (b_i = 0 at that token:
+        ``g_i = 1/alpha_i`` exactly, nothing before it is seen). Both need ``bk_mode='causal'``.
+        """
         v, aux, u = self.potentials(h)  # (B, T, C)
         eta = self.eta
         if self.config.bk_mode == "causal":
-            g_re, g_im = self._scan(v, self.lam, eta, self.hop)
+            b = self.hop
+            if reset is not None:  # per-token hopping, 0 where a document starts
+                b = b.expand_as(v) * (~reset)[..., None].to(b.dtype)
+            g_re, g_im = self.guard.scan(v, self.lam, eta, b, layer=self.name,
+                                         initial_state=state)
         else:
+            if state is not None or reset is not None:
+                raise ValueError("state and reset need bk_mode='causal' (the two-sided G_ii "
+                                 "sees the whole sequence: it has no left-to-right state)")
             g_re, g_im = two_sided_diagonal(v, self.lam, eta, self.hop, self._scan)
         y = self.features(g_re, g_im, eta.to(g_re.dtype))  # (B, T, d)
         out = ((y if u is None else y + u), g_re, g_im, aux)
@@ -285,21 +342,93 @@ class SelectiveBKLayer(_GuardedLayer):
             f = f * F.silu(self.gate(h))
         return self.out(f)  # (…, d)
 
-    def forward(self, h: torch.Tensor, *, return_state: bool = False):
-        """(y (B, T, d), g_re (B, T, S), g_im (B, T, S), None[, state]); S = C·n_energies."""
+    def check_state(self, state: Any, batch: int, device: torch.device, name: str = "state"
+                    ) -> None:
+        """``ValueError`` naming ``name`` unless ``state`` is None or ``{"g": complex (B, S),
+        "conv": None or (B, n_in, conv_size - 1)}`` on ``device``."""
+        if state is None:
+            return
+        if not isinstance(state, Mapping) or "g" not in state:
+            raise ValueError(f"{name} must be a dict {{'g': (B, S) complex, 'conv': tail or "
+                             f"None}} (a selective layer's state), got {type(state).__name__}")
+        S = self.config.n_channels * self.config.n_energies
+        _check_complex_state(state["g"], (batch, S), device, f"{name}['g']")
+        tail = state.get("conv")
+        k = self.config.conv_size
+        if tail is None:
+            return
+        want = (batch, self.n_in, max(k - 1, 0))
+        if not isinstance(tail, torch.Tensor) or not tail.is_floating_point():
+            raise ValueError(f"{name}['conv'] must be a real floating tensor of shape {want} "
+                             f"or None, got {getattr(tail, 'dtype', type(tail).__name__)}")
+        if tuple(tail.shape) != want:
+            raise ValueError(f"{name}['conv'] must have shape (B, n_in, conv_size - 1) = "
+                             f"{want}, got {tuple(tail.shape)}")
+        if tail.device != device:
+            raise ValueError(f"{name}['conv'] must be on {device}, got {tail.device}")
+
+    def _conv(self, u: torch.Tensor, tail: torch.Tensor | None, reset: torch.Tensor | None
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The causal depthwise convolution of u (B, T, n_in) continuing from ``tail`` (the
+        previous segment's last k - 1 inputs, zeros when None), masked at document starts:
+        an output never sees inputs before its document's first token. Returns (x (B, T,
+        n_in), new tail (B, n_in, k - 1) or None); the new tail is zero before the last
+        document start, so the next segment continues the last document only."""
+        k, T = self.config.conv_size, u.shape[1]
+        ut = u.transpose(1, 2)  # (B, n_in, T)
+        if tail is None:
+            tail = ut.new_zeros(ut.shape[0], self.n_in, k - 1)
+        full = torch.cat([tail.to(ut.dtype), ut], dim=-1)  # (B, n_in, k - 1 + T)
+        w = self.conv.weight
+        if reset is None:
+            x = F.conv1d(full, w, self.conv.bias, groups=self.n_in)  # (B, n_in, T)
+            new_tail = full[..., T:] if k > 1 else None
+            return x.transpose(1, 2), new_tail
+        seg = reset.long().cumsum(1)  # (B, T): document index inside this segment
+        seg_full = torch.cat([seg.new_zeros(seg.shape[0], k - 1), seg], dim=1)
+        x = 0.0
+        for j in range(k):  # w[:, 0, j] weighs the input at position t - (k - 1) + j
+            same = (seg_full[:, j: j + T] == seg)[:, None, :].to(ut.dtype)  # (B, 1, T)
+            x = x + w[:, 0, j, None] * full[..., j: j + T] * same
+        if self.conv.bias is not None:
+            x = x + self.conv.bias[:, None]
+        new_tail = None
+        if k > 1:
+            keep = (seg_full[:, T:] == seg[:, -1:])[:, None, :].to(ut.dtype)
+            new_tail = full[..., T:] * keep
+        return x.transpose(1, 2), new_tail
+
+    def forward(self, h: torch.Tensor, *, state: dict | None = None,
+                reset: torch.Tensor | None = None, return_state: bool = False):
+        """(y (B, T, d), g_re (B, T, S), g_im (B, T, S), None[, state]); S = C·n_energies.
+
+        ``state`` (what ``return_state`` returned for the previous segment, gradients flow
+        through it): ``g`` (B, S) complex entering the scan and ``conv`` the convolution's
+        last inputs. ``reset`` (B, T) bool: True at the first token of a document: the scan
+        restarts there (``b_i = 0`` in the scan only, ``g_i = 1/alpha_i`` exactly; the
+        features keep ``b_i >= hop_min``) and the convolution does not look past it.
+        """
         T = h.shape[1]
         u = self.in_proj(h)  # (B, T, n_in)
         x = u
+        k = self.config.conv_size
+        tail = None
+        carried = state is not None or reset is not None
         if self.conv is not None:
-            x = self.conv(u.transpose(1, 2))[..., :T].transpose(1, 2)  # causal: (B, T, n_in)
+            if carried:
+                x, tail = self._conv(u, None if state is None else state.get("conv"), reset)
+            else:
+                x = self.conv(u.transpose(1, 2))[..., :T].transpose(1, 2)  # causal (B, T, n_in)
         v, eta, b = self._operator(x)
-        g_re, g_im = self.guard.scan(v, self.lam, eta, b, layer=self.name)
+        b_scan = b
+        if reset is not None:  # the hopping into a document's first token is 0 (scan only)
+            b_scan = b.expand_as(v) * (~reset)[..., None].to(b.dtype)
+        g_re, g_im = self.guard.scan(v, self.lam, eta, b_scan, layer=self.name,
+                                     initial_state=None if state is None else state["g"])
         y = self._features(h, g_re, g_im, eta, b)
         if not return_state:
             return y, g_re, g_im, None
-        k = self.config.conv_size
-        tail = None
-        if k > 1:
+        if k > 1 and not carried:
             tail = u[:, -(k - 1):].transpose(1, 2)  # (B, n_in, <= k-1)
             if tail.shape[-1] < k - 1:
                 tail = F.pad(tail, (k - 1 - tail.shape[-1], 0))
@@ -373,10 +502,13 @@ class Block(nn.Module):
             y = self.ffn(h)
         return x + self.drop(y)
 
-    def forward(self, x: torch.Tensor, stats: list, *, return_state: bool = False):
+    def forward(self, x: torch.Tensor, stats: list, *, state: Any = None,
+                reset: torch.Tensor | None = None, return_state: bool = False):
         """x (B, T, d) -> x (B, T, d); MoE statistics are appended to ``stats``. With
-        ``return_state`` also the layer's decoding state after the last token."""
-        y, g_re, g_im, aux, *state = self.bk(self.ln_1(x), return_state=return_state)
+        ``return_state`` also the layer's decoding state after the last token; ``state``
+        (the previous segment's) and ``reset`` (document starts) go to the BK layer."""
+        y, g_re, g_im, aux, *state = self.bk(self.ln_1(x), state=state, reset=reset,
+                                             return_state=return_state)
         if aux is not None:
             stats.append(aux)
         x = x + self.drop(y)  # (B, T, d)
@@ -454,14 +586,57 @@ class _BKNetwork(nn.Module):
                           allow_ignore=allow_ignore)
 
     # -- forward ---------------------------------------------------------------------------
-    def _hidden(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, list]:
+    def _check_state(self, state: Any, input_ids: torch.Tensor) -> None:
+        """``ValueError`` naming the entry unless ``state`` is a list of ``n_layers`` layer
+        states (each None or what ``return_state`` returned) matching ``input_ids``."""
+        n = self.config.n_layers
+        if not isinstance(state, (list, tuple)) or len(state) != n:
+            got = (f"a {type(state).__name__} of length {len(state)}"
+                   if isinstance(state, (list, tuple)) else type(state).__name__)
+            raise ValueError(f"state must be a list of n_layers={n} layer states (what "
+                             f"forward(..., return_state=True) returned), got {got}")
+        for i, (block, s) in enumerate(zip(self.blocks, state, strict=True)):
+            block.bk.check_state(s, input_ids.shape[0], input_ids.device, f"state[{i}]")
+
+    @staticmethod
+    def _check_reset(reset: Any, input_ids: torch.Tensor) -> None:
+        """``ValueError`` unless ``reset`` is a bool tensor shaped like ``input_ids``."""
+        if not isinstance(reset, torch.Tensor) or reset.dtype != torch.bool:
+            raise ValueError(f"reset must be a bool tensor (True at a document's first "
+                             f"token), got {getattr(reset, 'dtype', type(reset).__name__)}")
+        if reset.shape != input_ids.shape:
+            raise ValueError(f"reset must have the shape of input_ids "
+                             f"{tuple(input_ids.shape)}, got {tuple(reset.shape)}")
+        if reset.device != input_ids.device:
+            raise ValueError(f"reset must be on the device of input_ids ({input_ids.device}), "
+                             f"got {reset.device}")
+
+    def _hidden(self, input_ids: torch.Tensor, *, state: Any = None,
+                reset: torch.Tensor | None = None, return_state: bool = False):
+        """(LN_f(x) (B, T, d), MoE stats[, new state: list of n_layers layer states])."""
         self._check_ids(input_ids)
+        if state is not None:
+            self._check_state(state, input_ids)
+        if reset is not None:
+            self._check_reset(reset, input_ids)
         self.guard.begin_forward()
         x = self.drop(self.wte(input_ids.long()))  # (B, T, d)
         stats: list = []
-        for block in self.blocks:
-            x = block(x, stats)
-        return self.ln_f(x), stats
+        if state is None and reset is None and not return_state:
+            for block in self.blocks:
+                x = block(x, stats)
+            return self.ln_f(x), stats
+        states = [None] * len(self.blocks) if state is None else list(state)
+        new: list = []
+        for block, s in zip(self.blocks, states, strict=True):
+            out = block(x, stats, state=s, reset=reset, return_state=return_state)
+            if return_state:
+                x, s = out
+                new.append(s)
+            else:
+                x = out
+        x = self.ln_f(x)
+        return (x, stats, new) if return_state else (x, stats)
 
     def _aux(self, stats: list) -> tuple[torch.Tensor, _LazyInfo]:
         aux_loss = sum((s["aux_loss"] for s in stats), torch.zeros(()))
@@ -588,15 +763,32 @@ class LanguageModel(_BKNetwork):
             )
         super().__init__(cfg)
 
-    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, input_ids: torch.Tensor, targets: torch.Tensor | None = None, *,
+                state: list | None = None, return_state: bool = False,
+                reset: torch.Tensor | None = None):
+        """``(logits (B, T, V), loss or None)``, and with ``return_state`` the new state last.
+
+        ``state``: a list of ``n_layers`` layer states, the previous segment's
+        ``return_state`` output (classic layer: g (B, C) complex; selective layer:
+        ``{"g": (B, S) complex, "conv": (B, n_in, conv_size - 1) or None}``); the segment
+        then continues that stream exactly: forward on consecutive chunks with the state
+        carried equals one forward on their concatenation. Gradients flow through the state
+        (truncated BPTT: detach it between windows, :func:`detach_state`). ``reset`` (B, T)
+        bool: True at the first token of a document; every layer's chain (and convolution)
+        restarts there, so no document sees the one before it.
+        """
         if targets is not None:  # checked before any work is queued: the check's host
             # synchronisation then waits for nothing (only the batch's copy to the device)
             self._check_ids(targets, "targets", allow_ignore=True)
             if targets.shape != input_ids.shape:
                 raise ValueError(f"targets must have the shape of input_ids "
                                  f"{tuple(input_ids.shape)}, got {tuple(targets.shape)}")
-        x, stats = self._hidden(input_ids)
+        new_state = None
+        if return_state:
+            x, stats, new_state = self._hidden(input_ids, state=state, reset=reset,
+                                               return_state=True)
+        else:
+            x, stats = self._hidden(input_ids, state=state, reset=reset)
         logits = self.lm_head(x)  # (B, T, V)
         aux_loss, info = self._aux(stats)
         loss = None
@@ -607,6 +799,8 @@ class LanguageModel(_BKNetwork):
             c = ce.detach()
             info["ce_loss"] = lambda: float(c)
         self.last_aux = info
+        if return_state:
+            return logits, loss, new_state
         return logits, loss
 
     @torch.no_grad()
@@ -619,7 +813,9 @@ class LanguageModel(_BKNetwork):
         the state; every new token then costs one recurrence step per layer
         (``g_t = 1/(v_t - z - b^2 g_{t-1})``), never re-running the prefix. The recurrence has
         no length limit, so generation may continue past ``n_seq`` (the model then
-        extrapolates beyond its training length).
+        extrapolates beyond its training length). A prompt longer than ``n_seq`` is
+        prefilled in chunks of ``n_seq`` with the state carried (:meth:`forward`'s
+        ``state``), which is exact.
 
         ``temperature = 0`` is greedy decoding; ``top_k`` keeps the k most likely tokens.
         Returns (B, T + max_new_tokens) token ids. Runs in eval mode (restored afterwards).
@@ -640,14 +836,18 @@ class LanguageModel(_BKNetwork):
             self.train(was_training)
 
     def _prefill(self, input_ids: torch.Tensor) -> dict[str, Any]:
-        """Run the prompt; return the last logits and the per-layer state g_T (B, C)."""
-        self._check_ids(input_ids)
-        self.guard.begin_forward()
-        x = self.wte(input_ids.long())
-        states: dict[str, Any] = {}
-        for i, block in enumerate(self.blocks):
-            x, states[str(i)] = block(x, [], return_state=True)
-        states["logits"] = self.lm_head(self.ln_f(x[:, -1]))  # (B, V)
+        """Run the prompt; return the last logits and the per-layer states (``str(i)``).
+
+        The prompt goes through :meth:`forward`'s state path in chunks of ``n_seq`` tokens
+        (one chunk for a prompt of at most ``n_seq``), so a prompt of any length costs memory
+        of one chunk."""
+        lm_base.check_ids(input_ids, self.config.vocab_size, None)
+        n = self.config.n_seq
+        state = None
+        for s in range(0, input_ids.shape[1], n):
+            x, _, state = self._hidden(input_ids[:, s: s + n], state=state, return_state=True)
+        states: dict[str, Any] = {str(i): st for i, st in enumerate(state)}
+        states["logits"] = self.lm_head(x[:, -1])  # (B, V)
         return states
 
     def _decode_step(self, token: torch.Tensor, states: dict[str, Any]) -> torch.Tensor:
