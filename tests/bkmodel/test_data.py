@@ -16,12 +16,17 @@ from bkmodel.data import (
     ChunkSampler,
     CorpusError,
     batch_from_stream,
+    batch_resets,
     corpus_dir,
+    document_offsets,
+    document_starts,
     eval_windows,
     load_split,
     load_work,
     rank_rows,
     split_works,
+    tbptt_starts,
+    tile_stream,
 )
 
 
@@ -138,3 +143,57 @@ class TestChunkSampler:
         assert len(np.unique(eval_windows(10_001, 10, max_tokens=5000))) == 500
         with pytest.raises(ValueError, match="shorter"):
             eval_windows(5, 10)
+
+
+class TestDocuments:
+    EOT = 9
+    # three documents: [1 2 3 EOT] [4 EOT] [5 6 7 8 EOT]
+    STREAM = np.array([1, 2, 3, 9, 4, 9, 5, 6, 7, 8, 9], dtype=np.int32)
+
+    def test_document_starts_and_offsets(self):
+        starts = document_starts(self.STREAM, self.EOT)
+        assert np.flatnonzero(starts).tolist() == [0, 4, 6]
+        assert document_offsets(self.STREAM, self.EOT).tolist() == [0, 4, 6, 11]
+        assert document_starts(np.array([], dtype=np.int32), self.EOT).tolist() == []
+        with pytest.raises(ValueError, match="tokens"):
+            document_starts(self.STREAM[None], self.EOT)
+
+    def test_batch_resets_match_the_stream_mask_row_by_row(self):
+        starts, T = [0, 3, 5], 5
+        rows = batch_from_stream(self.STREAM, starts, T)
+        resets = batch_resets(self.STREAM, starts, T, self.EOT)
+        assert resets.shape == (3, T) and resets.dtype == bool
+        mask = document_starts(self.STREAM, self.EOT)
+        for r, s in enumerate(starts):
+            assert resets[r].tolist() == mask[s: s + T].tolist()
+            assert rows[r, :-1].tolist() == self.STREAM[s: s + T].tolist()
+        # a window starting on an EOT: its next token begins a document
+        assert resets[1].tolist() == [False, True, False, True, False]
+
+    @given(st.lists(st.integers(0, 9), min_size=2, max_size=60))
+    def test_batch_resets_property(self, toks):
+        t = np.array(toks, dtype=np.int64)
+        mask = document_starts(t, self.EOT)
+        T = 1
+        starts = np.arange(len(t) - T)
+        assert batch_resets(t, starts, T, self.EOT)[:, 0].tolist() == mask[:-T].tolist()
+
+    def test_tbptt_rows_continue_their_own_shard(self):
+        n, T, B = 101, 5, 4  # 20 windows, shards of 5
+        seen = np.stack([tbptt_starts(n, T, B, k) for k in range(5)])  # (steps, B)
+        assert (np.diff(seen, axis=0) == T).all()  # each row: window after window
+        assert seen[0].tolist() == [0, 25, 50, 75]
+        assert sorted(seen.ravel().tolist()) == list(range(0, 100, T))  # every window once
+        assert tbptt_starts(n, T, B, 5).tolist() == seen[0].tolist()  # wrap-around
+        with pytest.raises(ValueError, match="batch_size"):
+            tbptt_starts(12, 5, 4, 0)
+        with pytest.raises(ValueError, match="step"):
+            tbptt_starts(n, T, B, -1)
+
+    def test_tile_stream(self):
+        out = tile_stream(self.STREAM, 25)
+        assert len(out) == 25 and out.dtype == self.STREAM.dtype
+        assert out[:11].tolist() == out[11:22].tolist() == self.STREAM.tolist()
+        assert tile_stream(self.STREAM, 3).tolist() == [1, 2, 3]
+        with pytest.raises(ValueError, match="n_tokens"):
+            tile_stream(self.STREAM, 0)
