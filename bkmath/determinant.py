@@ -45,7 +45,9 @@ def log_det(op: JacobiOperator, z: object) -> np.ndarray | complex:
     the known half-plane of the pivots to decide the direction of each rotation, so a pivot
     within rounding of the negative real axis cannot make the sum slip by 2π. If the scaled
     continuants over/underflow anyway (entries beyond ~1e±150), a slower per-site
-    ``log``/``atan2`` recursion takes over. O(N) (timings: README, "Measured numbers", and
+    ``log``/``atan2`` recursion takes over, and where even that leaves the float64 range
+    (``b_i c_i`` beyond ~1e308) the same recursion runs with an unbounded exponent
+    (:mod:`bkmath._extended`). O(N) (timings: README, "Measured numbers", and
     ``benchmarks/results/bkmath_*.json`` from ``benchmarks/bench_bkmath.py``).
 
     Parameters
@@ -72,7 +74,9 @@ def log_det(op: JacobiOperator, z: object) -> np.ndarray | complex:
     op = _check_op(op)
     zz = as_spectral_parameter(z, "z", boundary=True)
     out_batch, real, a2, b2, c2, ia, ib, zf, sig = _kernel_inputs(op, zz)
-    if real and not (op.n == 1 or bool(np.all(b2 * c2 >= 0))):
+    with np.errstate(over="ignore"):  # only the sign of b c matters here
+        herglotz_beta = op.n == 1 or bool(np.all(b2 * c2 >= 0))
+    if real and not herglotz_beta:
         # real but not Herglotz (some b c < 0): the general kernel with the chord test
         real = False
         a2, b2, c2 = (x.astype(np.complex128) for x in (a2, b2, c2))
@@ -91,6 +95,21 @@ def log_det(op: JacobiOperator, z: object) -> np.ndarray | complex:
         np.ascontiguousarray(sig.real), np.ascontiguousarray(sig.imag),
         flip, np.ascontiguousarray(pri), out2,
     )  # fmt: skip
+    # rows the kernels could not finish in float64 (b c beyond ~1e±308, or a pivot beyond the
+    # rescaling): the same pivot recursion with an unbounded exponent (bkmath._extended)
+    from bkmath.resolvent import _beta_overflows
+
+    bad = ~np.isfinite(out) & ~((out.real == -np.inf) & (out.imag == 0))
+    bad |= _beta_overflows(b2, c2, ib)
+    if np.any(bad):
+        from bkmath._extended import log_det_row
+
+        for r in np.flatnonzero(bad):
+            lab, ang = log_det_row(
+                a2[ia[r]], b2[ib[r]], c2[ib[r]], zf[r].real, zf[r].imag, sig[r].real,
+                sig[r].imag, float(flip[r]), float(pri[r]),
+            )  # fmt: skip
+            out[r] = complex(lab, ang)
     out = out.reshape(out_batch)
     return complex(out) if out.ndim == 0 else out
 
@@ -142,5 +161,10 @@ def eigenvalue_count(op: JacobiOperator, lam: object) -> np.ndarray | int:
     rows = ia.shape[0]
     out = np.empty(rows, dtype=np.int64)
     K.run_rows(K.sturm_batch, rows, rows * op.n, a2, ia, b2, ib, lf, out)
+    if np.any(out < 0):  # b² beyond the float64 range: the ratio form, unbounded exponent
+        from bkmath._extended import sturm_count_row
+
+        for r in np.flatnonzero(out < 0):
+            out[r] = sturm_count_row(a2[ia[r]], b2[ib[r]], float(lf[r]))
     out = out.reshape(out_batch)
     return int(out) if out.ndim == 0 else out

@@ -132,6 +132,42 @@ def _coeff_arrays(op: JacobiOperator, a2, b2, c2):
     )
 
 
+def _beta_overflows(b2: np.ndarray, c2: np.ndarray, ib: np.ndarray) -> np.ndarray:
+    """Rows whose products ``beta_i = b_i c_i`` leave the float64 range (|b|, |c| ~ 1e±150+)."""
+    if b2.size == 0:
+        return np.zeros(ib.shape, dtype=bool)
+    mb, mc = float(np.abs(b2).max()), float(np.abs(c2).max())
+    if mb * mc < 1e300:  # (an overflow of the product itself lands here as inf: not taken)
+        return np.zeros(ib.shape, dtype=bool)
+    with np.errstate(over="ignore"):
+        bad = ~np.all(np.isfinite(np.abs(b2) * np.abs(c2)), axis=1)
+    return bad[ib]
+
+
+def _extended_rows(out, redo, a2, ia, b2, c2, ib, zf, sig, side) -> None:
+    """Recompute the rows ``redo`` with the extended-exponent recursion (:mod:`bkmath._extended`);
+    a pivot that is exactly zero there is a genuinely singular ``H - z``: ValueError."""
+    from bkmath._extended import SingularPivot, ratio_diagonal_row
+
+    for r in np.flatnonzero(redo):
+        try:
+            out[r] = ratio_diagonal_row(
+                a2[ia[r]], b2[ib[r]], c2[ib[r]], zf[r].real, zf[r].imag,
+                sig[r].real, sig[r].imag, side,
+            )  # fmt: skip
+        except SingularPivot:
+            raise ValueError(
+                "resolvent_diagonal: a pivot of H - z vanished or overflowed (exactly zero in "
+                f"extended-exponent arithmetic: H - z singular at z = {zf[r]}); row {int(r)}"
+            ) from None
+        if not np.all(np.isfinite(out[r])):
+            raise ValueError(
+                "resolvent_diagonal: a pivot of H - z vanished or overflowed: an entry of the "
+                f"diagonal exceeds the float64 range (z = {zf[r]} within ~1e-308 of the "
+                f"spectrum); row {int(r)}"
+            )
+
+
 def resolvent_diagonal(op: JacobiOperator, z: object, side: str = "both") -> np.ndarray:
     r"""Diagonal of the resolvent of a Jacobi operator by the stable O(N) ratio recursion.
 
@@ -173,9 +209,11 @@ def resolvent_diagonal(op: JacobiOperator, z: object, side: str = "both") -> np.
     Raises
     ------
     ValueError
-        Bad z, side or shapes; or ``FloatingPointError``-like failure: when H - z is
-        (numerically) singular so that a pivot vanishes, a ValueError says so instead of
-        returning NaN/Inf.
+        Bad z, side or shapes; or when H - z is singular (a pivot vanishes exactly) or an
+        entry of the diagonal exceeds the float64 range: a ValueError says so instead of
+        returning NaN/Inf. Coefficients beyond the float64 range of the products
+        ``b_i c_i`` (hopping ~1e300) are *not* an error: those rows are recomputed with an
+        unbounded exponent (:mod:`bkmath._extended`) and give the correctly rounded values.
 
     Notes
     -----
@@ -228,6 +266,10 @@ def resolvent_diagonal(op: JacobiOperator, z: object, side: str = "both") -> np.
         np.ascontiguousarray(sig.real), np.ascontiguousarray(sig.imag),
         o3, chk,
     )  # fmt: skip
+    redo = ~np.isfinite(chk) | _beta_overflows(b2, c2, ib)
+    if np.any(redo):
+        _extended_rows(out, redo, a2, ia, b2, c2, ib, zf, sig, side)
+        chk[redo] = 0.0
     if op.dtype == np.complex64:
         with np.errstate(over="ignore"):
             out = out.astype(np.complex64)

@@ -46,6 +46,7 @@ Conventions (docs/conventions.md §6, with the signs fixed here)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from fractions import Fraction
 
@@ -120,37 +121,76 @@ def spectral_shift(v: np.ndarray, lam: float | np.ndarray, *, chain: str = "fini
     return float(out[0]) if scalar else out
 
 
-def _transfer_solution(vv: np.ndarray, lam: float, direction: int) -> tuple[complex, complex]:
-    """Coefficients (A, B) with u_m = A e^{iθm} + B e^{−iθm} on the far side, for the solution
-    of −u_{m−1} + (2 + v_m) u_m − u_{m+1} = λ u_m that is e^{iθm} right of the window
-    (direction +1) or e^{−iθm} left of it (direction −1). v sits on sites 0..n−1."""
-    th = float(np.arccos(1.0 - lam / 2.0))
-    n = vv.size
-    e = np.exp(1j * th)
-    vext = np.concatenate([[0.0], vv, [0.0]])  # sites −1..n
-    if direction > 0:
-        hi, lo = e ** (n + 1), e**n  # u_{n+1}, u_n
-        for m in range(n, -2, -1):  # equation at site m gives u_{m−1}
-            hi, lo = lo, (2.0 + vext[m + 1] - lam) * lo - hi
-        # now lo = u_{−2}, hi = u_{−1}
-        p, q, up, uq = -1, -2, hi, lo
-    else:
-        lo, hi = e**2, e**1  # u_{−2}, u_{−1}
-        for m in range(-1, n + 1):  # equation at site m gives u_{m+1}
-            lo, hi = hi, (2.0 + vext[m + 1] - lam) * hi - lo
-        # now lo = u_n, hi = u_{n+1}
-        p, q, up, uq = n, n + 1, lo, hi
-    M = np.array([[e**p, e ** (-p)], [e**q, e ** (-q)]])
-    A, B = np.linalg.solve(M, np.array([up, uq]))
-    return complex(A), complex(B)
+def _band_angle(lam: float) -> tuple[float, float]:
+    """(θ mod π taken in (−π/2, π/2], sin θ) with λ = 2 − 2cos θ, θ ∈ (0, π).
+
+    θ = 2 atan2(√λ, √(4 − λ)) is accurate at λ → 0 (arccos(1 − λ/2) rounds to 0 below
+    λ ~ 1e-16), and near λ = 4 the phases e^{2iθm} depend on π − θ = 2 atan2(√(4 − λ), √λ),
+    which is returned negated there (e^{2iθm} = e^{−2i(π − θ)m}): both relatively accurate.
+    """
+    sl, s4 = math.sqrt(lam), math.sqrt(4.0 - lam)
+    th = 2.0 * math.atan2(sl, s4) if lam <= 2.0 else -2.0 * math.atan2(s4, sl)
+    return th, sl * s4 / 2.0  # sin θ = √(λ(4 − λ))/2
+
+
+def _plane_wave_transfer(vv: np.ndarray, lam: float) -> tuple[np.ndarray, int]:
+    """Transfer matrix T of the window in the plane-wave basis, as (T·2^−e, e).
+
+    Left of site m the solution is A e^{iθn} + B e^{−iθn}, right of it A' e^{iθn} + B' e^{−iθn};
+    continuity at m and the equation −u_{m−1} + (2 + v_m − λ)u_m − u_{m+1} = 0 give
+
+        (A', B')ᵀ = T_m (A, B)ᵀ,   T_m = I + c_m [[1, e^{−2iθm}], [−e^{2iθm}, −1]],
+        c_m = v_m / (2i sin θ),    det T_m = 1,
+
+    and T = T_{n−1} ⋯ T_0. No subtraction of nearly equal plane waves is involved (the
+    u-recursion needed one, ill-conditioned like 1/sin θ near the thresholds). The product is
+    renormalised by a power of two after every factor (its ratios, hence r and r', are
+    unchanged; the exponent e is kept for t = 1/T₂₂), and each factor is formed as
+    2^−k T_m with c_m 2^−k computed from ldexp(v_m, −k), so neither c_m (v ~ 1e300,
+    sin θ ~ 1e-150) nor the product (|T| ~ e^{κn}) overflows.
+    """
+    th, s = _band_angle(lam)  # th ≡ θ (mod π): e^{2iθm} is all that enters
+    es = math.frexp(s)[1]
+    P = np.eye(2, dtype=np.complex128)
+    e = 0
+    for m, vm in enumerate(vv):
+        if vm == 0.0:
+            continue
+        # k ≥ 0 with |c_m| 2^−k ≤ ~1: exponent of v/(2 sin θ) without forming it
+        k = max(0, math.frexp(vm)[1] - es)
+        cm = math.ldexp(vm, -k) / (2j * s)
+        ph = complex(math.cos(2 * th * m), math.sin(2 * th * m))  # e^{2iθm}
+        one = math.ldexp(1.0, -k)
+        Tm = np.array([[one + cm, cm / ph], [-cm * ph, one - cm]])
+        P = Tm @ P
+        mx = float(np.max(np.abs(P)))
+        if not (0.0 < mx < math.inf):  # pragma: no cover (det T = 1: cannot vanish)
+            raise ValueError(f"scattering_matrix: transfer product not representable at lam={lam}")
+        f = math.frexp(mx)[1]
+        P = P * math.ldexp(1.0, -f)
+        e += k + f
+    return P, e
 
 
 def scattering_matrix(v: np.ndarray, lam: float | np.ndarray) -> np.ndarray:
     """The on-shell scattering matrix S(λ) = [[t, r'], [r, t]] of H = −Δ + V on ℓ²(Z).
 
     ``v`` holds the potential on sites 0..N−1 (V = 0 elsewhere); λ ∈ (0, 4). Computed by
-    transfer matrices (the recursion u_{m−1} = (2 + v_m − λ) u_m − u_{m+1}), independently of
-    any resolvent or determinant. O(N) per energy. Returns shape (2, 2) or (len(λ), 2, 2).
+    transfer matrices in the plane-wave basis (:func:`_plane_wave_transfer`), independently
+    of any resolvent or determinant: with T the transfer matrix of the window,
+
+        t = t' = 1/T₂₂,   r = −T₂₁/T₂₂,   r' = T₁₂/T₂₂       (det T = 1),
+
+    so r, r' are ratios (free of the scale of T) and t carries the exponent of the
+    renormalised product: a barrier with |1/t| = e^{1000} gives t ≈ 0 (correctly rounded,
+    possibly 0.0) and |r| = 1 instead of NaN. O(N) per energy. Returns shape (2, 2) or
+    (len(λ), 2, 2).
+
+    Examples
+    --------
+    >>> S = scattering_matrix([0.5, -0.3], 1.0)
+    >>> bool(np.allclose(S.conj().T @ S, np.eye(2)))
+    True
     """
     vv = as_real_array(v, "v", ndim=1)
     if vv.size == 0:
@@ -160,13 +200,13 @@ def scattering_matrix(v: np.ndarray, lam: float | np.ndarray) -> np.ndarray:
         raise ValueError("lam must lie in the open band (0, 4)")
     out = np.empty((lams.size, 2, 2), dtype=np.complex128)
     for i, la in enumerate(lams):
-        A, B = _transfer_solution(vv, la, +1)  # = (1/t)(e^{iθn} + r e^{−iθn}) on the left
-        t = 1.0 / A
-        r = B / A
-        A2, B2 = _transfer_solution(vv, la, -1)  # B2 e^{−iθn} + A2 e^{iθn} on the right
-        t2 = 1.0 / B2
-        r2 = A2 / B2
-        out[i] = [[t, r2], [r, t2]]
+        P, e = _plane_wave_transfer(vv, float(la))
+        r = -P[1, 0] / P[1, 1]
+        r2 = P[0, 1] / P[1, 1]
+        t0 = 1.0 / P[1, 1]
+        with np.errstate(under="ignore"):
+            t = complex(math.ldexp(t0.real, -e), math.ldexp(t0.imag, -e))
+        out[i] = [[t, r2], [r, t]]
     return out[0] if scalar else out
 
 

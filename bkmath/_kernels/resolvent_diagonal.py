@@ -87,6 +87,8 @@ def _rd_left_real(a, b, c, lam, eta, sr, si, o):
             a[i] - lam - sr, -eta - si, b[i - 1] * c[i - 1], tx, ty, px, py, o, i
         )
         chk += dc
+        if not ok:  # theta_N overflowed: its ratio g (stored above) is not trustworthy
+            return math.nan
     return chk
 
 
@@ -116,6 +118,8 @@ def _rd_right_real(a, b, c, lam, eta, sr, si, o):
             a[0] - lam - sr, -eta - si, b[0] * c[0], tx, ty, px, py, o, 0
         )
         chk += dc
+        if not ok:
+            return math.nan
     return chk
 
 
@@ -227,6 +231,8 @@ def _rd_left_cplx(a, b, c, zr, zi, sr, si, o):
             a[i].real - zr - sr, a[i].imag - zi - si, btr, bti, tx, ty, px, py, o, i
         )
         chk += dc
+        if not ok:
+            return math.nan
     return chk
 
 
@@ -258,6 +264,8 @@ def _rd_right_cplx(a, b, c, zr, zi, sr, si, o):
             a[0].real - zr - sr, a[0].imag - zi - si, btr, bti, tx, ty, px, py, o, 0
         )
         chk += dc
+        if not ok:
+            return math.nan
     return chk
 
 

@@ -36,6 +36,8 @@ def _sturm_row(a, b, lam):
     for i in range(1, n):
         bt = b[i - 1] * b[i - 1]
         nt = (a[i] - lam) * t - bt * p
+        if not (abs(nt) < math.inf):  # overflow (or inf - inf) within one step
+            return -1
         if nt == 0.0:
             nt = _PIVREL * t
         cnt += nt * t < 0.0
@@ -65,6 +67,8 @@ def _sturm_row_safe(a, b, lam):
             d = a[i] - lam
         if d == 0.0:
             d = 2.0**-1000
+        if not (abs(d) < math.inf):  # b² or a pivot beyond float64: caller's fallback
+            return -1
         if d < 0.0:
             cnt += 1
     return cnt
@@ -76,4 +80,4 @@ def sturm_batch(r0, r1, a2, ia, b2, ib, lam, out):
         cnt = _sturm_row(a2[ia[r]], b2[ib[r]], lam[r])
         if cnt < 0:  # overflow in the continuants (entries near 1e300): ratio form
             cnt = _sturm_row_safe(a2[ia[r]], b2[ib[r]], lam[r])
-        out[r] = cnt
+        out[r] = cnt  # -1: not representable in float64 (the caller recomputes the row)
