@@ -7,6 +7,13 @@ perplexity. Throughput is forward-only tokens/s over the same windows.
 
 :func:`evaluate_stream` is the measurement (also the training loop's in-run evaluation);
 :func:`evaluate_checkpoint` applies it to a saved run.
+
+``bk eval --stream`` scores each split as *one* stream instead (:func:`evaluate_long`):
+ResNet-BK reads it in chunks of the training length with its O(1) state carried
+(:func:`evaluate_carried`; every token sees its whole document, memory flat in the stream
+length), the Transformer through a sliding window of its training length
+(:func:`evaluate_sliding`; every token sees up to ``seq_len`` tokens, at ``seq_len/stride``
+times the cost). ``--stream-tokens`` repeats the split's plays to a given length.
 """
 
 from __future__ import annotations
@@ -25,10 +32,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bkmodel.checkpoint import CheckpointError, load_run
-from bkmodel.data import SPLITS, batch_from_stream, eval_windows, load_split
+from bkmodel.data import SPLITS, batch_from_stream, eval_windows, load_split, tile_stream
 from bkmodel.tokenizer import TokenizerError, encode_documents
 
-__all__ = ["configure_parser", "evaluate_checkpoint", "evaluate_stream", "run"]
+__all__ = ["configure_parser", "evaluate_carried", "evaluate_checkpoint",
+           "evaluate_long", "evaluate_sliding", "evaluate_stream", "run"]
 
 
 @torch.no_grad()
@@ -75,6 +83,145 @@ def evaluate_stream(
             "tokens_per_s": count / dt if dt > 0 else float("inf")}
 
 
+def _nll_sum(logits: torch.Tensor, targets: np.ndarray) -> float:
+    y = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.int64)).to(logits.device)
+    return float(F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                 reduction="sum"))
+
+
+def _stream_result(total: float, count: int, dt: float, **extra: Any) -> dict[str, Any]:
+    mean = total / count
+    return {"loss": mean, "ppl": math.exp(min(mean, 700.0)), "tokens": count,
+            "tokens_per_s": count / dt if dt > 0 else float("inf"), **extra}
+
+
+def _n_predictions(tokens: np.ndarray, max_tokens: int | None) -> int:
+    n = len(tokens) - 1
+    if n < 1:
+        raise ValueError(f"the held-out stream ({len(tokens)} tokens) needs at least 2 tokens")
+    return n if max_tokens is None else max(1, min(n, int(max_tokens)))
+
+
+@torch.no_grad()
+def evaluate_carried(
+    model: nn.Module,
+    tokens: np.ndarray,
+    chunk_len: int,
+    *,
+    eot_id: int | None = None,
+    max_tokens: int | None = None,
+    device: torch.device | str = "cpu",
+    autocast_dtype: torch.dtype | None = None,
+) -> dict[str, Any]:
+    """Perplexity of a ResNet-BK :class:`~bkmodel.model.LanguageModel` on a whole stream, read
+    as one sequence in chunks of ``chunk_len`` (<= ``n_seq``) with the model state carried.
+
+    Every token but the first is scored once, with everything before it as context (from its
+    document's start when ``eot_id`` is given: the chains restart at the token after each
+    ``EOT``, the model's ``reset``). The result does not depend on ``chunk_len`` (up to
+    rounding; ``tests/bkmodel/test_state.py``). Memory is one chunk's activations plus
+    the O(n_layers · C) state, flat in the stream length; time O(n_tokens). Returns
+    ``{"loss", "ppl", "tokens", "tokens_per_s", "mode": "carried", "chunk_len", "resets"}``.
+    """
+    if not isinstance(chunk_len, int) or isinstance(chunk_len, bool) or chunk_len < 1:
+        raise ValueError(f"chunk_len must be a positive int, got {chunk_len!r}")
+    n = _n_predictions(tokens, max_tokens)
+    was_training = model.training
+    model.eval()
+    device = torch.device(device)
+    state, total = None, 0.0
+    t0 = time.perf_counter()
+    for s in range(0, n, chunk_len):
+        e = min(s + chunk_len, n)
+        x = torch.from_numpy(np.asarray(tokens[s:e], dtype=np.int64))[None].to(device)
+        reset = None
+        if eot_id is not None:  # True at a document's first token (the one after an EOT)
+            r = np.empty(e - s, dtype=bool)
+            r[0] = s == 0 or tokens[s - 1] == eot_id
+            r[1:] = tokens[s: e - 1] == eot_id
+            reset = torch.from_numpy(r)[None].to(device)
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
+                            enabled=autocast_dtype is not None):
+            logits, _, state = model(x, state=state, reset=reset, return_state=True)
+        total += _nll_sum(logits, tokens[s + 1: e + 1])
+    dt = time.perf_counter() - t0
+    model.train(was_training)
+    return _stream_result(total, n, dt, mode="carried", chunk_len=chunk_len,
+                          resets=eot_id is not None)
+
+
+@torch.no_grad()
+def evaluate_sliding(
+    model: nn.Module,
+    tokens: np.ndarray,
+    window: int,
+    *,
+    stride: int | None = None,
+    max_tokens: int | None = None,
+    device: torch.device | str = "cpu",
+    autocast_dtype: torch.dtype | None = None,
+) -> dict[str, Any]:
+    """Sliding-window perplexity of any causal LM (the Transformer's honest long-stream
+    evaluation): windows of ``window`` tokens (its training length) advancing by ``stride``
+    (default ``window // 2``), each scoring only the tokens the previous window did not.
+
+    Every token but the first is scored once; after the first window each has at least
+    ``window - stride + 1`` and at most ``window`` tokens of context (no resets: documents
+    before it inside the window are visible, as in training). Cost ``window / stride`` times
+    the non-overlapping evaluation's forward work (2x at the default stride; attention
+    O(window^2) per window); memory one window, flat in the stream length. Returns
+    ``{"loss", "ppl", "tokens", "tokens_per_s", "mode": "sliding", "window", "stride"}``.
+    """
+    if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+        raise ValueError(f"window must be a positive int, got {window!r}")
+    stride = max(1, window // 2) if stride is None else stride
+    if not isinstance(stride, int) or isinstance(stride, bool) or not 1 <= stride <= window:
+        raise ValueError(f"stride must be an int in [1, window={window}], got {stride!r}")
+    n = _n_predictions(tokens, max_tokens)
+    was_training = model.training
+    model.eval()
+    device = torch.device(device)
+    total, scored_to = 0.0, 0
+    t0 = time.perf_counter()
+    for begin in range(0, n, stride):
+        end = min(begin + window, n)
+        x = torch.from_numpy(np.asarray(tokens[begin:end], dtype=np.int64))[None].to(device)
+        with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
+                            enabled=autocast_dtype is not None):
+            logits, _ = model(x)
+        first = scored_to - begin  # positions already scored by the previous window
+        total += _nll_sum(logits[:, first:], tokens[scored_to + 1: end + 1])
+        scored_to = end
+        if end == n:
+            break
+    dt = time.perf_counter() - t0
+    model.train(was_training)
+    return _stream_result(total, n, dt, mode="sliding", window=window, stride=stride)
+
+
+def evaluate_long(
+    model: nn.Module,
+    tokens: np.ndarray,
+    seq_len: int,
+    *,
+    eot_id: int | None = None,
+    stride: int | None = None,
+    max_tokens: int | None = None,
+    device: torch.device | str = "cpu",
+    autocast_dtype: torch.dtype | None = None,
+) -> dict[str, Any]:
+    """``bk eval --stream``: :func:`evaluate_carried` (chunks of ``seq_len``, resets at
+    ``eot_id``) for ResNet-BK, :func:`evaluate_sliding` (window ``seq_len``) for any other
+    model (the Transformer baseline)."""
+    from bkmodel.model import LanguageModel
+
+    if isinstance(model, LanguageModel):
+        return evaluate_carried(model, tokens, seq_len, eot_id=eot_id, max_tokens=max_tokens,
+                                device=device, autocast_dtype=autocast_dtype)
+    return evaluate_sliding(model, tokens, seq_len, stride=stride, max_tokens=max_tokens,
+                            device=device, autocast_dtype=autocast_dtype)
+
+
 def evaluate_checkpoint(
     checkpoint: Path | str,
     splits: tuple[str, ...] = ("validation", "test"),
@@ -82,12 +229,21 @@ def evaluate_checkpoint(
     max_tokens: int | None = None,
     batch_size: int = 16,
     device: str = "cpu",
+    stream: bool = False,
+    stream_tokens: int | None = None,
+    stride: int | None = None,
+    resets: bool = True,
 ) -> dict[str, Any]:
     """Perplexity and tokens/s of a run directory or checkpoint file on held-out splits.
 
     Returns ``{"params", "model", "step", "<split>": {"loss", "ppl", "tokens",
     "tokens_per_s"}, ...}``. Raises :class:`bkmodel.checkpoint.CheckpointError` for a missing
     or corrupt checkpoint and ``ValueError`` for an unknown split.
+
+    ``stream``: the whole split as one stream (:func:`evaluate_long`: ResNet-BK with carried
+    state, resetting at every document start unless ``resets=False``; the Transformer with a
+    sliding window of its training length, ``stride``); ``stream_tokens`` repeats the
+    split's documents to that many tokens (:func:`bkmodel.data.tile_stream`).
     """
     for s in splits:
         if s not in SPLITS or s == "train":
@@ -97,10 +253,20 @@ def evaluate_checkpoint(
     out: dict[str, Any] = {"model": state["model_spec"]["kind"], "params": model.num_params(),
                            "step": state["step"], "corpus": cfg["corpus"],
                            "seq_len": cfg["seq_len"]}
+    if stream:
+        out["stream"] = True
     for split in splits:
         tokens = encode_documents(tok, load_split(split, cfg["corpus"]))
-        out[split] = evaluate_stream(model, tokens, cfg["seq_len"], batch_size=batch_size,
-                                     max_tokens=max_tokens, device=device)
+        if stream and stream_tokens is not None:
+            tokens = tile_stream(tokens, stream_tokens)
+        if stream:
+            out[split] = evaluate_long(model, tokens, cfg["seq_len"],
+                                       eot_id=tok.eot_id if resets else None, stride=stride,
+                                       max_tokens=max_tokens, device=device)
+        else:
+            out[split] = evaluate_stream(model, tokens, cfg["seq_len"],
+                                         batch_size=batch_size, max_tokens=max_tokens,
+                                         device=device)
     return out
 
 
@@ -114,18 +280,38 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json", type=Path, default=None, help="also write the result here")
+    parser.add_argument("--stream", action="store_true",
+                        help="score each split as one stream: ResNet-BK in chunks of seq_len "
+                             "with its state carried (memory flat in the length), the "
+                             "Transformer with a sliding window of seq_len")
+    parser.add_argument("--stream-tokens", type=int, default=None,
+                        help="with --stream: repeat the split's documents to N tokens")
+    parser.add_argument("--stride", type=int, default=None,
+                        help="with --stream, Transformer: window stride (default seq_len/2)")
+    parser.add_argument("--no-resets", action="store_true",
+                        help="with --stream, ResNet-BK: do not restart the chains at "
+                             "document boundaries")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         res = evaluate_checkpoint(args.checkpoint, tuple(args.splits),
                                   max_tokens=args.max_tokens, batch_size=args.batch_size,
-                                  device=args.device)
+                                  device=args.device, stream=args.stream,
+                                  stream_tokens=args.stream_tokens, stride=args.stride,
+                                  resets=not args.no_resets)
     except (CheckpointError, TokenizerError, ValueError) as exc:
         print(f"bk eval: {exc}", file=sys.stderr)
         return 1
+    how = f"windows of {res['seq_len']} tokens"
+    if args.stream:
+        r0 = res[args.splits[0]]
+        how = (f"one stream, chunks of {res['seq_len']} with the state carried"
+               + (", resets at documents" if r0.get("resets") else "")
+               if r0["mode"] == "carried" else
+               f"one stream, sliding window {r0['window']}, stride {r0['stride']}")
     print(f"{res['model']} ({res['params']:,} params, step {res['step']}, corpus "
-          f"{res['corpus']}, windows of {res['seq_len']} tokens)")
+          f"{res['corpus']}, {how})")
     print(f"{'split':<12}{'tokens':>10}{'loss':>10}{'ppl':>10}{'tokens/s':>12}")
     for split in args.splits:
         r = res[split]

@@ -299,3 +299,97 @@ def test_data_side_resets_drive_the_model_reset():
     assert not torch.allclose(got[0, 11:18], ref[0, 4:], atol=1e-6)  # leak without reset
     assert torch.allclose(got[0, 11:18], alone[0], atol=1e-10)
     assert torch.allclose(got[1, 9:16], alone[0], atol=1e-10)
+
+
+# -- streamed evaluation (bk eval --stream) -------------------------------------------------------
+def _stream(n=70, seed=3, eot=None, doc_len=None):
+    t = torch.randint(0, V - 1, (n,), generator=torch.Generator().manual_seed(seed)).numpy()
+    if eot is not None:
+        t[doc_len - 1::doc_len] = eot
+    return t.astype("int32")
+
+
+def test_evaluate_carried_is_independent_of_the_chunk_length_and_exact():
+    from bkmodel.evaluate import evaluate_carried
+
+    m = model("selective")
+    t = _stream(n=24)  # 23 predictions: one chunk holds them all
+    with torch.no_grad():
+        logits, _ = m(torch.from_numpy(t[:-1]).long()[None])
+    ref = torch.nn.functional.cross_entropy(logits[0], torch.from_numpy(t[1:]).long())
+    for chunk in (23, 5, 1):  # (the evaluation sums a float32 cross-entropy)
+        r = evaluate_carried(m, t, chunk)
+        assert r["tokens"] == 23 and r["mode"] == "carried"
+        assert r["loss"] == pytest.approx(float(ref), rel=1e-6)
+    long = _stream(n=200)  # longer than n_seq = 24
+    a, b = evaluate_carried(m, long, 24), evaluate_carried(m, long, 7)
+    assert a["tokens"] == 199 and a["loss"] == pytest.approx(b["loss"], rel=1e-6)
+    assert evaluate_carried(m, long, 24, max_tokens=50)["tokens"] == 50
+
+
+def test_evaluate_carried_resets_score_each_document_alone():
+    from bkmodel.evaluate import evaluate_carried
+
+    eot, L = V - 1, 10
+    t = _stream(n=41, eot=eot, doc_len=L)  # 4 documents of 9 tokens + EOT, then one token
+    m = model("classic")
+    r = evaluate_carried(m, t, 7, eot_id=eot)
+    total = 0.0
+    with torch.no_grad():
+        for s in range(0, 40, L):  # each document with its EOT, predicting the next token
+            x = torch.from_numpy(t[s: s + L]).long()[None]
+            logits, _ = m(x)
+            y = torch.from_numpy(t[s + 1: s + L + 1]).long()
+            total += float(torch.nn.functional.cross_entropy(logits[0], y, reduction="sum"))
+    assert r["resets"] and r["loss"] == pytest.approx(total / 40, rel=1e-6)
+    assert evaluate_carried(m, t, 7)["loss"] != pytest.approx(r["loss"], rel=1e-6)
+
+
+def test_evaluate_sliding_scores_each_token_once_with_up_to_window_context():
+    from bkmodel.baseline import TransformerBaseline, TransformerConfig
+    from bkmodel.evaluate import evaluate_long, evaluate_sliding
+
+    torch.manual_seed(0)
+    tf = TransformerBaseline(TransformerConfig(vocab_size=V, d_model=16, n_layers=1,
+                                               n_heads=2, d_ff=32, max_seq_len=8)).double()
+    t = _stream(n=30)
+    W = 8
+    brute = 0.0  # stride 1: token j scored with exactly min(j, W) tokens of context
+    with torch.no_grad():
+        for j in range(1, 30):
+            x = torch.from_numpy(t[max(0, j - W): j]).long()[None]
+            logits, _ = tf(x)
+            brute += float(torch.nn.functional.cross_entropy(
+                logits[0, -1:], torch.from_numpy(t[j: j + 1]).long()))
+    r1 = evaluate_sliding(tf, t, W, stride=1)
+    assert r1["tokens"] == 29 and r1["loss"] == pytest.approx(brute / 29, rel=1e-6)
+    # stride = window is the non-overlapping evaluation; the default stride is window / 2
+    rw = evaluate_sliding(tf, t, W, stride=W)
+    assert rw["tokens"] == 29 and rw["stride"] == W
+    assert evaluate_sliding(tf, t, W)["stride"] == 4
+    assert evaluate_long(tf, t, W)["mode"] == "sliding"
+    assert evaluate_long(model("classic"), t, W)["mode"] == "carried"
+    with pytest.raises(ValueError, match="stride"):
+        evaluate_sliding(tf, t, W, stride=9)
+    with pytest.raises(ValueError, match="chunk_len"):
+        from bkmodel.evaluate import evaluate_carried
+        evaluate_carried(model("classic"), t, 0)
+
+
+def test_cli_eval_stream(tmp_path, capsys):
+    from bkmodel import cli
+    from bkmodel.presets import TrainConfig
+    from bkmodel.train import train
+
+    for kind, word in (("bk", "state carried"), ("transformer", "sliding window")):
+        out = tmp_path / kind
+        train(TrainConfig.from_preset("ci", model=kind, max_steps=2), out, progress=False)
+        capsys.readouterr()
+        js = tmp_path / f"{kind}.json"
+        assert cli.main(["eval", str(out), "--stream", "--max-tokens", "200", "--splits",
+                         "validation", "--stream-tokens", "5000", "--json", str(js)]) == 0
+        text = capsys.readouterr().out
+        assert word in text and "validation" in text, text
+        import json
+        res = json.loads(js.read_text())
+        assert res["stream"] and res["validation"]["tokens"] == 200
