@@ -7,6 +7,10 @@ Backends (same maths, same signature; see ``README.md`` in this folder):
 * ``triton`` — fused GPU kernels, forward and backward (``triton_scan.py``);
 * ``auto``   — ``triton`` for CUDA tensors when Triton imports, else ``torch``.
 
+Under ``torch.compile`` (and ``torch.export``) the torch and Triton backends run as
+``torch.library`` custom ops with fake implementations and registered backwards
+(``custom_op.py``), so the scan is one graph node in the forward and the backward.
+
 Every backend takes ``eta`` and ``b`` per channel (C,) or per token (B, N, C) (the selective
 scan) and an optional complex initial state g_0 (B, C); the arguments are checked once, by
 ``_validate.check_scan_args``.
@@ -115,6 +119,19 @@ def bk_scan(
         backend = "triton" if cuda and _triton_available() else "torch"
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of auto/{'/'.join(_BACKENDS)}, got {backend!r}")
+    if backend != "naive" and torch.compiler.is_compiling():
+        # traced by Dynamo: one custom-op node (custom_op.py); shapes checked here, values
+        # (a host read) inside the op at run time
+        from bkmodel.ops.bk_scan.custom_op import bk_scan_op
+
+        check_scan_args(v, lam, eta, b, initial_state=initial_state, tol=tol,
+                        backend=backend, values=False)
+        g_re, g_im, stats = bk_scan_op(v, lam, eta, b, backend=backend,
+                                       return_stats=return_stats, tol=tol,
+                                       initial_state=initial_state)
+        if return_stats and stats is None:
+            stats = scan_stats(g_re.detach(), g_im.detach(), eta.detach(), tol)
+        return _outputs(g_re, g_im, stats, return_stats, return_final_state, initial_state)
     check_scan_args(
         v, lam, eta, b, initial_state=initial_state, tol=tol, backend=backend
     )
@@ -134,6 +151,10 @@ def bk_scan(
         stats = None
         if return_stats:
             stats = scan_stats(g_re.detach(), g_im.detach(), eta.detach(), tol)
+    return _outputs(g_re, g_im, stats, return_stats, return_final_state, initial_state)
+
+
+def _outputs(g_re, g_im, stats, return_stats, return_final_state, initial_state):
     out: tuple[torch.Tensor, ...] = (g_re, g_im)
     if return_stats:
         out += (stats,)
