@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -167,15 +168,30 @@ class BirmanSchwingerOperator:
     def hs_norm(self) -> float:
         """‖K‖_S2 = (Σ_ij |K_ij|²)^{1/2} in O(N): the kernel |c|² e^{2 Re L |Δx|} is again
         semiseparable, so one forward/backward sweep pair computes the double sum."""
-        a2 = np.abs(self.left) ** 2
-        b2 = np.abs(self.right) ** 2
+        # the factors are scaled to max 1 (powers of two, exact) so that |a_i|² |b_j|² cannot
+        # overflow or underflow; the scales come back outside the square root
+        sa = _pow2_scale(self.left)
+        sb = _pow2_scale(self.right)
+        a2 = np.abs(self.left * 2.0**-sa) ** 2
+        b2 = np.abs(self.right * 2.0**-sb) ** 2
         L2 = 2.0 * self.L.real
         fwd, bwd = _sweeps(self.nodes, L2, b2.astype(np.complex128))
         if self.one_sided:  # strictly lower part + diagonal ¼
             tot = np.sum(a2 * (fwd.real - b2)) + 0.25 * np.sum(a2 * b2)
         else:
             tot = np.sum(a2 * (fwd.real + bwd.real))
-        return float(abs(self.c) * np.sqrt(max(tot, 0.0)))
+        val = abs(self.c) * np.sqrt(max(tot, 0.0))
+        with np.errstate(over="ignore"):
+            out = float(math.ldexp(float(val), sa + sb)) if val < np.inf else math.inf
+        if not out < math.inf:
+            raise ValueError(f"‖K‖_S2 overflows float64 (scale 2^{sa + sb})")
+        return out
+
+
+def _pow2_scale(x: np.ndarray) -> int:
+    """Exponent e with max|x| 2^{-e} in [1/2, 1) (0 for an empty or zero array)."""
+    m = float(np.max(np.abs(x), initial=0.0))
+    return math.frexp(m)[1] if m > 0 else 0
 
 
 def _sweeps(x: np.ndarray, L: complex, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

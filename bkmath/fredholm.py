@@ -63,6 +63,36 @@ __all__ = [
 ]
 
 
+#: log of the largest finite float64 (exp of anything above it overflows).
+_LOG_MAX = float(np.log(np.finfo(np.float64).max))
+
+
+def _exp_checked(log_abs: float, phase: complex, what: str) -> complex:
+    """``phase · e^{log_abs}`` (``|phase| = 1``), a ValueError instead of an overflow to inf.
+
+    An underflow to 0 is the correctly rounded value and is returned."""
+    if np.isnan(log_abs) or log_abs > _LOG_MAX:
+        raise ValueError(
+            f"{what} = exp({log_abs:.6g}) overflows float64: use the logarithm "
+            "(log_fredholm_det / log_perturbation_determinant)"
+        )
+    with np.errstate(under="ignore"):
+        return complex(phase * np.exp(log_abs))
+
+
+def _eval_potential(v: object, x: np.ndarray, name: str = "v") -> np.ndarray:
+    """``v(x)`` of a callable potential, checked: real, finite, the shape of ``x``."""
+    if not callable(v):
+        raise TypeError(f"{name} must be a callable v(x), got {type(v).__name__}")
+    vv = as_real_array(v(x), f"{name}(x)")
+    if vv.shape != x.shape:
+        try:
+            vv = np.broadcast_to(vv, x.shape)
+        except ValueError:
+            raise ValueError(f"{name}(x) must have shape {x.shape}, got {vv.shape}") from None
+    return vv
+
+
 def log_fredholm_det(K: np.ndarray | BirmanSchwingerOperator) -> complex:
     """log det(I + K) by LU (principal branch of the *sum of pivot logarithms*), O(N³).
 
@@ -86,7 +116,9 @@ def fredholm_det(K: np.ndarray | BirmanSchwingerOperator) -> complex:
     """
     A = as_matrix(K)
     sign, logabs = np.linalg.slogdet(np.eye(A.shape[0]) + A)
-    return complex(sign * np.exp(logabs))
+    if sign == 0:
+        return 0j
+    return _exp_checked(float(logabs), complex(sign), "det(I + K)")
 
 
 def det2(K: np.ndarray | BirmanSchwingerOperator) -> complex:
@@ -101,7 +133,16 @@ def det2(K: np.ndarray | BirmanSchwingerOperator) -> complex:
     True
     """
     A = as_matrix(K)
-    return fredholm_det(A) * complex(np.exp(-np.trace(A)))
+    sign, logabs = np.linalg.slogdet(np.eye(A.shape[0]) + A)
+    if sign == 0:
+        return 0j
+    # in the log domain: det(I + K) and e^{-tr K} may each overflow while det₂ does not
+    with np.errstate(over="ignore", invalid="ignore"):
+        tr = complex(np.trace(A))
+        lg = float(logabs) - tr.real
+    if lg == -np.inf:
+        return 0j
+    return _exp_checked(lg, complex(sign) * np.exp(-1j * tr.imag), "det₂(I + K)")
 
 
 def log_perturbation_determinant(
@@ -202,7 +243,8 @@ def perturbation_determinant(
     >>> bool(abs(D - fredholm_det(K)) < 1e-13)
     True
     """
-    return complex(np.exp(log_perturbation_determinant(v, z, chain=chain, boundary=boundary)))
+    ld = log_perturbation_determinant(v, z, chain=chain, boundary=boundary)
+    return _exp_checked(ld.real, np.exp(1j * ld.imag), "D(z)")
 
 
 def continuum_fredholm_det(
@@ -230,8 +272,8 @@ def _jost_rk4(vf, k: complex, a: float, b: float, n_steps: int) -> tuple[complex
     h = (a - b) / n_steps  # integrate from b down to a
     xs = b + h * np.arange(n_steps + 1)
     xm = xs[:-1] + h / 2
-    V0 = np.asarray(vf(xs), dtype=float) - 0.0
-    Vm = np.asarray(vf(xm), dtype=float)
+    V0 = _eval_potential(vf, xs)
+    Vm = _eval_potential(vf, xm)
     k2 = k * k
     f, g = np.exp(1j * k * b), 1j * k * np.exp(1j * k * b)
     for i in range(n_steps):
@@ -257,7 +299,7 @@ def _step_matrix(q2: complex, L: float) -> np.ndarray:
 def _jost_transfer(vf, k: complex, a: float, b: float, n_steps: int) -> tuple[complex, complex]:
     h = (a - b) / n_steps
     xm = b + h * (np.arange(n_steps) + 0.5)
-    Vm = np.asarray(vf(xm), dtype=float)
+    Vm = _eval_potential(vf, xm)
     y = np.array([np.exp(1j * k * b), 1j * k * np.exp(1j * k * b)])
     for i in range(n_steps):
         y = _step_matrix(k * k - Vm[i], h) @ y
@@ -282,10 +324,10 @@ def jost_determinant(
     """
     zz = complex(as_spectral_parameter(z, "z", boundary=boundary).reshape(()))
     k = continuum_k(zz)
-    a, b = (float(t) for t in interval)
-    if not b > a:
-        raise ValueError(f"interval must satisfy a < b, got {interval}")
-    if not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
+    a, b = _check_interval(interval)
+    if not callable(v):
+        raise TypeError(f"v must be a callable v(x), got {type(v).__name__}")
+    if isinstance(n_steps, bool) or not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
         raise ValueError(f"n_steps must be a positive integer, got {n_steps!r}")
     if method == "rk4":
         f, g = _jost_rk4(v, k, a, b, int(n_steps))
@@ -293,7 +335,26 @@ def jost_determinant(
         f, g = _jost_transfer(v, k, a, b, int(n_steps))
     else:
         raise ValueError(f"method must be 'rk4' or 'transfer', got {method!r}")
-    return complex(np.exp(-1j * k * a) * (g + 1j * k * f) / (2j * k))
+    val = complex(np.exp(-1j * k * a) * (g + 1j * k * f) / (2j * k))
+    if not np.isfinite(val):
+        raise ValueError(
+            f"jost_determinant: the Jost solution left the float64 range (|k| (b - a) = "
+            f"{abs(k) * (b - a):.3g}, max|v| on the grid too large for n_steps={n_steps}); "
+            "the determinant is not representable at this z and interval"
+        )
+    return val
+
+
+def _check_interval(interval: object) -> tuple[float, float]:
+    arr = as_real_array(interval, "interval", ndim=1)
+    if arr.size != 2:
+        raise ValueError(f"interval must be (a, b), got {arr.size} numbers")
+    a, b = float(arr[0]), float(arr[1])
+    if not b > a:
+        raise ValueError(f"interval must satisfy a < b, got {interval}")
+    if not np.isfinite(b - a):
+        raise ValueError(f"interval length b - a overflows float64, got {interval}")
+    return a, b
 
 
 def square_well_jost(depth: float, interval: tuple[float, float], z: complex) -> complex:

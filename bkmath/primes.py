@@ -110,7 +110,14 @@ def von_mangoldt_table(n_max: int) -> tuple[np.ndarray, np.ndarray]:
 
 def default_prime_cutoff(x_max: float, eps: float, tail: float = 12.0) -> int:
     """``n_max = ⌈exp(x_max + tail·ε)⌉``: every bump within ``tail`` widths of ``x ≤ x_max``."""
-    return int(math.ceil(math.exp(x_max + tail * eps)))
+    top = x_max + tail * eps
+    if not top <= math.log(N_MAX_LIMIT):
+        raise ValueError(
+            f"x, eps: the default cutoff n_max = exp(max x + tail·eps) = exp({top:.6g}) "
+            f"exceeds the largest sieve N_MAX_LIMIT = {N_MAX_LIMIT} "
+            f"(max x ≤ {math.log(N_MAX_LIMIT):.4g} - tail·eps); pass n_max explicitly"
+        )
+    return max(1, int(math.ceil(math.exp(top))))  # exp underflows to 0 for x ≪ 0: n_max = 1
 
 
 def prime_bump_potential(
@@ -163,13 +170,16 @@ def prime_bump_potential(
     order = np.argsort(flat, kind="stable")
     xs = flat[order]
     out = np.zeros_like(xs)
-    norm = 1.0 / math.sqrt(2.0 * math.pi * eps * eps)
+    norm = 1.0 / (math.sqrt(2.0 * math.pi) * eps)  # eps² underflows for eps < 1e-162
+    if not norm < math.inf:
+        raise ValueError(f"eps = {eps} is too small: the bump height 1/(√(2π) eps) overflows")
     lo = np.searchsorted(xs, pos - tail * eps, side="left")
     hi = np.searchsorted(xs, pos + tail * eps, side="right")
     for j in np.nonzero(hi > lo)[0]:
         seg = slice(lo[j], hi[j])
-        d = (xs[seg] - pos[j]) / eps
-        out[seg] += w[j] * norm * np.exp(-0.5 * d * d)
+        with np.errstate(over="ignore", under="ignore"):
+            d = (xs[seg] - pos[j]) / eps
+            out[seg] += w[j] * norm * np.exp(-0.5 * d * d)
     res = np.empty_like(out)
     res[order] = out
     return res.reshape(xa.shape)

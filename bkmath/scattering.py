@@ -79,6 +79,22 @@ def _finite_count(vv: np.ndarray, lam: float) -> int:
     return int(eigenvalue_count(JacobiOperator.free_plus(vv), lam))
 
 
+def _check_not_eigenvalue(vv: np.ndarray, lam: float) -> None:
+    """ValueError when λ is an eigenvalue of the Dirichlet chain H0 or H = H0 + diag(v) to
+    within rounding: the counts N(λ ∓ δ) differ, δ = 8 ε_mach (|λ| + ‖H‖_∞) (the Sturm
+    count is exact for a matrix within a few ulps of H − λ, so an eigenvalue closer than
+    that makes N(λ), hence ξ(λ), a matter of rounding)."""
+    for w in (np.zeros_like(vv), vv):
+        norm = float(np.max(np.abs(2.0 + w), initial=0.0)) + 2.0
+        dl = 8.0 * np.finfo(np.float64).eps * (abs(lam) + norm)
+        if _finite_count(w, lam - dl) != _finite_count(w, lam + dl):
+            which = "H0" if w is not vv else "H = H0 + diag(v)"
+            raise ValueError(
+                f"lam = {float(lam)!r} is (to rounding, ±{dl:.2g}) an eigenvalue of {which}: the "
+                "spectral shift of the finite chain is not defined there"
+            )
+
+
 def spectral_shift(v: np.ndarray, lam: float | np.ndarray, *, chain: str = "finite"):
     """Spectral shift ξ(λ) = N_{H0}(λ) − N_H(λ) of H = H0 + diag(v) relative to H0 = −Δ.
 
@@ -110,6 +126,7 @@ def spectral_shift(v: np.ndarray, lam: float | np.ndarray, *, chain: str = "fini
     out = np.empty(lams.size)
     if chain == "finite":
         for i, la in enumerate(lams):
+            _check_not_eigenvalue(vv, la)
             out[i] = _finite_count(np.zeros_like(vv), la) - _finite_count(vv, la)
     elif chain == "infinite":
         for i, la in enumerate(lams):

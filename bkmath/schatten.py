@@ -47,6 +47,8 @@ mid-band); for S1 already |tr K| = |G0(0,0)| |∫V| beats ½ ‖V‖₁/Im z for
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from bkmath._validation import as_real_array, as_spectral_parameter
@@ -91,10 +93,26 @@ def schatten_norm(K: np.ndarray | BirmanSchwingerOperator, p: float) -> float:
     A = as_matrix(K)
     if A.size == 0:
         return 0.0
+    # scale by a power of two (exact) so that neither |K_ij|² nor the SVD's internal norms
+    # over/underflow: ‖K‖ = 2^e ‖2^{-e} K‖
+    m = float(np.max(np.abs(A)))
+    if m == 0.0:
+        return 0.0
+    e = math.frexp(m)[1]
+    As = A * math.ldexp(1.0, -e)
     if p == 2:
-        return float(np.linalg.norm(A, "fro"))
-    s = np.linalg.svd(A, compute_uv=False)
-    return float(s.sum() if p == 1 else s.max())
+        val = float(np.linalg.norm(As, "fro"))
+    else:
+        s = np.linalg.svd(As, compute_uv=False)
+        val = float(s.sum() if p == 1 else s.max())
+    return _ldexp_checked(val, e, f"‖K‖_S{p}")
+
+
+def _ldexp_checked(val: float, e: int, what: str) -> float:
+    out = math.ldexp(val, e) if val < math.inf else math.inf
+    if not out < math.inf:
+        raise ValueError(f"{what} = {val:.6g}·2^{e} overflows float64")
+    return out
 
 
 def potential_norm(v: np.ndarray, p: float, weights: np.ndarray | None = None) -> float:
@@ -107,7 +125,13 @@ def potential_norm(v: np.ndarray, p: float, weights: np.ndarray | None = None) -
         return float(np.abs(vv).max(initial=0.0))
     if p not in (1, 2):
         raise ValueError(f"p must be 1, 2 or inf, got {p!r}")
-    return float(np.sum(w * np.abs(vv) ** p) ** (1.0 / p))
+    m = float(np.abs(vv).max(initial=0.0))
+    if m == 0.0:
+        return 0.0
+    e = math.frexp(m)[1]  # ‖V‖_p = 2^e ‖2^{-e} V‖_p: no overflow of |v|^p
+    with np.errstate(over="ignore"):
+        val = float(np.sum(w * (np.abs(vv) * math.ldexp(1.0, -e)) ** p) ** (1.0 / p))
+    return _ldexp_checked(val, e, f"‖V‖_{p}")
 
 
 def _z(z: complex) -> complex:
