@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -150,8 +152,10 @@ def causality_certificate(
 # `bk causality`
 # --------------------------------------------------------------------------------------------
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", help="directory written by save_pretrained "
-                        "(default: a freshly initialised model)")
+    parser.add_argument("--checkpoint", help="a ResNet-BK run directory (from bk train --out), "
+                        "its checkpoint file, or a directory written by save_pretrained "
+                        "(default: a freshly initialised model); exit code 2 if it cannot "
+                        "be loaded")
     parser.add_argument("--bk-mode", choices=("causal", "two_sided"), default="causal",
                         help="fresh model only; two_sided is the non-causal BKEncoder "
                         "(a negative control: expected to be refuted)")
@@ -177,13 +181,74 @@ def _print(cert: Certificate, label: str) -> None:
         print(f"  counterexample: {cert.counterexample}")
 
 
+class _LoadError(Exception):
+    """``bk causality --checkpoint``: nothing usable at the path (the message says why)."""
+
+
+def _load_bk_model(path: str) -> Any:
+    """The ResNet-BK :class:`~bkmodel.model.LanguageModel` at ``path``, in eval mode.
+
+    ``path`` is a run directory of ``bk train`` (its newest good ``checkpoint.pt``, as
+    ``bk eval`` and ``bk generate`` read it), a checkpoint file, or a ``save_pretrained``
+    directory (``model.safetensors`` + ``config.json``, e.g. a run's ``model/``). Raises
+    :class:`_LoadError` with one line for a missing path, a Transformer baseline, or files
+    that do not load.
+    """
+    from bkmodel.checkpoint import (
+        CKPT_NAME,
+        CKPT_PREV,
+        CheckpointError,
+        load_checkpoint,
+        model_from_spec,
+    )
+    from bkmodel.lm_base import CONFIG_NAME, WEIGHTS_NAME
+    from bkmodel.model import LanguageModel
+
+    p = Path(path)
+    not_bk = (f"{p} holds a Transformer baseline; the causality certificate (and its "
+              "two-sided BK negative control) is for ResNet-BK models")
+    if not p.exists():
+        raise _LoadError(f"{p} does not exist")
+    if p.is_dir() and (p / WEIGHTS_NAME).is_file():  # save_pretrained
+        try:
+            meta = json.loads((p / CONFIG_NAME).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = {}
+        if isinstance(meta, dict) and meta.get("model_type") == "transformer":
+            raise _LoadError(not_bk)
+        try:
+            return LanguageModel.from_pretrained(p).eval()
+        except (OSError, ValueError) as exc:
+            raise _LoadError(str(exc)) from None
+    if p.is_dir() and not (p / CKPT_NAME).exists() and not (p / CKPT_PREV).exists():
+        raise _LoadError(f"{p} is neither a run directory ({CKPT_NAME}) nor a save_pretrained "
+                         f"directory ({WEIGHTS_NAME} + {CONFIG_NAME})")
+    try:
+        state, _ = load_checkpoint(p)
+    except CheckpointError as exc:
+        raise _LoadError(str(exc)) from None
+    spec = state.get("model_spec") or {}
+    if spec.get("kind") == "transformer":
+        raise _LoadError(not_bk)
+    try:
+        model = model_from_spec(spec)
+        model.load_state_dict(state["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise _LoadError(f"{p}: the checkpoint does not rebuild a ResNet-BK model: {exc}") from None
+    return model.eval()
+
+
 def run(args: argparse.Namespace) -> int:
     from bkmodel.config import ModelConfig
     from bkmodel.model import BKEncoder, LanguageModel
 
     torch.manual_seed(args.seed)
     if args.checkpoint:
-        model = LanguageModel.from_pretrained(args.checkpoint)
+        try:
+            model = _load_bk_model(args.checkpoint)
+        except _LoadError as exc:
+            print(f"bk causality: {exc}", file=sys.stderr)
+            return 2
         base = model.config.to_dict()
     else:
         base = ModelConfig(vocab_size=args.vocab_size, d_model=args.d_model,

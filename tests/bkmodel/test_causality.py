@@ -79,3 +79,56 @@ def test_cli_checkpoint(tmp_path):
     torch.manual_seed(0)
     LanguageModel(**CFG).save_pretrained(tmp_path)
     assert main(["causality", "--checkpoint", str(tmp_path), "--length", "20"]) == 0
+
+
+# --- bk causality --checkpoint: run directories and one-line errors (issue 21, item 1) ---
+
+
+def _bk_cli(*argv: str, cwd=None):
+    """``bk ARGV`` in a fresh process: (exit code, stdout, stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "bkmodel.cli", *argv], capture_output=True,
+                       text=True, env=env, cwd=cwd, timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A finished two-step ResNet-BK run and a Transformer run (``ci`` preset, seconds)."""
+    from bkmodel.presets import TrainConfig
+    from bkmodel.train import train
+
+    root = tmp_path_factory.mktemp("causality_runs")
+    for model in ("bk", "transformer"):
+        cfg = TrainConfig.from_preset("ci", model=model, max_steps=2, eval_every=2,
+                                      ckpt_every=2, eval_tokens=256)
+        train(cfg, root / model, progress=False)
+    return root
+
+
+def test_cli_accepts_a_run_directory_and_its_checkpoint_file(runs, capsys):
+    for path in (runs / "bk", runs / "bk" / "checkpoint.pt", runs / "bk" / "model"):
+        assert main(["causality", "--checkpoint", str(path), "--length", "16"]) == 0, path
+        out = capsys.readouterr().out
+        assert "model: " in out and "verified" in out.split("\n")[0]
+
+
+@pytest.mark.parametrize("what", ["missing", "transformer-run", "transformer-export",
+                                  "not-a-run"])
+def test_cli_bad_checkpoint_is_one_line(runs, tmp_path, what):
+    (tmp_path / "empty").mkdir()
+    path = {"missing": tmp_path / "nonexistent", "transformer-run": runs / "transformer",
+            "transformer-export": runs / "transformer" / "model",
+            "not-a-run": tmp_path / "empty"}[what]
+    code, out, err = _bk_cli("causality", "--checkpoint", str(path))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert lines[0].startswith("bk causality: ") and "Traceback" not in err
+    assert str(path) in lines[0]
+    expect = {"missing": "does not exist", "transformer-run": "Transformer",
+              "transformer-export": "Transformer", "not-a-run": "neither a run directory"}
+    assert expect[what] in lines[0]
