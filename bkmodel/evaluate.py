@@ -35,8 +35,43 @@ from bkmodel.checkpoint import CheckpointError, load_run
 from bkmodel.data import SPLITS, batch_from_stream, eval_windows, load_split, tile_stream
 from bkmodel.tokenizer import TokenizerError, encode_documents
 
-__all__ = ["configure_parser", "evaluate_carried", "evaluate_checkpoint",
+__all__ = ["check_device", "configure_parser", "evaluate_carried", "evaluate_checkpoint",
            "evaluate_long", "evaluate_sliding", "evaluate_stream", "run"]
+
+
+def check_device(spec: str) -> str:
+    """``spec`` if this torch can use that device (``"auto"`` too), else ``ValueError``.
+
+    Called by ``bk train``, ``bk eval`` and ``bk generate`` before they load or write
+    anything, so ``--device cuda`` on a CPU-only torch is one line, not an ``AssertionError``
+    from deep inside ``.to()``. The message names the device and why it cannot be used.
+    """
+    if spec == "auto":
+        return spec
+    try:
+        dev = torch.device(spec)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"--device {spec!r}: not a torch device (cpu, cuda, cuda:N, mps, "
+                         "or auto)") from None
+    if dev.type == "cuda":
+        if torch.version.cuda is None and getattr(torch.version, "hip", None) is None:
+            raise ValueError(f"--device {spec}: this torch ({torch.__version__}) was built "
+                             "without CUDA; use --device cpu or install a CUDA build of torch")
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(f"--device {spec}: no CUDA device is available (driver or "
+                             "CUDA_VISIBLE_DEVICES); use --device cpu")
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"--device {spec}: only {n} CUDA device(s) visible "
+                             f"(cuda:0..cuda:{n - 1})")
+        return spec
+    if dev.type == "cpu":
+        return spec
+    try:  # other backends (mps, xpu, ...): can a tensor be placed there?
+        torch.empty(0, device=dev)
+    except (AssertionError, RuntimeError) as exc:
+        raise ValueError(f"--device {spec}: not available in this torch: {exc}") from None
+    return spec
 
 
 @torch.no_grad()
@@ -294,6 +329,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        check_device(args.device)
+    except ValueError as exc:
+        print(f"bk eval: {exc}", file=sys.stderr)
+        return 2
     try:
         res = evaluate_checkpoint(args.checkpoint, tuple(args.splits),
                                   max_tokens=args.max_tokens, batch_size=args.batch_size,

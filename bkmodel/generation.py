@@ -58,8 +58,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bkmodel.checkpoint import CheckpointError, load_run
+    from bkmodel.evaluate import check_device
     from bkmodel.tokenizer import TokenizerError
 
+    try:
+        check_device(args.device)
+    except ValueError as exc:
+        print(f"bk generate: {exc}", file=sys.stderr)
+        return 2
     try:
         model, tok, state = load_run(args.checkpoint, device=args.device)
     except (CheckpointError, TokenizerError) as exc:

@@ -78,7 +78,7 @@ from bkmodel.checkpoint import (
 from bkmodel.cuda_graph import GraphedStep
 from bkmodel.data import ChunkSampler, batch_from_stream, load_split, rank_rows
 from bkmodel.distributed import Dist, rng_state, set_rng_state
-from bkmodel.evaluate import evaluate_stream
+from bkmodel.evaluate import check_device, evaluate_stream
 from bkmodel.factory import build_model
 from bkmodel.guards import GuardError
 from bkmodel.metrics import MetricsLog, aux_stats, guard_counts, plot_metrics
@@ -546,6 +546,7 @@ class Trainer:
         with a checkpoint and re-raises as ``KeyboardInterrupt``.
         """
         st = self.state
+        steps_to_run = self.cfg.max_steps - st.step
         try:
             while st.step < self.cfg.max_steps:
                 if self.dist.any(bool(_STOP)):  # all ranks stop at the same step
@@ -561,9 +562,27 @@ class Trainer:
         self.bar.close()
         if st.saved_step != st.step and _params_finite(self.raw):
             self.save()
-        summary = self._finish() if self.dist.is_main else {}
+        kept = self._kept_summary() if steps_to_run <= 0 and self.dist.is_main else None
+        if kept is not None:
+            self.say(f"the run in {self.out} already finished at step {st.step} "
+                     f"(max_steps {self.cfg.max_steps}); summary.json kept as it is")
+            summary = kept
+        else:
+            summary = self._finish() if self.dist.is_main else {}
         self.dist.barrier()
         return summary
+
+    def _kept_summary(self) -> dict[str, Any] | None:
+        """The ``summary.json`` of a run resumed when already finished (nothing to train:
+        rewriting it would lose the throughput, which only a process that trained measures);
+        None when there is none for this step."""
+        try:
+            old = json.loads((self.out / "summary.json").read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(old, dict) or old.get("steps") != self.state.step:
+            return None
+        return old
 
     def _finish(self) -> dict[str, Any]:
         """Final evaluation on the whole validation split, exports, ``summary.json``, plot."""
@@ -625,11 +644,15 @@ def train(
         If ``max_rollbacks`` rollbacks did not restore stable training.
     CheckpointError
         If ``resume`` finds no usable checkpoint or a different configuration.
+    ValueError
+        If ``config.device`` cannot be used by this torch (checked before ``out_dir`` is
+        created).
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
     cfg = config
     out = Path(out_dir)
+    check_device(cfg.device)  # before anything is written into out_dir
     dist = Dist(cfg.device)
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     old_handlers = {}
@@ -723,6 +746,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = TrainConfig.from_preset(args.preset, **overrides)
         if cfg.model == "bk":  # validate the model configuration before any work
             cfg.bk_model_config(cfg.vocab_size)
+        check_device(cfg.device)  # --device cuda on a CPU-only torch: before --out is touched
     except (ValueError, TypeError) as exc:
         print(f"bk train: {exc}", file=sys.stderr)
         return 2
@@ -739,9 +763,14 @@ def run(args: argparse.Namespace) -> int:
     if summary:
         print(f"{summary['model']}: {summary['params']:,} params, {summary['steps']} steps, "
               f"validation perplexity {summary['val_ppl']:.2f} "
-              f"(loss {summary['val_loss']:.4f}), {summary['train_tokens_per_s'] or 0:,.0f} "
+              f"(loss {summary['val_loss']:.4f}), {_rate(summary['train_tokens_per_s'])} "
               f"train tokens/s -> {out}")
     return 0
+
+
+def _rate(tps: float | None) -> str:
+    """Tokens/s for the summary line; ``n/a`` when no step was timed (never a fake 0)."""
+    return "n/a" if tps is None else f"{tps:,.0f}"
 
 
 def get_bk_options(items: list[str]) -> list[tuple[str, Any]]:

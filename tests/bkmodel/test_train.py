@@ -303,3 +303,70 @@ class TestTraining:
         assert set(r) >= {"val_ppl", "sample"} and r["sample"].startswith("ROMEO.")
         assert math.isfinite(r["val_ppl"])
         assert isinstance(ByteTokenizer().decode([65]), str)
+
+
+def _bk_cli(*argv: str) -> tuple[int, str, str]:
+    """``bk ARGV`` in a fresh process: (exit code, stdout, stderr)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "bkmodel.cli", *argv], capture_output=True,
+                       text=True, env=env, timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+# a CUDA device this torch cannot use: "cuda" on a CPU-only build, one past the last GPU else
+_NO_SUCH_CUDA = "cuda" if not torch.cuda.is_available() else f"cuda:{torch.cuda.device_count()}"
+
+
+class TestDeviceCheck:
+    """``--device`` is checked before anything is loaded or written (issue 21, item 2)."""
+
+    @pytest.mark.parametrize("command", ["train", "eval", "generate"])
+    def test_unusable_device_is_one_line_and_writes_nothing(self, command, bk_run, tmp_path):
+        out = tmp_path / "run"
+        argv = {"train": ["train", "--preset", "ci", "--out", str(out), "--no-progress"],
+                "eval": ["eval", str(bk_run[0])],
+                "generate": ["generate", str(bk_run[0])]}[command]
+        code, stdout, err = _bk_cli(*argv, "--device", _NO_SUCH_CUDA)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1, err
+        assert lines[0].startswith(f"bk {command}: --device {_NO_SUCH_CUDA}: ")
+        assert "CUDA" in lines[0] and "Traceback" not in err and stdout == ""
+        assert not out.exists()
+
+    def test_api_checks_before_writing(self, tmp_path):
+        with pytest.raises(ValueError, match="--device"):
+            train(ci(device=_NO_SUCH_CUDA), tmp_path / "run", progress=False)
+        assert not (tmp_path / "run").exists()
+        with pytest.raises(ValueError, match="not a torch device"):
+            train(ci(device="gpu0"), tmp_path / "run", progress=False)
+        assert not (tmp_path / "run").exists()
+
+
+class TestResumeFinished:
+    """``--resume`` on a finished run keeps its summary (issue 21, item 5)."""
+
+    def test_summary_keeps_its_numbers(self, tmp_path, capsys):
+        out = tmp_path / "done"
+        first = train(ci(max_steps=6, eval_every=6, ckpt_every=6), out, progress=False)
+        assert first["train_tokens_per_s"] and first["train_tokens_per_s"] > 0
+        before = (out / "summary.json").read_text()
+        events = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+                  if r.get("event") == "end"]
+        again = train(ci(max_steps=6, eval_every=6, ckpt_every=6), out, resume=True,
+                      progress=False)
+        assert again == json.loads(before)
+        assert (out / "summary.json").read_text() == before
+        after = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+                 if r.get("event") == "end"]
+        assert after == events  # no second end event
+        assert cli.main(["train", "--preset", "ci", "--model", "transformer", "--max-steps",
+                         "6", "--eval-every", "6", "--ckpt-every", "6", "--out", str(out),
+                         "--resume", "--no-progress"]) == 0
+        line = capsys.readouterr().out
+        assert f"{first['train_tokens_per_s']:,.0f} train tokens/s" in line
+        assert " 0 train tokens/s" not in line
+        assert (out / "summary.json").read_text() == before
