@@ -15,12 +15,14 @@ Figures (``--only N`` selects by number):
 7. ``training`` — validation perplexity vs tokens for ResNet-BK and the Transformer baseline,
    and the certificate-guard events over training.
 
-The figures are written to ``--out`` (default ``paper/figures``); :mod:`bkpaper.framework`
-describes the files. ``--quick`` uses small sizes and is run by CI (``make figures-quick``;
-the README's CI numbers include it). Where a results file does not exist (GPU benchmarks,
-training metrics), quick mode launches the tiny real run itself; full mode fails with a
-message naming the missing file and the command that writes it. No figure is ever drawn from
-invented data.
+The figures are written to ``--out`` (default ``paper/figures``, and ``build/figures-quick``
+with ``--quick``); :mod:`bkpaper.framework` describes the files. ``--quick`` uses small sizes
+and is run by CI (``make figures-quick``; the README's CI numbers include it); it refuses to
+write into a directory that holds full-mode results (exit code 2) unless ``--force``, so the
+committed paper figures and ``numbers.tex`` are never replaced by CI-size numbers. Where a
+results file does not exist (GPU benchmarks, training metrics), quick mode launches the tiny
+real run itself; full mode fails with a message naming the missing file and the command that
+writes it. No figure is ever drawn from invented data.
 """
 
 from __future__ import annotations
@@ -31,9 +33,12 @@ import sys
 import time
 from pathlib import Path
 
-from bkpaper.framework import FIGURES, generate
+from bkpaper.framework import FIGURES, FullModeResultsError, generate
 
-__all__ = ["configure_parser", "run"]
+__all__ = ["DEFAULT_OUT", "DEFAULT_OUT_QUICK", "configure_parser", "run"]
+
+DEFAULT_OUT = Path("paper/figures")
+DEFAULT_OUT_QUICK = Path("build/figures-quick")
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -43,8 +48,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--quick", action="store_true", help="small sizes (a few minutes on 2 CPU cores; CI)"
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("paper/figures"),
-        help="output directory (default paper/figures)",
+        "--out", type=Path, default=None,
+        help=f"output directory (default {DEFAULT_OUT}; with --quick {DEFAULT_OUT_QUICK})",
+    )
+    parser.add_argument(
+        "--force", action="store_true",
+        help="let --quick write into a directory that holds full-mode results",
     )
     parser.add_argument(
         "--only", type=int, nargs="+", metavar="N", choices=sorted(FIGURES),
@@ -62,14 +71,19 @@ def run(args: argparse.Namespace) -> int:
     """Generate the figures selected by ``args``; return the exit code (1 if any failed)."""
     os.environ.setdefault("MPLBACKEND", "Agg")
     t0 = time.perf_counter()
-    results = generate(
-        args.only, quick=args.quick, out=args.out, progress=not args.no_progress,
-        results=args.results_dir,
-    )
+    out = args.out or (DEFAULT_OUT_QUICK if args.quick else DEFAULT_OUT)
+    try:
+        results = generate(
+            args.only, quick=args.quick, out=out, progress=not args.no_progress,
+            results=args.results_dir, force=args.force,
+        )
+    except FullModeResultsError as exc:
+        print(f"bk figures: {exc}", file=sys.stderr)
+        return 2
     bad = {n: msg for n, msg in results.items() if msg is not None}
     ok = [n for n, msg in results.items() if msg is None]
     print(
-        f"bk figures: {len(ok)} written to {args.out} "
+        f"bk figures: {len(ok)} written to {out} "
         f"({'quick' if args.quick else 'full'} mode) in {time.perf_counter() - t0:.1f} s"
     )
     if bad:

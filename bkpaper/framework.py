@@ -19,7 +19,9 @@ Outputs, in the output directory, for figure ``N`` named ``NAME``:
 Quick mode (:attr:`FigureContext.quick`) uses small sizes and is run by CI. Where a results
 file does not exist (GPU benchmarks, training metrics), quick mode launches the tiny real run
 itself; full mode raises :class:`MissingResultsError` naming the missing file and the command
-that writes it. No figure is ever drawn from invented data.
+that writes it. No figure is ever drawn from invented data. Quick mode never writes into a
+directory that holds full-mode results (:class:`FullModeResultsError`, unless ``force``), so
+CI-size numbers cannot replace the paper's.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ __all__ = [
     "FigureResult",
     "FigureSanityError",
     "FigureSpec",
+    "FullModeResultsError",
     "MissingResultsError",
     "generate",
     "new_figure",
@@ -55,6 +58,26 @@ T = TypeVar("T")
 
 #: The repository root (figures read ``benchmarks/results`` and ``runs`` relative to it).
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class FullModeResultsError(RuntimeError):
+    """Quick mode was asked to write into a directory that holds full-mode results."""
+
+
+def _full_mode_results(out: Path) -> list[str]:
+    """The full-mode results in ``out``: ``numbers.tex`` figure lines that say full mode and
+    ``fig*.json`` sidecars with ``"mode": "full"`` (names, empty when there are none)."""
+    found = []
+    tex = out / "numbers.tex"
+    if tex.is_file() and "(full mode)" in tex.read_text(encoding="utf-8", errors="replace"):
+        found.append(tex.name)
+    for side in sorted(out.glob("fig*.json")):
+        try:
+            if json.loads(side.read_text()).get("mode") == "full":
+                found.append(side.name)
+        except (OSError, ValueError, AttributeError):
+            continue
+    return found
 
 
 class MissingResultsError(RuntimeError):
@@ -369,6 +392,7 @@ def generate(
     out: str | Path = "paper/figures",
     progress: bool = True,
     results: str | Path | None = None,
+    force: bool = False,
 ) -> dict[int, str | None]:
     """Generate figures; return ``{number: None on success, else the error message}``.
 
@@ -384,6 +408,15 @@ def generate(
         Show tqdm bars.
     results : path, optional
         Directory of the results files (default ``benchmarks/results``).
+    force : bool
+        Let quick mode write into a directory that holds full-mode results.
+
+    Raises
+    ------
+    FullModeResultsError
+        In quick mode, without ``force``, when ``out`` holds full-mode results (its
+        ``numbers.tex`` or a sidecar says full mode): CI-size numbers must never replace the
+        paper's. Nothing is written.
     """
     from tqdm import tqdm
 
@@ -391,6 +424,13 @@ def generate(
     for n in selected:
         if n not in FIGURES:
             raise ValueError(f"figure numbers must be in {sorted(FIGURES)}, got {n}")
+    if quick and not force:
+        full = _full_mode_results(Path(out))
+        if full:
+            raise FullModeResultsError(
+                f"{out} holds full-mode results ({', '.join(full[:3])}"
+                f"{', ...' if len(full) > 3 else ''}); quick mode will not overwrite them: "
+                "choose another --out (default build/figures-quick) or pass --force")
     ctx = FigureContext(quick=quick, out=Path(out), show_progress=progress,
                         results=None if results is None else Path(results))
     results: dict[int, str | None] = {}

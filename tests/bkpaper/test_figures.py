@@ -152,3 +152,66 @@ class TestTexNumber:
     )
     def test_format(self, x: object, expected: str) -> None:
         assert tex_number(x) == expected
+
+
+class TestQuickNeverOverwritesFull:
+    """``bk figures --quick`` keeps its hands off full-mode results (issue 21, item 4)."""
+
+    @staticmethod
+    def _full_dir(root: Path) -> Path:
+        """A copy of the committed full-mode ``numbers.tex`` and one full-mode sidecar."""
+        full = root / "paper" / "figures"
+        full.mkdir(parents=True)
+        committed = framework.REPO_ROOT / "paper" / "figures"
+        (full / "numbers.tex").write_text((committed / "numbers.tex").read_text())
+        side = json.loads((committed / "fig1_resolvent.json").read_text())
+        assert side["mode"] == "full"
+        (full / "fig1_resolvent.json").write_text(json.dumps(side))
+        return full
+
+    def test_default_out_of_quick_mode_is_build(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        spec = framework.FigureSpec(97, "good", "Good", _fake_figure({"ok": True}))
+        monkeypatch.setitem(framework.FIGURES, 97, spec)
+        full = self._full_dir(tmp_path)
+        before = (full / "numbers.tex").read_text()
+        monkeypatch.chdir(tmp_path)
+        assert cli.main(["figures", "--quick", "--only", "97", "--no-progress"]) == 0
+        assert (full / "numbers.tex").read_text() == before
+        assert not list(full.glob("fig97*"))
+        side = json.loads((tmp_path / "build/figures-quick/fig97_good.json").read_text())
+        assert side["mode"] == "quick"
+
+    def test_quick_into_a_full_directory_is_refused_unless_forced(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        import subprocess
+        import sys
+
+        full = self._full_dir(tmp_path)
+        before = sorted((p.name, p.read_bytes()) for p in full.iterdir())
+        p = subprocess.run(
+            [sys.executable, "-m", "bkmodel.cli", "figures", "--quick", "--only", "1",
+             "--no-progress", "--out", str(full)],
+            capture_output=True, text=True, timeout=600,
+        )
+        lines = p.stderr.strip().splitlines()
+        assert p.returncode == 2 and len(lines) == 1, p.stderr
+        assert lines[0].startswith(f"bk figures: {full} holds full-mode results")
+        assert "--force" in lines[0] and "Traceback" not in p.stderr
+        assert sorted((q.name, q.read_bytes()) for q in full.iterdir()) == before
+        # the library refuses too; --force (force=True) is the explicit way through
+        spec = framework.FigureSpec(97, "good", "Good", _fake_figure({"ok": True}))
+        monkeypatch.setitem(framework.FIGURES, 97, spec)
+        with pytest.raises(framework.FullModeResultsError, match="full-mode"):
+            framework.generate([97], quick=True, out=full, progress=False)
+        assert not list(full.glob("fig97*"))
+        assert framework.generate([97], quick=True, out=full, progress=False,
+                                  force=True) == {97: None}
+        assert "(quick mode)" in (full / "numbers.tex").read_text()
+        # full mode into a full directory and quick mode into a quick one stay allowed
+        assert framework.generate([97], quick=False, out=full, progress=False) == {97: None}
+        quick = tmp_path / "quick"
+        for _ in range(2):
+            assert framework.generate([97], quick=True, out=quick, progress=False) == {97: None}
