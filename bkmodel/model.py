@@ -826,12 +826,15 @@ class LanguageModel(_BKNetwork):
         try:
             states = self._prefill(input_ids)
             logits = states.pop("logits")
-            out = [input_ids]
-            for _ in range(max_new_tokens):
+            B, T = input_ids.shape
+            # one preallocated output: memory per generated token is its id, nothing else
+            out = input_ids.new_empty(B, T + max_new_tokens, dtype=torch.long)
+            out[:, :T] = input_ids
+            for i in range(max_new_tokens):
                 nxt = self._sample(logits, temperature, top_k, generator)  # (B, 1)
-                out.append(nxt)
+                out[:, T + i] = nxt[:, 0]
                 logits = self._decode_step(nxt[:, 0], states)
-            return torch.cat(out, dim=1)
+            return out
         finally:
             self.train(was_training)
 
