@@ -70,8 +70,22 @@ def lattice_w(z: object, *, boundary: bool = False) -> np.ndarray | complex:
     1j
     """
     zz = _plus_zero_imag(as_spectral_parameter(z, "z", boundary=boundary))
-    s = np.sqrt(zz) * np.sqrt(_plus_zero_imag(zz - 4.0))
-    w = 2.0 / (2.0 - zz - s)
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = np.sqrt(zz) * np.sqrt(_plus_zero_imag(zz - 4.0))
+        w = 2.0 / (2.0 - zz - s)
+    big = np.abs(zz) > 1e8
+    if np.any(big):
+        # |z| > 1e8 (where s overflows for |z| ~ 1e154): w = 1/(2 - z - w) iterated from
+        # w0 = 1/(2 - z); each step gains a factor |w|² < 1e-16 of relative accuracy
+        with np.errstate(under="ignore", over="ignore", invalid="ignore"):
+            zb = zz[big] if np.ndim(zz) else zz
+            wb = 1.0 / (2.0 - zb)
+            wb = 1.0 / (2.0 - zb - wb)
+        if np.ndim(zz):
+            w = np.where(big, 0.0, w)
+            w[big] = wb
+        else:
+            w = wb
     if w.ndim == 0:
         return complex(w)
     return w
@@ -136,7 +150,20 @@ def free_resolvent_continuum(x: object, y: object, z: object, *, boundary: bool 
     k = np.sqrt(zz)
     if np.any(k == 0):
         raise ValueError("z must not be 0 (threshold): the free resolvent diverges")
-    out = 1j * np.exp(1j * k * np.abs(xx - yy)) / (2.0 * k)
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        d = np.abs(xx - yy)
+        # e^{ik d} = e^{-Im k d} e^{i Re k d}: modulus and phase apart, so a decayed value is
+        # 0 (not inf·0 = NaN) and only a phase Re k·d beyond float64 is an error
+        mod = np.exp(-k.imag * d)
+        ph = k.real * d
+        bad = ~np.isfinite(ph) | ~np.isfinite(d)
+        ph = np.where(bad, 0.0, ph)
+        out = 1j * mod * np.exp(1j * ph) / (2.0 * k)
+    if np.any(bad & (mod != 0)) or not np.all(np.isfinite(out)):
+        raise ValueError(
+            "x, y: the phase Re k·|x - y| of the free resolvent exceeds the float64 range "
+            "(|x - y| or |k| too large)"
+        )
     return complex(out) if out.ndim == 0 else out
 
 

@@ -75,6 +75,7 @@ __all__ = [
     "hermite_ladder",
     "default_quadrature_nodes",
     "exact_constant",
+    "numerical_slack",
 ]
 
 MODELS = ("momentum", "continuum", "lattice")
@@ -488,6 +489,49 @@ def _section_data(
     )
 
 
+#: Constant of the float64 error bounds of :func:`numerical_slack` (Higham-style γ_n = c n u
+#: with a generous c: dense eigh and the two products E_I M E_I).
+_EIG_ERR_CONST = 16.0
+
+
+def _symbol_lipschitz(model: str, interval: tuple[float, float]) -> float:
+    """max |f'| on I ∩ σ_ess(H0) (f the symbol of [H0, iA]): 0, 2, max|4 - 2λ|."""
+    if model == "momentum":
+        return 0.0
+    if model == "continuum":
+        return 2.0
+    lo, hi = max(interval[0], 0.0), min(interval[1], 4.0)
+    return max(abs(4.0 - 2.0 * lo), abs(4.0 - 2.0 * hi)) if lo <= hi else 0.0
+
+
+def numerical_slack(d: CommutatorData, interval: tuple[float, float], rtol: float) -> float:
+    """The slack δ of a Mourre count on one section, from the numerical errors it covers.
+
+    The claim checked is ``#{μ_j(E_I M_n E_I) < c - δ} ≤ r_n`` (r_n the numerical rank of the
+    compact part plus the discrete eigenvalues). In exact arithmetic, with
+    ``M_n = s f(H_n) + K_n`` on ``ran E_I`` and ``s f(λ_j) ≥ c`` for every eigenvalue ``λ_j ∈ I``,
+    Weyl's inequalities give ``#{μ_j < c - ‖K_n - K_r‖} ≤ rank K_r``, K_r the truncation of
+    K_n to its singular values above the rank threshold ``τ_n = rtol · max(1, max|M_n|)``, so
+    ``‖K_n - K_r‖ ≤ τ_n``. Float64 adds (Weyl again, each term a backward error):
+
+    * the spectrum of ``E_I M_n E_I`` from dense ``eigh`` and the two products with the
+      computed eigenvectors (orthonormal to ``γ_n = 16 n u``, u = 2⁻⁵³): ``γ_n ‖M_n‖``;
+    * the eigenvalues ``λ_j`` of ``H_n`` (error ``γ_n ‖H_n‖``) that decide membership in I
+      and the value ``s f(λ_j)``: ``s · max_I |f'| · γ_n ‖H_n‖``.
+
+    Hence ``δ_n = τ_n + γ_n (‖M_n‖ + s L_f ‖H_n‖)`` (norms bounded by the max row sum).
+    Nothing else: in particular no fraction of ``c``, so a constant claimed above the true
+    one by more than δ is counted against (the spectrum of ``s f(H_n)`` fills ``[c, s sup_I f]``
+    densely as n grows, and the count below ``c_claim - δ`` grows with n).
+    """
+    n = d.h.shape[0]
+    gam = _EIG_ERR_CONST * n * (np.finfo(np.float64).eps / 2)
+    norm_m = float(np.abs(d.commutator).sum(axis=1).max())
+    norm_h = float(np.abs(d.h).sum(axis=1).max())
+    tau = rtol * max(1.0, float(np.abs(d.commutator).max()))
+    return tau + gam * (norm_m + d.scale * _symbol_lipschitz(d.model, interval) * norm_h)
+
+
 def mourre_constant(
     model: str,
     interval: Sequence[float],
@@ -529,12 +573,14 @@ def mourre_constant(
     c_claim : float, optional
         Constant to test (default: the exact ``c``).
     delta : float, optional
-        Slack: eigenvalues below ``c_claim - δ`` are counted. Default ``0.1 · c_claim`` (plus
-        ``1e-9 · max(1, s·max|f|)`` for float64 round-off). A Mourre estimate with constant
-        ``c`` allows the eigenvalues of ``E_I M E_I`` below ``c`` to accumulate at ``c`` (their
-        number below ``c - δ`` is finite for every ``δ > 0``, not for ``δ = 0``), so the count is
-        made at ``c - δ`` with ``δ > 0`` fixed: the estimate checked is the one with constant
-        ``c - δ``, for every section.
+        Slack: eigenvalues below ``c_claim - δ`` are counted. Default: the largest
+        :func:`numerical_slack` over the sections, ``δ = τ_n + γ_n (‖M_n‖ + s L_f ‖H_n‖)``
+        (rank threshold of the compact part plus the float64 error of the eigenvalues), the
+        numerical error the count has to tolerate and nothing more: on a section the
+        eigenvalues below ``c`` are at most the rank of the compact part by Weyl's inequality,
+        so no slack proportional to ``c`` is needed, and one would let an over-claimed
+        constant pass (the former default ``0.1 · c_claim`` accepted any claim up to
+        ``c / 0.9``; issue 16).
     rtol : float
         Singular values of ``K_n`` above ``rtol · max(1, max|M_n|)`` count towards its rank.
     length : float
@@ -563,17 +609,24 @@ def mourre_constant(
     cc = c if c_claim is None else float(c_claim)
     if not math.isfinite(cc):
         cc = 0.0 if not math.isfinite(c) else cc
-    fmax = {"momentum": 1.0, "continuum": 2.0 * max(abs(iv[0]), abs(iv[1])), "lattice": 4.0}[model]
-    if delta is None:
-        dl = 0.1 * max(cc, 0.0) + 1e-9 * max(1.0, scale * fmax)
-    else:
-        dl = check_positive(delta, "delta")
-    rows = []
+    rtol = check_positive(rtol, "rtol")
+    data = []
     for n in sizes:
         d = mourre_commutator(model, n, v=v, scale=scale, length=length)
         if naive:
             d = dataclasses.replace(d, commutator=d.naive)
-        rows.append(_section_data(d, iv, cc, dl, rtol))
+        data.append(d)
+    if not all(np.all(np.isfinite(d.commutator)) and np.all(np.isfinite(d.h)) for d in data):
+        raise ValueError(f"scale = {scale}: [H, i sA] or H leaves the float64 range")
+    if delta is None:
+        dl = max(numerical_slack(d, iv, rtol) for d in data)
+        if not math.isfinite(dl):
+            raise ValueError(
+                f"scale = {scale}, interval = {iv}: the numerical slack δ overflows float64"
+            )
+    else:
+        dl = check_positive(delta, "delta")
+    rows = [_section_data(d, iv, cc, dl, rtol) for d in data]
     last, prev = rows[-1], rows[-2]
     counts_ok = last.count_below == prev.count_below and all(
         r.count_below <= r.compact_rank + r.discrete_in_interval for r in rows

@@ -265,6 +265,12 @@ def scattering_phase(v: np.ndarray, lam: float | np.ndarray, *, method: str = "e
         out[0] = exact[0]
     else:
         raise ValueError(f"method must be 'exact' or 'dense', got {method!r}")
+    if not np.all(np.isfinite(out)):
+        raise ValueError(
+            "scattering_phase: δ(λ) overflows float64 at lam = "
+            f"{lams[~np.isfinite(out)][:3].tolist()} (the Born term Σv/√(λ(4 − λ)) diverges "
+            "at the thresholds; Σv = {:.3g})".format(float(vv.sum()))
+        )
     return float(out[0]) if scalar else out
 
 

@@ -98,7 +98,7 @@ def schatten_norm(K: np.ndarray | BirmanSchwingerOperator, p: float) -> float:
     m = float(np.max(np.abs(A)))
     if m == 0.0:
         return 0.0
-    e = math.frexp(m)[1]
+    e = max(math.frexp(m)[1], -1000)  # (2^{-e} itself must be finite: subnormal m)
     As = A * math.ldexp(1.0, -e)
     if p == 2:
         val = float(np.linalg.norm(As, "fro"))
@@ -109,7 +109,10 @@ def schatten_norm(K: np.ndarray | BirmanSchwingerOperator, p: float) -> float:
 
 
 def _ldexp_checked(val: float, e: int, what: str) -> float:
-    out = math.ldexp(val, e) if val < math.inf else math.inf
+    try:
+        out = math.ldexp(val, e) if val < math.inf else math.inf
+    except OverflowError:
+        out = math.inf
     if not out < math.inf:
         raise ValueError(f"{what} = {val:.6g}·2^{e} overflows float64")
     return out
@@ -128,7 +131,7 @@ def potential_norm(v: np.ndarray, p: float, weights: np.ndarray | None = None) -
     m = float(np.abs(vv).max(initial=0.0))
     if m == 0.0:
         return 0.0
-    e = math.frexp(m)[1]  # ‖V‖_p = 2^e ‖2^{-e} V‖_p: no overflow of |v|^p
+    e = max(math.frexp(m)[1], -1000)  # ‖V‖_p = 2^e ‖2^{-e} V‖_p: no overflow of |v|^p
     with np.errstate(over="ignore"):
         val = float(np.sum(w * (np.abs(vv) * math.ldexp(1.0, -e)) ** p) ** (1.0 / p))
     return _ldexp_checked(val, e, f"‖V‖_{p}")

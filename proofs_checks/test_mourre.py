@@ -45,3 +45,8 @@ def test_mourre_estimate(certify):
     assert lat.details["scale_0.5"]["c(0.5 A) / c(A)"] == 0.5
     negs = [c for c in certs if c.kind is Kind.NEGATIVE_CONTROL]
     assert len(negs) >= 3 and all(c.status is Status.REFUTED for c in negs)
+    # issue 16: an over-claimed constant (c_claim = 4.2 > sup λ(4-λ) = 4) is refuted, and the
+    # slack is the numerical error only (no fraction of c)
+    over = names["mourre_estimate[negative_control:lattice:over_claim]"]
+    assert over.status is Status.REFUTED
+    assert lat.tolerance < 1e-6 * lat.value["c"]

@@ -224,3 +224,19 @@ class TestMourreConstant:
             mourre_constant("lattice", (1.0, 2.0), sizes=(101, 51))
         with pytest.raises(ValueError, match="delta"):
             mourre_constant("lattice", (1.0, 2.0), sizes=(21, 41), delta=-1.0)
+
+
+class TestHonestSlack:
+    """Issue 16: the slack is the numerical error of the count, not a fraction of c."""
+
+    def test_over_claimed_constant_is_refuted(self):
+        est = mourre_constant("lattice", (1.9, 2.1), v=[0.3, -0.2], c_claim=4.2)
+        assert not est.holds  # λ(4 − λ) ≤ 4 < 4.2 on the whole band
+        counts = [r.count_below for r in est.sizes]
+        assert counts[-1] > counts[-2]  # the count below 4.2 − δ grows with the box
+
+    def test_true_constant_still_holds_with_numerical_slack(self):
+        est = mourre_constant("lattice", (1.9, 2.1), v=[0.3, -0.2])
+        assert est.holds and abs(est.c - 1.9 * 2.1) < 1e-15
+        assert 0 < est.delta < 1e-6 * est.c  # round-off and rank threshold only
+
