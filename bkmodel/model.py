@@ -795,7 +795,9 @@ class LanguageModel(_BKNetwork):
         if targets is not None:
             ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(),
                                  targets.reshape(-1).long(), ignore_index=-100)
-            loss = ce + self.config.aux_loss_weight * aux_loss
+            # without MoE the aux loss is the constant 0: leave it out of the graph (adding a
+            # constant zero made Inductor (torch 2.13) return a loss without grad_fn)
+            loss = ce + self.config.aux_loss_weight * aux_loss if stats else ce
             c = ce.detach()
             info["ce_loss"] = lambda: float(c)
         self.last_aux = info
