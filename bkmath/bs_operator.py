@@ -45,7 +45,13 @@ from collections.abc import Callable
 import numpy as np
 
 from bkmath._validation import as_numeric_array, as_real_array, as_spectral_parameter
-from bkmath.free import free_resolvent, free_resolvent_continuum, lattice_w
+from bkmath.free import (
+    _exp_i,
+    _lattice_theta,
+    free_resolvent,
+    free_resolvent_continuum,
+    lattice_w,
+)
 
 __all__ = [
     "birman_schwinger",
@@ -93,8 +99,10 @@ def free_kernel_diagonal(z: complex, model: str = "lattice") -> complex:
 def _kernel_parameters(z: complex, model: str) -> tuple[complex, complex, bool]:
     """(c, L, one_sided) with R0(x, y) = c exp(L |x − y|) or c exp(L (x − y)) θ(x − y)."""
     if model == "lattice":
-        w = lattice_w_boundary(z)
-        return complex(free_resolvent(0, 0, z, boundary=True)), complex(np.log(w)), False
+        lattice_w_boundary(z)  # rejects the thresholds
+        # L = log w = iθ from θ itself: log(w) loses Re L where |w| rounds to 1 (z = 1e-300 i)
+        th = complex(_lattice_theta(z, boundary=True))
+        return complex(free_resolvent(0, 0, z, boundary=True)), 1j * th, False
     if model == "continuum":
         k = continuum_k(z)
         return complex(free_resolvent_continuum(0.0, 0.0, z, boundary=True)), 1j * k, False
@@ -132,15 +140,38 @@ class BirmanSchwingerOperator:
     def kernel(self) -> np.ndarray:
         """The dense matrix c e^{L|x_i − x_j|} (or its one-sided version), O(N²)."""
         d = self.nodes[:, None] - self.nodes[None, :]
+        k = -1j * self.L  # e^{L t} = e^{i k t}, Im k >= 0: modulus and phase apart (_exp_i)
         if self.one_sided:
-            e = np.exp(self.L * np.where(d > 0, d, 0.0))
+            e = _exp_i(k, np.where(d > 0, d, 0.0), "nodes, z")
             f = np.where(d > 0, e, np.where(d == 0, 0.5, 0.0))
             return self.c * f
-        return self.c * np.exp(self.L * np.abs(d))
+        return self.c * _exp_i(k, np.abs(d), "nodes, z")
 
     def dense(self) -> np.ndarray:
-        """The dense N×N matrix of K (O(N²) memory)."""
-        return self.left[:, None] * self.kernel() * self.right[None, :]
+        """The dense N×N matrix of K (O(N²) memory).
+
+        Every factor ``left_i``, ``right_j`` is split into a mantissa and a power of two
+        (exact) and ``K_ij = m_i c e^{L|Δx|} m'_j 2^{e_i + e'_j}`` is put together last, so an
+        entry is inf only when the true ``|K_ij|`` exceeds float64 (then ValueError naming v;
+        the operator form keeps the factors apart and stays usable) and ``v = (1e300, 1e-300)``
+        keeps both its ``1e300 G0`` and its ``1e-300 G0`` entries.
+        """
+        ml, el = _pow2_split(self.left)
+        mr, er = _pow2_split(self.right)
+        e = el[:, None] + er[None, :]
+        with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+            m = ml[:, None] * self.kernel() * mr[None, :]
+            out = np.empty(m.shape, dtype=np.complex128)
+            out.real = np.ldexp(m.real, e)
+            out.imag = np.ldexp(m.imag, e)
+        if not np.all(np.isfinite(out)):
+            big = int(e.max(initial=0))
+            raise ValueError(
+                f"v: K(z) = U|V|^(1/2) R0(z) |V|^(1/2) overflows float64 at z = {self.z} "
+                f"(max |v_i| w_i ~ 2^{big}, |R0(x, x; z)| = {abs(self.c):.3g})"
+                "; form='operator' keeps the factors apart"
+            )
+        return out
 
     def __array__(self, dtype=None, copy=None):  # noqa: D105
         a = self.dense()
@@ -188,6 +219,17 @@ class BirmanSchwingerOperator:
         if not out < math.inf:
             raise ValueError(f"‖K‖_S2 overflows float64 (scale 2^{sa + sb})")
         return out
+
+
+def _pow2_split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``x = m · 2^e`` entrywise (exact), ``|m| < 1`` and ``e`` from ``frexp(|x|)`` (0 for 0)."""
+    x = np.asarray(x, dtype=np.complex128)
+    _, e = np.frexp(np.abs(x))
+    e = np.maximum(e, -1000)  # 2^{-e} finite for subnormal x
+    m = np.empty_like(x)
+    m.real = np.ldexp(x.real, -e)
+    m.imag = np.ldexp(x.imag, -e)
+    return m, e.astype(np.int64)
 
 
 def _pow2_scale(x: np.ndarray) -> int:
@@ -330,10 +372,14 @@ def birman_schwinger(
     x, vv, wq = x[order], vv[order], wq[order]
     if np.any(np.diff(x) == 0):
         raise ValueError("nodes must be distinct")
+    with np.errstate(over="ignore"):
+        spread = x[-1] - x[0] if x.size else 0.0
+    if not np.isfinite(spread):
+        raise ValueError("nodes: the spread max - min overflows float64")
     keep = vv != 0
     x, vv, wq = x[keep], vv[keep], wq[keep]
     c, L, one_sided = _kernel_parameters(zz, model)
-    root = np.sqrt(np.abs(vv) * wq)
+    root = np.sqrt(np.abs(vv)) * np.sqrt(wq)  # not sqrt(|v| w): |v| w may overflow
     op = BirmanSchwingerOperator(
         model=model,
         z=zz,

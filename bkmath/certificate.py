@@ -204,6 +204,14 @@ class Certificate:
         (a NaN value or bound decides nothing). For IEEE floats the sign of ``bound − value``
         is exact, so the verdict is the comparison ``value <= bound`` itself.
 
+        A non-finite ``value``, ``bound`` or (for ``"=="``) ``tol`` — NaN or ±inf, real or
+        complex — makes the certificate ``inconclusive``, never ``verified`` nor ``refuted``:
+        ±inf is where a float64 computation overflowed (or divided by zero), not a measured
+        number, so ``-inf <= bound`` holds only vacuously and ``inf > bound`` may be an
+        artefact. The margin is still recorded. For finite complex numbers ``|value − bound|``
+        is formed without OverflowError (``math.hypot``: a difference beyond float64 is +inf,
+        which is then truly larger than any finite tolerance: refuted).
+
         Parameters
         ----------
         value, bound : float
@@ -234,6 +242,20 @@ class Certificate:
         >>> c.status.value, c.margin, c.counterexample
         ('refuted', -0.4, {'value': 1.5, 'bound': 1.0, 'margin': -0.4})
         """
+        def finite(x: Any) -> bool:  # numbers only; other objects fail in the arithmetic
+            try:
+                c = complex(x)
+            except (TypeError, ValueError):
+                return True
+            return math.isfinite(c.real) and math.isfinite(c.imag)
+
+        def modulus(d: Any) -> float:  # |d| without OverflowError for complex d
+            try:
+                c = complex(d)
+            except (TypeError, ValueError):
+                return abs(d)
+            return math.hypot(c.real, c.imag)
+
         if sense in ("<=", "<"):
             margin = bound - value
         elif sense in (">=", ">"):
@@ -241,13 +263,20 @@ class Certificate:
         elif sense == "==":
             if tol is None:
                 raise ValueError("sense '==' needs the tolerance tol")
-            margin = tol - abs(value - bound)
+            with np.errstate(over="ignore", invalid="ignore"):
+                margin = tol - modulus(value - bound)
         else:
             raise ValueError(f"sense must be '<=', '<', '>=', '>' or '==', got {sense!r}")
         if strict and sense != "==":
             raise ValueError(f"strict applies to sense '==' only (use '<' or '>'), got {sense!r}")
+        if isinstance(margin, complex | np.complexfloating):
+            raise TypeError(
+                f"value, bound: sense {sense!r} compares real numbers, got the complex margin "
+                f"{margin!r} (use '==' with tol for a complex identity)"
+            )
         margin = float(margin)
-        if math.isnan(margin):
+        decidable = finite(value) and finite(bound) and (sense != "==" or finite(tol))
+        if math.isnan(margin) or not decidable:
             status = Status.INCONCLUSIVE
         elif margin > 0 or (margin == 0 and not (strict or sense in ("<", ">"))):
             status = Status.VERIFIED if requires else Status.REFUTED

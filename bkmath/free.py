@@ -34,6 +34,48 @@ def _plus_zero_imag(z: np.ndarray) -> np.ndarray:
     return z.real + (z.imag + 0.0) * 1j
 
 
+def _exp_i(k: np.ndarray, d: np.ndarray, what: str) -> np.ndarray:
+    r"""``e^{i k d}`` for ``Im k >= 0`` and ``d >= 0``, as modulus ``e^{-Im k·d}`` times phase
+    ``e^{i Re k·d}``: a decayed value is 0 (never ``inf·0 = NaN``) and a phase ``Re k·d``
+    outside float64 where the modulus is not 0 raises ``ValueError`` (``what`` names the
+    arguments). The one exponential of the free kernels (lattice ``w^d = e^{iθd}``, continuum
+    ``e^{ik|x-y|}``)."""
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        mod = np.exp(-np.where(d == 0, 0.0, k.imag * d))  # d = 0: 1 (also for d·Im k = 0·inf)
+        ph = k.real * d
+        bad = ~np.isfinite(ph) | ~np.isfinite(d)
+        ph = np.where(bad, 0.0, ph)
+        out = mod * np.exp(1j * ph)
+    if np.any(bad & (mod != 0)) or not np.all(np.isfinite(out)):
+        raise ValueError(
+            f"{what}: the phase of the free resolvent exceeds the float64 range "
+            "(distance or |k| too large)"
+        )
+    return out
+
+
+def _lattice_theta(z: object, *, boundary: bool = False) -> np.ndarray | complex:
+    r"""The exponent ``θ`` of ``w(z) = e^{iθ}`` (:func:`lattice_w`), ``Re θ ∈ [0, π]``, ``Im θ > 0``
+    for ``Im z > 0``: ``θ = 2 arcsin(√z / 2)`` (principal branches; ``cos θ = 1 - z/2``).
+
+    Unlike ``log w``, ``θ`` keeps its relative accuracy where ``|w|`` rounds to 1: at
+    ``z = 2 + 1e-300 i``, ``Im θ = η / (2 sin θ) = 5e-301`` while ``|w| = 1 - 5e-301`` is 1.0 in
+    float64, so ``w^d = e^{iθd}`` decays correctly for ``d ~ 1e300`` (numpy's complex
+    ``arcsin`` follows Hull–Fairgrieve–Tang: accurate near 0, 1 and infinity). With
+    ``boundary=True`` real ``λ`` gives the ``λ + i0`` limit (θ real in the band, ``Re θ = 0``
+    below it, ``Re θ = π`` above it).
+
+    Examples
+    --------
+    >>> complex(np.round(_lattice_theta(2.0, boundary=True), 12))  # band centre: θ = π/2
+    (1.570796326795+0j)
+    """
+    zz = _plus_zero_imag(as_spectral_parameter(z, "z", boundary=boundary))
+    with np.errstate(over="ignore", invalid="ignore"):
+        th = 2.0 * np.arcsin(np.sqrt(zz) / 2.0)
+    return complex(th) if th.ndim == 0 else th
+
+
 def lattice_w(z: object, *, boundary: bool = False) -> np.ndarray | complex:
     r"""The root ``w`` of ``w² - (2 - z) w + 1 = 0`` with ``|w| < 1``.
 
@@ -96,7 +138,11 @@ def free_resolvent(m: object, n: object, z: object, *, boundary: bool = False):
 
     ``G0(m, n; z) = [(-Δ - z)^{-1}](m, n) = w^{|m-n|} / (w^{-1} - w)`` with ``w = w(z)`` from
     :func:`lattice_w` (|w| < 1); equivalently ``i e^{iθ|m-n|} / (2 sin θ)``. Since
-    ``w^{-1} - w = -sqrt(z) sqrt(z - 4)``, no cancellation occurs near the band.
+    ``w^{-1} - w = -sqrt(z) sqrt(z - 4)``, no cancellation occurs near the band. The power
+    ``w^{|m-n|} = e^{iθ|m-n|}`` is formed from ``_lattice_theta`` as modulus times phase, so
+    it decays to 0 (not NaN) for far sites, e.g. ``|m - n| = 1.7e308`` at ``z = 1e-300 i``; a
+    phase ``Re θ·|m - n|`` beyond float64 with a modulus that has not decayed (``Im z`` ~ 0)
+    raises ValueError naming m, n.
 
     Parameters
     ----------
@@ -124,9 +170,10 @@ def free_resolvent(m: object, n: object, z: object, *, boundary: bool = False):
     s = np.sqrt(zz) * np.sqrt(_plus_zero_imag(zz - 4.0))
     if np.any(s == 0):
         raise ValueError("z must not be a threshold (0 or 4): the free resolvent diverges")
-    w = 2.0 / (2.0 - zz - s)
-    d = np.abs(mm - nn)
-    out = -(w**d) / s
+    th = 2.0 * np.arcsin(np.sqrt(zz) / 2.0)  # _lattice_theta (z already validated)
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = np.abs(mm - nn)
+    out = -_exp_i(th, d, "m, n") / s
     return complex(out) if out.ndim == 0 else out
 
 
@@ -150,20 +197,15 @@ def free_resolvent_continuum(x: object, y: object, z: object, *, boundary: bool 
     k = np.sqrt(zz)
     if np.any(k == 0):
         raise ValueError("z must not be 0 (threshold): the free resolvent diverges")
-    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         d = np.abs(xx - yy)
-        # e^{ik d} = e^{-Im k d} e^{i Re k d}: modulus and phase apart, so a decayed value is
-        # 0 (not inf·0 = NaN) and only a phase Re k·d beyond float64 is an error
-        mod = np.exp(-k.imag * d)
-        ph = k.real * d
-        bad = ~np.isfinite(ph) | ~np.isfinite(d)
-        ph = np.where(bad, 0.0, ph)
-        out = 1j * mod * np.exp(1j * ph) / (2.0 * k)
-    if np.any(bad & (mod != 0)) or not np.all(np.isfinite(out)):
-        raise ValueError(
-            "x, y: the phase Re k·|x - y| of the free resolvent exceeds the float64 range "
-            "(|x - y| or |k| too large)"
-        )
+    # e^{ik d} = e^{-Im k d} e^{i Re k d}: modulus and phase apart (_exp_i), so a decayed value
+    # is 0 (not inf·0 = NaN) and only a phase Re k·d beyond float64 is an error
+    e = _exp_i(k, d, "x, y")
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        out = 1j * e / (2.0 * k)
+    if not np.all(np.isfinite(out)):
+        raise ValueError("x, y, z: the free resolvent i e^{ik|x-y|}/(2k) overflows float64")
     return complex(out) if out.ndim == 0 else out
 
 

@@ -281,9 +281,32 @@ def mourre_commutator(
     size = _check_size(size, "size", 3)
     scale = check_positive(scale, "scale")
     length = check_positive(length, "length")
+    # built at scale 1 and multiplied by s last: s·A alone may overflow (A_{n,n+1} ~ n/2)
+    # where s·[H, iA] does not, and every overflow is then one ValueError naming v / scale
     if model == "lattice":
-        return _lattice_commutator(size, v, scale)
-    return _line_commutator(model, size, v, scale, length, quadrature_nodes)
+        d = _lattice_commutator(size, v, 1.0)
+    else:
+        d = _line_commutator(model, size, v, 1.0, length, quadrature_nodes)
+    return _with_scale(d, scale)
+
+
+def _with_scale(d: CommutatorData, scale: float) -> CommutatorData:
+    """``d`` (built at scale 1) with ``A``, ``[H, iA]`` and the naive commutator times
+    ``scale``; ValueError if H or one of them leaves the float64 range."""
+    if not (np.all(np.isfinite(d.h)) and np.all(np.isfinite(d.commutator))
+            and np.all(np.isfinite(d.naive))):
+        raise ValueError("v: H or [H, iA] leaves the float64 range")
+    if scale == 1.0:
+        return d
+    with np.errstate(over="ignore", invalid="ignore"):
+        a, comm, naive = scale * d.a, scale * d.commutator, scale * d.naive
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(comm)) and np.all(np.isfinite(naive))):
+        raise ValueError(
+            f"scale = {scale}: s·A or [H, i sA] leaves the float64 range "
+            f"(max |[H, iA]| = {float(np.abs(d.commutator).max(initial=0.0)):.3g}, "
+            f"max |A| = {float(np.abs(d.a).max(initial=0.0)):.3g})"
+        )
+    return dataclasses.replace(d, a=a, commutator=comm, naive=naive, scale=scale)
 
 
 def _lattice_commutator(size: int, v: object, scale: float) -> CommutatorData:
