@@ -173,8 +173,13 @@ def load_run(path: Path | str, device: str = "cpu") -> tuple[nn.Module, Tokenize
     """Model (eval mode), tokenizer and checkpoint state of a run directory or checkpoint.
 
     The tokenizer is the run directory's ``tokenizer.json`` when there is one, else the copy
-    embedded in the checkpoint (so a checkpoint file alone is enough).
+    embedded in the checkpoint (so a checkpoint file alone is enough). A ``bk quantize``
+    output (its ``quantized.json`` marker) is read by :func:`bkmodel.quantize.load_quantized`.
     """
+    if (Path(path) / "quantized.json").is_file():
+        from bkmodel.quantize import load_quantized
+
+        return load_quantized(path, device=device)
     state, _ = load_checkpoint(path)
     model = model_from_spec(state["model_spec"])
     model.load_state_dict(state["model"])

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("bkmodel.evaluate", "validation/test perplexity of a checkpoint"),
     "generate": ("bkmodel.generation", "sample text from a checkpoint"),
     "flops": ("bkmodel.flops", "per-layer FLOPs of a checkpoint or of a preset's two models"),
+    "quantize": ("bkmodel.quantize_cli", "INT8/INT4 weight-only quantization of a run (torchao)"),
     "export-hf": ("bkmodel.hf", "write a run as a Hugging Face AutoModelForCausalLM directory"),
     "causality": ("bkmodel.causality", "causality certificate of a model (perturb the future)"),
     "figures": ("bkpaper.cli", "regenerate every paper figure from real runs"),
