@@ -5,6 +5,7 @@ gloo on CPU) and gives the loop the few collectives it needs; in a single proces
 no-ops. :func:`rng_state` / :func:`set_rng_state` capture and restore every RNG a step may draw
 from (torch CPU and CUDA, NumPy's global RNG, Python's ``random``) as tensors and lists that a
 ``weights_only`` checkpoint can hold, so that a resumed run continues the same random streams.
+:func:`may_leave_parameters_unused` decides DDP's ``find_unused_parameters`` from the model.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["Dist", "rng_state", "set_rng_state"]
+__all__ = ["Dist", "may_leave_parameters_unused", "rng_state", "set_rng_state"]
 
 
 class Dist:
@@ -75,6 +76,24 @@ class Dist:
     def close(self) -> None:
         if self.owns_group:
             self.dist.destroy_process_group()
+
+
+def may_leave_parameters_unused(model: torch.nn.Module) -> bool:
+    """True when a forward pass of ``model`` may leave some trainable parameter without a
+    gradient: DDP's ``find_unused_parameters`` (which costs a graph traversal per step, and
+    warns on every rank when nothing was unused).
+
+    That happens in a mixture of experts that routes each token to ``top_k < num_experts``
+    experts (:class:`bkmodel.moe.MoE`): an expert no token of the batch chose gets no
+    gradient. Every other layer of both architectures uses all its parameters in each forward.
+    """
+    from bkmodel.moe import MoE
+
+    return any(
+        isinstance(m, MoE) and m.top_k < m.num_experts
+        and any(p.requires_grad for p in m.experts.parameters())
+        for m in model.modules()
+    )
 
 
 def rng_state() -> dict[str, Any]:

@@ -77,7 +77,7 @@ from bkmodel.checkpoint import (
 )
 from bkmodel.cuda_graph import GraphedStep
 from bkmodel.data import ChunkSampler, batch_from_stream, load_split, rank_rows
-from bkmodel.distributed import Dist, rng_state, set_rng_state
+from bkmodel.distributed import Dist, may_leave_parameters_unused, rng_state, set_rng_state
 from bkmodel.evaluate import check_device, evaluate_stream
 from bkmodel.factory import build_model
 from bkmodel.guards import GuardError
@@ -292,7 +292,10 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [dist.device.index] if dist.device.type == "cuda" else None
-            self.model = DDP(self.raw, device_ids=ids, find_unused_parameters=cfg.model == "bk")
+            # unused parameters only where an MoE may leave an expert unchosen; True for a model
+            # without them costs a traversal per step and warns on every rank
+            self.model = DDP(self.raw, device_ids=ids,
+                             find_unused_parameters=may_leave_parameters_unused(self.raw))
         self.opt = build_optimizer(self.raw, cfg)
         use_bf16 = cfg.precision == "bf16" or (
             cfg.precision == "auto" and dist.device.type == "cuda"
@@ -712,6 +715,53 @@ def _override_fields() -> list[tuple[str, type]]:
     return out
 
 
+# one line per override flag of `bk train` (the TrainConfig fields; see its docstring)
+FIELD_HELP: dict[str, str] = {
+    "corpus": "shakespeare (the complete works, split by work) or tiny (one play)",
+    "tokenizer": "bpe (trained locally on the training split) or byte",
+    "vocab_size": "BPE vocabulary size, EOT included (the byte tokenizer has 257)",
+    "seq_len": "tokens per training window (the ResNet-BK chain length n_seq)",
+    "batch_size": "global batch: rows per optimizer step, shared out across DDP ranks",
+    "max_steps": "optimizer steps of the whole run",
+    "d_model": "model width (both architectures)",
+    "n_layers": "number of blocks (both architectures)",
+    "n_heads": "attention heads (Transformer only)",
+    "d_ff": "Transformer feed-forward width; omitted: match the ResNet-BK parameter count",
+    "dropout": "dropout probability in [0, 1)",
+    "lr": "peak learning rate (after the linear warm-up)",
+    "min_lr_ratio": "cosine decay ends at min_lr_ratio * lr at max_steps",
+    "warmup_steps": "steps of linear learning-rate warm-up",
+    "weight_decay": "AdamW weight decay (matrices only)",
+    "beta1": "AdamW beta1",
+    "beta2": "AdamW beta2",
+    "grad_clip": "clip the global gradient norm to this value",
+    "precision": "auto (bf16 on a CUDA GPU that has it, else fp32), fp32 or bf16",
+    "device": "auto, cpu, cuda or a device string such as cuda:1",
+    "cuda_graph": "replay forward + backward from a CUDA graph (one CUDA GPU, no DDP)",
+    "seed": "seed of every RNG (model initialisation, data order, dropout)",
+    "log_every": "write a metrics.jsonl row every this many steps",
+    "eval_every": "evaluate on the validation split every this many steps",
+    "eval_tokens": "validation tokens per in-training evaluation",
+    "ckpt_every": "write a checkpoint every this many steps",
+    "spike_factor": "a loss above spike_factor x the recent median is a spike: roll back",
+    "spike_window": "accepted losses in the median of the spike rule",
+    "max_rollbacks": "rollbacks allowed before the run stops as diverged",
+    "max_consecutive_nonfinite": "non-finite steps skipped in a row before a rollback",
+}
+
+
+def _default_help(name: str) -> str:
+    """Where the flag's value comes from when it is omitted: the TrainConfig default when no
+    preset sets it, else each preset's value."""
+    f = {f.name: f for f in dataclasses.fields(TrainConfig)}[name]
+    values = {p: PRESETS[p].get(name, f.default) for p in PRESETS}
+    if name not in set().union(*PRESETS.values()):
+        return f"default {f.default}"
+    if len({repr(v) for v in values.values()}) == 1:
+        return f"default {next(iter(values.values()))} (every preset)"
+    return "default: the preset's (" + ", ".join(f"{p} {v}" for p, v in values.items()) + ")"
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
                         help="named configuration (default tiny); see bkmodel/presets.py")
@@ -731,8 +781,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "overrides of the preset", "fields of bkmodel.presets.TrainConfig; the preset's value "
         "when omitted (see bkmodel/presets.py)")
     for name, typ in _override_fields():
+        text = f"{FIELD_HELP.get(name, name.replace('_', ' '))}; {_default_help(name)}"
         group.add_argument(f"--{name.replace('_', '-')}", dest=name, type=typ, default=None,
-                           metavar=typ.__name__.upper())
+                           metavar=typ.__name__.upper(), help=text.replace("%", "%%"))
 
 
 def run(args: argparse.Namespace) -> int:

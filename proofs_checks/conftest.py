@@ -5,8 +5,8 @@ Every test here imports the check functions it runs from their module of
 certificates through the ``certify`` fixture, which runs a check function and records its
 certificates. At the end of the session the certificates are written to
 ``certificates.json`` and ``certificates.md`` (directory set by ``--certificates-dir`` or
-``$BK_CERT_DIR``, default: the current directory). Works under pytest-xdist: each worker
-writes a part file, the controller merges them.
+``$BK_CERT_DIR``, default: the current directory), and the terminal summary names the two
+files. Works under pytest-xdist: each worker writes a part file, the controller merges them.
 
 ``pytest proofs_checks --thorough`` runs the thorough profile.
 """
@@ -23,6 +23,7 @@ from bkmath.certificate import Certificate, write_report
 from bkmath.checks import CheckFn, Profile, run_check
 
 _COLLECTED: list[Certificate] = []
+_WRITTEN: list[tuple[Path, Path, int]] = []  # (json, md, count) written by this session
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -73,4 +74,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         part.unlink()
     if certs:
         certs.sort(key=lambda c: c.theorem)
-        write_report(certs, outdir / "certificates.json", outdir / "certificates.md")
+        js, md = outdir / "certificates.json", outdir / "certificates.md"
+        write_report(certs, js, md)
+        _WRITTEN.append((js, md, len(certs)))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """Say where the certificate report went (runs after :func:`pytest_sessionfinish`)."""
+    for js, md, n in _WRITTEN:
+        terminalreporter.write_sep("-", "certificate report")
+        terminalreporter.write_line(f"{n} certificates written to {js.resolve()} and "
+                                    f"{md.resolve()} (set --certificates-dir or $BK_CERT_DIR)")

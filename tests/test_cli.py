@@ -37,3 +37,32 @@ class TestDispatcher:
             cli.main([name, "--help"])
         assert exc.value.code == 0
         assert f"bk {name}" in capsys.readouterr().out
+
+
+def test_train_override_flags_have_help_and_defaults():
+    # issue 21, item 9: every override flag of `bk train --help` says what it is and where
+    # its value comes from when omitted (the TrainConfig default or each preset's value)
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from bkmodel.train import FIELD_HELP, _override_fields
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    p = subprocess.run([sys.executable, "-m", "bkmodel.cli", "train", "--help"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    section = p.stdout.split("overrides of the preset:", 1)[1]
+    # one entry per flag: its line and the continuation lines (help below a long flag)
+    entries = {e.split()[0]: " ".join(e.split()) for e in re.split(r"\n(?=  --)", section)
+               if e.startswith("  --")}
+    for name, _ in _override_fields():
+        assert name in FIELD_HELP, name  # a new TrainConfig field needs its line
+        entry = entries[f"--{name.replace('_', '-')}"]
+        assert "default" in entry, entry
+        assert FIELD_HELP[name] in entry, entry
+    assert "default: the preset's (ci 30, tiny 400, small 3000, medium 10000)" in \
+        entries["--max-steps"]
+    assert entries["--beta1"].endswith("AdamW beta1; default 0.9")
+    assert entries["--max-consecutive-nonfinite"].endswith("default 3")

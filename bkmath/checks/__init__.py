@@ -212,10 +212,14 @@ def run_checks(
 
         bar = tqdm(selected, desc="certificates", unit="check")
         it = bar
-    for check in it:
+    try:
+        for check in it:
+            if bar is not None:
+                bar.set_postfix_str(check if isinstance(check, str) else CheckSpec.of(check).name)
+            out.extend(run_check(check, profile))
+    finally:  # also on Ctrl-C: the bar's line is finished before the caller's message
         if bar is not None:
-            bar.set_postfix_str(check if isinstance(check, str) else CheckSpec.of(check).name)
-        out.extend(run_check(check, profile))
+            bar.close()
     return out
 
 

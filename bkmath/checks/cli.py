@@ -9,7 +9,8 @@ Exit code: 0 when every certificate has an expected outcome (a *refuted seed cla
 *refuted negative control* are expected: they are reported, not errors); 1 when some
 certificate is unexpected (a theorem not verified, a negative control not refuted, a seed
 claim inconclusive, a check that raised, or a check module that could not be imported); 2
-for a usage error (unknown check name).
+for a usage error (unknown check name); 130 when interrupted (Ctrl-C): one line on stderr and
+nothing written to ``--out``, so a partial run never looks like a complete report.
 """
 
 from __future__ import annotations
@@ -51,13 +52,23 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+LEGEND = """\
+!        unexpected outcome (a theorem not verified, a negative control not refuted, ...):
+         exit code 1, each one named after the summary line
+margin   signed slack of the claim: > 0 it holds with room, < 0 it fails
+refuted  the claim fails on the counterexample recorded in its certificate; the expected
+         outcome of a negative_control (a check built to fail) and a reported result for a
+         seed_claim (a claim of the seed documents under test)"""
+
+
 def _fmt_margin(c: Certificate) -> str:
     return "—" if c.margin is None else f"{c.margin:.3g}"
 
 
 def format_table(certs: list[Certificate]) -> str:
-    """Plain-text table: theorem / kind / status / margin / time, unexpected rows marked ``!``."""
-    rows = [("", "theorem", "kind", "status", "margin", "time (s)")]
+    """Plain-text table: theorem / kind / status / margin / time, unexpected rows marked ``!``
+    (the first column, headed ``!``), then the :data:`LEGEND`."""
+    rows = [("!", "theorem", "kind", "status", "margin", "time (s)")]
     for c in certs:
         rows.append(
             (
@@ -80,10 +91,25 @@ def format_table(certs: list[Certificate]) -> str:
         )
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n\n" + LEGEND
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        out = getattr(args, "out", None)
+        if out is None:
+            where = ""
+        elif getattr(args, "_writing", False):  # between the two atomic writes
+            where = f"; the report in {out} may be incomplete"
+        else:
+            where = f"; nothing written to {out}"
+        print(f"bk certify: interrupted{where}", file=sys.stderr, flush=True)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     specs = checks.registry()
     broken = [s for s in specs.values() if hasattr(s.func, "import_error")]
     if args.list:
@@ -116,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  UNEXPECTED {c.summary()}" + (f" — {why}" if why else ""))
     if args.out is not None:
         out = Path(args.out)
+        args._writing = True
         write_report(certs, out / "certificates.json", out / "certificates.md")
         print(f"wrote {out / 'certificates.json'} and {out / 'certificates.md'}")
     return 1 if bad else 0

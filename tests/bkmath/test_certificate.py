@@ -212,3 +212,17 @@ def test_write_report(tmp_path):
     assert md == markdown_table(certs)
     assert "| herglotz | negative_control | **refuted** | yes |" in md
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_dir_of_bkmath_is_the_api():
+    # issue 21, item 9: dir(bkmath) lists the public API (and dunders), not the helpers that
+    # bkmath/__init__.py imports
+    import bkmath
+
+    names = dir(bkmath)
+    for helper in ("Any", "annotations", "importlib", "_API"):
+        assert helper not in names
+    assert set(bkmath.__all__) <= set(names)
+    public = {n for n in names if not n.startswith("__")}
+    assert public == {n for n in bkmath.__all__ if not n.startswith("__")}
+    assert "Certificate" in names and "__version__" in names

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -140,10 +143,14 @@ class TestCertify:
         c2 = Certificate("b", "s", Status.REFUTED, Kind.THEOREM, counterexample={})
         text = certify_cli.format_table([c1, c2])
         lines = text.splitlines()
-        assert lines[0].split() == ["theorem", "kind", "status", "margin", "time", "(s)"]
+        # the marker column has a header and the table a legend (issue 21, item 8)
+        assert lines[0].split() == ["!", "theorem", "kind", "status", "margin", "time", "(s)"]
         assert lines[2].split()[:4] == ["a[x]", "theorem", "verified", "0.5"]
         assert lines[3].startswith("!")  # unexpected row marked
         assert "—" in lines[3]
+        legend = "\n".join(lines[4:])
+        for word in ("! ", "unexpected", "margin", "refuted", "negative_control", "seed_claim"):
+            assert word in legend
 
 
 class TestTheoryDoc:
@@ -190,6 +197,64 @@ class TestTheoryDoc:
         theory_doc.main([js, "--doc", str(doc)])
         assert doc.read_text() == text
 
+    def _doc_and_json(self, tmp_path, certs):
+        doc = tmp_path / "theory.md"
+        doc.write_text(f"# T\n\n{theory_doc.BEGIN}\nold\n{theory_doc.END}\n")
+        js = tmp_path / "certificates.json"
+        write_report(certs, js, tmp_path / "certificates.md")
+        return doc, js
+
+    def test_check_compares_statuses_not_wall_times(self, tmp_path, capsys):
+        # issue 21, item 6: a new run of the same certificates has other wall times; the
+        # table is up to date as long as certificate, kind, status, expected, margin agree
+        doc, js = self._doc_and_json(tmp_path, self._certs())
+        assert theory_doc.main([str(js), "--doc", str(doc)]) == 0
+        rerun = json.loads(js.read_text())
+        for d in rerun:
+            d["wall_time"] += 1.37
+        rerun[0]["margin"] = 1.7500001  # the same margin as displayed (3 digits)
+        js.write_text(json.dumps(rerun))
+        capsys.readouterr()
+        assert theory_doc.main([str(js), "--doc", str(doc), "--check"]) == 0
+        assert "up to date" in capsys.readouterr().out
+        # a margin that displays differently, or a status, is a change
+        for field, value in (("margin", 1.5), ("status", "refuted")):
+            changed = [dict(d) for d in rerun]
+            changed[0][field] = value
+            changed[0]["counterexample"] = {"x": 1}
+            js.write_text(json.dumps(changed))
+            assert theory_doc.main([str(js), "--doc", str(doc), "--check"]) == 1
+            out = capsys.readouterr().out
+            assert "OUT OF DATE" in out and "mourre_estimate[lattice]" in out
+        # a certificate more than the table has
+        extra = [*rerun, Certificate("z_new", "s", Status.VERIFIED).to_dict()]
+        js.write_text(json.dumps(extra))
+        assert theory_doc.main([str(js), "--doc", str(doc), "--check"]) == 1
+        assert "z_new" in capsys.readouterr().out
+
+    def test_regenerating_keeps_the_profile(self, tmp_path):
+        doc, js = self._doc_and_json(tmp_path, self._certs())
+        assert theory_doc.main([str(js), "--doc", str(doc), "--profile", "default"]) == 0
+        assert "`certificates.json` (profile default) by" in doc.read_text()
+        assert theory_doc.main([str(js), "--doc", str(doc)]) == 0  # no --profile
+        assert "(profile default)" in doc.read_text()
+        assert theory_doc.table_profile(doc.read_text()) == "default"
+        assert theory_doc.main([str(js), "--doc", str(doc), "--profile", "quick"]) == 0
+        assert "(profile quick)" in doc.read_text()
+
+    def test_table_rows(self):
+        table = theory_doc.render_table(self._certs())
+        rows = theory_doc.table_rows(table)
+        assert rows[0] == (
+            "`explicit_formula[seed_centres]`",
+            "seed_claim",
+            "**refuted**",
+            "yes",
+            "-0.04",
+        )
+        assert rows[2][0] == "`x\\|y`"  # an escaped pipe stays in its cell
+        assert [len(r) for r in rows] == [5, 5, 5]
+
     def test_missing_markers(self):
         with pytest.raises(ValueError, match="BEGIN"):
             theory_doc.update_text("no markers", "t")
@@ -223,3 +288,94 @@ def test_quick_profile_outcomes(check):
     # `bk demo` runs the quick profile: its sizes must work too (pytest proofs_checks runs
     # the default profile only)
     checks.assert_expected(checks.run_check(check, "quick"))
+
+
+def _run_python(code: str, *args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=cwd,
+    )
+
+
+# `bk certify` with two stand-in checks: one finishes, the next is interrupted by Ctrl-C
+_INTERRUPTED_RUN = """
+import os, signal, sys, time
+from bkmath import checks
+from bkmath.certificate import Certificate, Status
+from bkmodel import cli
+
+def check_done(profile):
+    \"\"\"finishes\"\"\"
+    return [Certificate("done", "s", Status.VERIFIED, margin=1.0)]
+
+def check_interrupted(profile):
+    \"\"\"Ctrl-C while it runs\"\"\"
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(30)
+    return []
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
+checks.all_checks = lambda: [check_done, check_interrupted]
+sys.exit(cli.main(["certify", *sys.argv[1:]]))
+"""
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_ctrl_c_one_line_exit_130_nothing_written(tmp_path, progress):
+    # issue 21, item 7: no KeyboardInterrupt traceback; no partial report as if complete
+    out = tmp_path / "cert"
+    argv = ["--out", str(out)] + ([] if progress else ["--no-progress"])
+    p = _run_python(_INTERRUPTED_RUN, *argv)
+    assert p.returncode == 130, p.stderr
+    assert "Traceback" not in p.stderr and "KeyboardInterrupt" not in p.stderr
+    last = p.stderr.strip().splitlines()[-1]
+    assert last == f"bk certify: interrupted; nothing written to {out}"
+    if not progress:
+        assert p.stderr.strip() == last  # exactly one line
+    assert not (out / "certificates.json").exists() and not (out / "certificates.md").exists()
+    assert "certificates from" not in p.stdout  # no summary of a run that did not finish
+
+
+def test_pytest_proofs_checks_names_the_report(tmp_path):
+    # issue 21, item 8: the terminal summary says where certificates.* were written (here the
+    # working directory, the default)
+    test = Path(__file__).resolve().parents[2] / "proofs_checks" / "test_dissipative.py"
+    code = "import sys, pytest; sys.exit(pytest.main(sys.argv[1:]))"
+    p = _run_python(code, "-q", "-p", "no:cacheprovider", str(test), cwd=tmp_path)
+    assert p.returncode == 0, p.stdout[-2000:]
+    assert (tmp_path / "certificates.json").exists()
+    line = next(x for x in p.stdout.splitlines() if "certificates written to" in x)
+    assert str(tmp_path / "certificates.json") in line
+    assert str(tmp_path / "certificates.md") in line
+
+
+# `bk demo --skip-train` on one stand-in check (the quick run itself takes seconds)
+_DEMO_RUN = """
+import sys
+from bkmath import checks
+from bkmath.certificate import Certificate, Status
+from bkmodel import cli
+
+def check_one(profile):
+    \"\"\"one\"\"\"
+    return [Certificate("one", "s", Status.VERIFIED, margin=1.0)]
+
+checks.all_checks = lambda: [check_one]
+sys.exit(cli.main(["demo", "--skip-train", *sys.argv[1:]]))
+"""
+
+
+@pytest.mark.parametrize("flag", [["--no-progress"], []])
+def test_demo_redirected_log_has_no_progress_frames(tmp_path, flag):
+    # issue 21, item 8: `bk demo --no-progress`, and no bar when the output is not a terminal
+    p = _run_python(_DEMO_RUN, "--out", str(tmp_path), *flag)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr == ""  # no tqdm frame
+    assert re.search(r"^!\s+theorem\s+kind\s+status", p.stdout, re.M)
+    assert "\nrefuted  " in p.stdout and "\nmargin   " in p.stdout  # the legend
+    assert f"wrote {tmp_path / 'certificates.json'}" in p.stdout

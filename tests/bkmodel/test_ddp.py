@@ -20,6 +20,8 @@ import pytest
 import torch
 
 from bkmodel.checkpoint import load_checkpoint
+from bkmodel.distributed import may_leave_parameters_unused
+from bkmodel.factory import build_model
 from bkmodel.presets import TrainConfig
 from bkmodel.train import train
 
@@ -51,6 +53,9 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
         out, _ = p.communicate(timeout=150)
         assert p.returncode == 0, out.decode()[-3000:]
         assert "world size 2" in out.decode()
+        # find_unused_parameters comes from the model (no MoE here: False), so DDP prints
+        # no "find_unused_parameters=True ... did not find any unused parameters" warning
+        assert "find_unused_parameters" not in out.decode()
 
     for model in ("transformer", "bk"):
         opts = {"model_options": dict(BK_OPTS)} if model == "bk" else {}
@@ -69,3 +74,19 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
             torch.testing.assert_close(sb["model"][k], v, rtol=1e-4, atol=1e-5, msg=k)
         # data sharding: the DDP run saw the same global batches (same sampler position)
         assert sa["tokens"] == sb["tokens"] and sa["skip"] == sb["skip"] == 0
+
+
+@pytest.mark.parametrize(
+    ("model", "options", "unused"),
+    [
+        ("transformer", {}, False),
+        ("bk", BK_OPTS, False),  # every parameter gets a gradient
+        ("bk", {"potential": "linear", "ffn": "moe", "num_experts": 4, "top_k": 1}, True),
+        ("bk", {"potential": "moe", "ffn": "mlp", "num_experts": 4, "top_k": 2}, True),
+    ],
+)
+def test_find_unused_parameters_from_the_model(model, options, unused):
+    # DDP's find_unused_parameters: True only where an MoE may leave an expert unchosen
+    opts = {"model_options": dict(options)} if model == "bk" else {}
+    cfg = TrainConfig.from_preset("ci", model=model, **opts)
+    assert may_leave_parameters_unused(build_model(cfg, 257)) is unused

@@ -370,3 +370,80 @@ class TestResumeFinished:
         assert f"{first['train_tokens_per_s']:,.0f} train tokens/s" in line
         assert " 0 train tokens/s" not in line
         assert (out / "summary.json").read_text() == before
+
+
+class TestDemoOutput:
+    """``bk demo``'s training half: run directory, a sample cut at a word, progress off
+    (issue 21, item 8)."""
+
+    @pytest.mark.parametrize(
+        ("text", "cut", "was_cut"),
+        [
+            ("ROMEO.\nWhat light thro", "ROMEO.\nWhat light …", True),
+            ("ROMEO.\nWhat light\nthro", "ROMEO.\nWhat light …", True),
+            ("ROMEO.\nSoft, what light.", "ROMEO.\nSoft, what light.", False),
+            ("ROMEO.\nSoft what ", "ROMEO.\nSoft what ", False),
+            ("ROMEO.\nSoftwhat", "ROMEO.\nSoftwhat…", True),  # no boundary after the prompt
+        ],
+    )
+    def test_cut_at_word(self, text, cut, was_cut):
+        from bkmodel.demo import cut_at_word
+
+        assert cut_at_word(text, keep=len("ROMEO.\n")) == (cut, was_cut)
+
+    def test_run_prints_the_run_directory_and_a_whole_word_sample(self, tmp_path, monkeypatch,
+                                                                   capsys):
+        import argparse
+
+        import bkmodel.demo as demo
+
+        calls = {}
+
+        def fake_main(argv):
+            calls["certify"] = argv
+            return 0
+
+        def small_demo(out_dir, *, progress=True):
+            calls["progress"] = progress
+            return tiny_demo(out_dir, progress=progress, corpus="tiny", tokenizer="byte",
+                             d_model=32, seq_len=32, max_steps=3, eval_every=3, ckpt_every=3,
+                             eval_tokens=256)
+
+        monkeypatch.setattr(demo.cli, "main", fake_main)
+        monkeypatch.setattr(demo, "tiny_demo", small_demo)
+        args = argparse.Namespace(out=tmp_path, skip_train=False, no_progress=False)
+        assert demo.run(args) == 0
+        out = capsys.readouterr().out
+        # captured output is not a terminal: no progress bars, in either half
+        assert "--no-progress" in calls["certify"] and calls["progress"] is False
+        assert f"run directory: {tmp_path / 'tiny'}" in out
+        assert (tmp_path / "tiny" / "summary.json").exists()
+        sample = out.split("sample (", 1)[1].split("\n", 1)[1].rstrip("\n")
+        assert sample.startswith("ROMEO.")
+        assert sample[-1].isspace() or sample[-1] in ".,;:!?…"
+
+    def test_interrupted_certificates_stop_the_demo(self, tmp_path, monkeypatch):
+        import argparse
+
+        import bkmodel.demo as demo
+
+        monkeypatch.setattr(demo.cli, "main", lambda argv: 130)
+        monkeypatch.setattr(demo, "tiny_demo", lambda *a, **k: pytest.fail("trained"))
+        args = argparse.Namespace(out=tmp_path, skip_train=False, no_progress=True)
+        assert demo.run(args) == 130
+
+    def test_interrupted_training_is_one_line(self, tmp_path, monkeypatch, capsys):
+        import argparse
+
+        import bkmodel.demo as demo
+
+        def interrupted(*a, **k):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(demo.cli, "main", lambda argv: 0)
+        monkeypatch.setattr(demo, "tiny_demo", interrupted)
+        args = argparse.Namespace(out=tmp_path, skip_train=False, no_progress=True)
+        assert demo.run(args) == 130
+        err = capsys.readouterr().err.strip()
+        assert err == (f"bk demo: interrupted; the training run in {tmp_path / 'tiny'} keeps "
+                       "its last checkpoint")
