@@ -38,6 +38,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -58,6 +59,7 @@ __all__ = [
     "perturbation_determinant",
     "log_perturbation_determinant",
     "continuum_fredholm_det",
+    "continuum_fredholm_det_extrapolated",
     "jost_determinant",
     "square_well_jost",
 ]
@@ -266,6 +268,54 @@ def continuum_fredholm_det(
     """
     K = birman_schwinger(v, z, model=model, interval=interval, n=n, boundary=boundary)
     return det2(K) if regularized else fredholm_det(K)
+
+
+#: Powers of 1/n in the error of the Gauss–Legendre Nyström determinant of the continuum
+#: kernel e^{ik|x-y|} (kink on the diagonal), *measured* (tests/bkmath/test_fredholm.py,
+#: square well against the closed-form Jost determinant): the plain error goes as n^-2
+#: (observed orders 1.97 → 2.00 for n = 25 … 800), after eliminating n^-2 the remainder as
+#: n^-3 (2.97), after that n^-4 (3.99).
+CONTINUUM_ERROR_ORDERS = (2, 3)
+
+
+def continuum_fredholm_det_extrapolated(
+    v: Callable[[np.ndarray], np.ndarray],
+    z: complex,
+    interval: tuple[float, float],
+    n: int,
+    *,
+    orders: tuple[int, ...] = CONTINUUM_ERROR_ORDERS,
+    regularized: bool = False,
+    boundary: bool = False,
+) -> complex:
+    """Richardson extrapolation of :func:`continuum_fredholm_det` in the node count.
+
+    Computes D(n), D(2n), …, D(2^m n) (m = ``len(orders)``) and eliminates the error terms
+    n^{-p} for p in ``orders`` one after the other (Romberg table). With the default, measured
+    orders (2, 3) (:data:`CONTINUUM_ERROR_ORDERS`) the error is O(n^-4) (measured orders 3.7
+    to 4.2): for square wells on [0, 1] (depth 1, -3, 5; z = 1 + i, 2 + i/2, 0.3 + 2i), base
+    n = 50 (largest Nyström matrix 200 nodes) gives 1e-10 to 5e-9 and n = 100 (400 nodes)
+    9e-12 to 3e-10, where the plain rule at 400 nodes gives 4.4e-7 and 1.5e-6 (first two
+    wells). Model ``"continuum"`` only (the momentum kernel jumps and has another expansion).
+    Needs v smooth on the interval (a kink or jump of v inside it adds its own, lower
+    orders). O((2^m n)³).
+    """
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if not orders or any(not isinstance(p, (int, np.integer)) or p < 1 for p in orders):
+        raise ValueError(f"orders must be positive integers, got {orders!r}")
+    cols = [
+        continuum_fredholm_det(v, z, interval, int(n) * 2**j, regularized=regularized,
+                               boundary=boundary)
+        for j in range(len(orders) + 1)
+    ]
+    for p in orders:
+        f = 2.0**p
+        cols = [(f * cols[j + 1] - cols[j]) / (f - 1.0) for j in range(len(cols) - 1)]
+    out = complex(cols[0])
+    if not (math.isfinite(out.real) and math.isfinite(out.imag)):
+        raise ValueError(f"v, z: the extrapolated determinant is not finite ({out})")
+    return out
 
 
 def _jost_rk4(vf, k: complex, a: float, b: float, n_steps: int) -> tuple[complex, complex]:
