@@ -82,6 +82,40 @@ def _exp_checked(log_abs: float, phase: complex, what: str) -> complex:
         return complex(phase * np.exp(log_abs))
 
 
+def _slogdet_i_plus(A: np.ndarray) -> tuple[complex, float]:
+    """(sign, log|det(I + A)|) of a square complex matrix by LU (``numpy.linalg.slogdet``).
+
+    Two failure modes of the bare LU are handled here (issue 16):
+
+    * an exactly zero pivot: numpy's complex slogdet then gives the sign 0/|0| = nan (and the
+      real one the sign 1 with log|det| = −inf). Any −inf modulus is a singular I + K and comes
+      back as ``(0, −inf)`` — the determinant of I + K *as formed in float64*: an entry
+      1 + K_ii may round (1 + 1e300 = 1e300), and the determinant of such a matrix is only
+      as accurate as that rounding allows (backward stable: it is the exact determinant of a
+      matrix within eps·|I + K| entrywise of I + K);
+    * overflow inside the elimination (entries near 1.8e308): the LU is redone on I + K
+      scaled by one power of two (exact, bar entries below 2^−1074 times the largest) so that
+      its largest entry is in [1/2, 1); the exponent is added back in the log domain.
+    """
+    M = np.eye(A.shape[0], dtype=np.complex128) + A
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        sign, logabs = np.linalg.slogdet(M)
+        sign, logabs = complex(sign), float(logabs)
+        if logabs != -np.inf and not (np.isfinite(logabs) and np.isfinite(sign)):
+            big = max(
+                float(np.max(np.abs(M.real), initial=0.0)),
+                float(np.max(np.abs(M.imag), initial=0.0)),
+            )
+            e = int(np.frexp(big)[1])
+            sign, logabs = np.linalg.slogdet(np.ldexp(M.real, -e) + 1j * np.ldexp(M.imag, -e))
+            sign, logabs = complex(sign), float(logabs) + e * M.shape[0] * math.log(2.0)
+    if logabs == -np.inf or sign == 0:
+        return 0j, -np.inf
+    if not (np.isfinite(logabs) and np.isfinite(sign)):  # pragma: no cover (entries are ≤ 1)
+        raise ValueError("K: the LU of I + K gave no finite determinant")
+    return sign, logabs
+
+
 def _eval_potential(v: object, x: np.ndarray, name: str = "v") -> np.ndarray:
     """``v(x)`` of a callable potential, checked: real, finite, the shape of ``x``."""
     if not callable(v):
@@ -101,7 +135,7 @@ def log_fredholm_det(K: np.ndarray | BirmanSchwingerOperator) -> complex:
     Raises ``ValueError`` when I + K is singular (−1 is an eigenvalue of K).
     """
     A = as_matrix(K)
-    sign, logabs = np.linalg.slogdet(np.eye(A.shape[0]) + A)
+    sign, logabs = _slogdet_i_plus(A)
     if sign == 0:
         raise ValueError("I + K is singular: −1 is an eigenvalue of K")
     return complex(logabs + 1j * np.angle(sign))
@@ -111,13 +145,16 @@ def fredholm_det(K: np.ndarray | BirmanSchwingerOperator) -> complex:
     """det(I + K) of a square matrix (the Fredholm determinant of a finite-rank or Nyström
     discretised operator), by LU in O(N³).
 
+    Returns 0 when I + K, as formed in float64, is singular (the LU meets an exactly zero
+    pivot); raises ``ValueError`` when the determinant overflows float64.
+
     Examples
     --------
     >>> fredholm_det(np.diag([1.0, 2.0]))
     (6+0j)
     """
     A = as_matrix(K)
-    sign, logabs = np.linalg.slogdet(np.eye(A.shape[0]) + A)
+    sign, logabs = _slogdet_i_plus(A)
     if sign == 0:
         return 0j
     return _exp_checked(float(logabs), complex(sign), "det(I + K)")
@@ -135,7 +172,7 @@ def det2(K: np.ndarray | BirmanSchwingerOperator) -> complex:
     True
     """
     A = as_matrix(K)
-    sign, logabs = np.linalg.slogdet(np.eye(A.shape[0]) + A)
+    sign, logabs = _slogdet_i_plus(A)
     if sign == 0:
         return 0j
     # in the log domain: det(I + K) and e^{-tr K} may each overflow while det₂ does not

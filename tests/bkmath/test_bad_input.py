@@ -132,6 +132,60 @@ class TestFredholmDetOverflow:
         assert abs(bkmath.det2(K) - ref) <= 10 * EPS * ref
 
 
+class TestFredholmDetHugeCancellingEntries:
+    """Found by the property at 10⁴ examples: ``fredholm_det([[1e300, 2**53, 0],
+    [1e300, 2**53 - 1, 0], [0, 1.1e-308, 0]])`` returned nan+nanj — an exactly zero pivot
+    of the complex LU gave numpy's slogdet the sign 0/|0|."""
+
+    K = [[1e300, 2.0**53, 0.0], [1e300, 2.0**53 - 1, 0.0], [0.0, 1.1e-308, 0.0]]
+
+    def test_fredholm_det_1e300_2pow53_is_the_determinant_of_fl_i_plus_k(self):
+        got = bkmath.fredholm_det(self.K)
+        assert got == 0j
+        assert bkmath.det2(self.K) == 0j
+        with pytest.raises(ValueError, match="I \\+ K is singular"):
+            fredholm.log_fredholm_det(self.K)
+        # mpmath on I + K as formed in float64 (1 + 1e300 rounds to 1e300): exactly singular
+        A = np.eye(3) + np.array(self.K)
+        with mpmath.workprec(4200):
+            assert mpmath.det(mpmath.matrix(A.tolist())) == 0
+            # the unrounded I + K has det 2^53, which no float64 LU can see; the answer is
+            # within the backward-error bound 4·n·eps·Σ|a_ij||C_ij| (C the cofactors)
+            exact = mpmath.matrix(self.K) + mpmath.eye(3)
+            assert abs(mpmath.det(exact) - 2**53) < 1e-100
+            Am = mpmath.matrix(A.tolist())
+            cof = sum(
+                abs(Am[i, j]) * abs(mpmath.det(_minor(Am, i, j)))
+                for i in range(3)
+                for j in range(3)
+            )
+            assert abs(got - mpmath.det(exact)) <= 4 * 3 * EPS * cof
+
+    def test_zero_pivot_real_and_complex_agree(self):
+        # the real LU gave sign 1 with log|det| = −inf: both are now "singular"
+        for K in (np.array(self.K), np.array(self.K, dtype=complex)):
+            assert bkmath.fredholm_det(K) == 0j
+
+    def test_overflow_inside_the_lu_is_rescaled(self):
+        # u22 = 1.7e308 + 1.7e308 overflowed in the elimination (log|det| = inf before)
+        M = np.array([[1.7e308, 1e300], [-1.7e308, 1.7e308]])
+        ld = fredholm.log_fredholm_det(M - np.eye(2))
+        with mpmath.workdps(40):
+            ref = mpmath.log(mpmath.det(mpmath.matrix(M.tolist())))
+        assert abs(ld - complex(ref)) <= 10 * EPS * abs(complex(ref))
+
+    def test_badly_scaled_but_well_conditioned_is_unchanged(self):
+        # I + K = D B D' with D = diag(2^900, 1, 2^-900), D' reversed: det = det B = 18
+        B = np.array([[2.0, 1, 0], [1, 3, 1], [0, 1, 4]])
+        d = np.array([2.0**900, 1.0, 2.0**-900])
+        M = d[:, None] * B * d[::-1][None, :]
+        assert abs(bkmath.fredholm_det(M - np.eye(3)) - 18.0) <= 10 * EPS * 18.0
+
+
+def _minor(M, i, j):
+    n = M.rows
+    return mpmath.matrix([[M[r, c] for c in range(n) if c != j] for r in range(n) if r != i])
+
 class TestSchattenNormOverflow:
     """Reproducer 5: ‖full((2, 2), 1e300)‖_S2 = 2e300 came back as inf."""
 
