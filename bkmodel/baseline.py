@@ -237,6 +237,7 @@ class TransformerBaseline(nn.Module):
         cropped to the last ``max_seq_len`` tokens. Runs in eval mode (restored afterwards).
         """
         lm_base.check_generate_args(max_new_tokens, temperature, top_k)
+        lm_base.check_ids(input_ids, self.config.vocab_size, None)  # also when no token is drawn
         was_training = self.training
         self.eval()
         try:

@@ -258,7 +258,10 @@ class ModelConfig:
         if self.router == "scattering" and self.ffn != "moe":
             raise ValueError("router='scattering' routes the feed-forward MoE: it needs ffn='moe'")
         _check_float("eta_min", self.eta_min, lo=0.0, lo_open=True)
-        _check_float("eta_init", self.eta_init, lo=self.eta_min, lo_open=True)
+        _check_float("eta_init", self.eta_init, lo=0.0, lo_open=True)
+        if self.eta_init <= self.eta_min:
+            raise ValueError(f"eta_init must be > eta_min, got eta_init={self.eta_init} <= "
+                             f"eta_min={self.eta_min}")
         _check_float("lam_init_range", self.lam_init_range, lo=0.0, lo_open=False)
         _check_float("lam_init_center", self.lam_init_center, lo=-math.inf, lo_open=True)
         _check_float("hop_init", self.hop_init, lo=-math.inf, lo_open=True)

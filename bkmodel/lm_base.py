@@ -103,7 +103,7 @@ def sample(logits: torch.Tensor, temperature: float, top_k: int | None,
 
     Only the ``top_k`` largest logits are kept (all when None); ``temperature = 0`` takes the
     argmax (greedy, first index on ties), otherwise one draw from ``softmax(logits / T)``.
-    Computed in float32 whatever the logits' dtype.
+    Computed in float32 whatever the logits' dtype (the softmax in float64).
     """
     logits = logits.float()  # (B, V)
     if top_k is not None:
@@ -111,7 +111,10 @@ def sample(logits: torch.Tensor, temperature: float, top_k: int | None,
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
-    probs = F.softmax(logits / temperature, dim=-1)
+    # shifted to max 0 and divided in float64: a tiny temperature (1e-300) sends the other
+    # logits to -inf, never the largest one to 0/0 = NaN (float32 would round T to 0)
+    shifted = (logits - logits.amax(dim=-1, keepdim=True)).double()
+    probs = F.softmax(shifted / temperature, dim=-1)
     return torch.multinomial(probs, 1, generator=generator)
 
 
@@ -170,12 +173,16 @@ def load_pretrained(cls: Callable[[Any], nn.Module], directory: str | os.PathLik
         If the directory or one of its two files is missing.
     ValueError
         If ``config.json`` is not JSON or not a ``model_type`` config, has another
-        ``format_version``, the weights fail their SHA-256 or are not safetensors, or their
-        names or shapes do not match the model the config describes.
+        ``format_version``, the weights fail their SHA-256 or are not safetensors, hold a
+        NaN/inf, or their names or shapes do not match the model the config describes.
+    TypeError
+        If ``directory`` is not a path, or the config has a field of the wrong type.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(f"directory must be a str or os.PathLike, got {type(directory).__name__}")
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"checkpoint directory not found: {directory}")
@@ -213,6 +220,11 @@ def load_pretrained(cls: Callable[[Any], nn.Module], directory: str | os.PathLik
     if wrong:
         raise ValueError(f"{w_path} does not match the config (shape mismatch): "
                          + "; ".join(wrong[:5]))
+    nonfinite = [k for k, t in state.items()
+                 if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    if nonfinite:
+        raise ValueError(f"{w_path} holds non-finite (NaN/inf) weights: "
+                         + ", ".join(nonfinite[:5]))
     missing, unexpected = model.load_state_dict(state, strict=False)
     tied = _aliases(model)  # a tied name is restored with the tensor it shares
     missing = [k for k in missing if not (k in tied and tied[k] in state)]

@@ -23,6 +23,7 @@ renames the key.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import InitVar, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +96,9 @@ class TrainConfig:
                 raise ValueError("give model_options or its deprecated alias bk_options, "
                                  "not both")
             self.model_options = bk_options
+        for name in ("preset", "device"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} must be a str, got {type(getattr(self, name)).__name__}")
         choices = {
             "model": ("bk", "transformer"),
             "corpus": ("shakespeare", "tiny"),
@@ -115,13 +119,26 @@ class TrainConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {v!r}")
-        if self.d_ff is not None and (not isinstance(self.d_ff, int) or self.d_ff < 1):
+        if self.d_ff is not None and (not isinstance(self.d_ff, int) or isinstance(self.d_ff, bool)
+                                      or self.d_ff < 1):
             raise ValueError(f"d_ff must be a positive int or None, got {self.d_ff!r}")
-        if self.eval_tokens is not None and self.eval_tokens < self.seq_len:
-            raise ValueError(f"eval_tokens must be >= seq_len or None, got {self.eval_tokens}")
+        if self.eval_tokens is not None and (
+                not isinstance(self.eval_tokens, int) or isinstance(self.eval_tokens, bool)
+                or self.eval_tokens < self.seq_len):
+            raise ValueError(f"eval_tokens must be an int >= seq_len or None, got "
+                             f"{self.eval_tokens!r}")
+        # the real-valued fields: real numbers (bools refused), finite (an inf lr or weight
+        # decay would turn the weights into NaN), then each its own range
+        for name in ("lr", "grad_clip", "spike_factor", "min_lr_ratio", "dropout",
+                     "weight_decay", "beta1", "beta2"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise TypeError(f"{name} must be a real number, got {type(v).__name__}")
+            if not math.isfinite(v):
+                raise ValueError(f"{name} must be finite, got {v!r}")
         for name in ("lr", "grad_clip", "spike_factor"):
             v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and v > 0):
+            if not v > 0:
                 raise ValueError(f"{name} must be > 0, got {v!r}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
@@ -129,8 +146,9 @@ class TrainConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.weight_decay < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
-            raise ValueError(f"beta1, beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.spike_factor <= 1.0:
             raise ValueError(f"spike_factor must be > 1, got {self.spike_factor}")
         if not isinstance(self.cuda_graph, bool):
