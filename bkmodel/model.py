@@ -830,7 +830,12 @@ class LanguageModel(_BKNetwork):
             logits = states.pop("logits")
             B, T = input_ids.shape
             # one preallocated output: memory per generated token is its id, nothing else
-            out = input_ids.new_empty(B, T + max_new_tokens, dtype=torch.long)
+            try:
+                out = input_ids.new_empty(B, T + max_new_tokens, dtype=torch.long)
+            except (RuntimeError, MemoryError):
+                raise ValueError(f"max_new_tokens={max_new_tokens}: the output of "
+                                 f"{B} x {T + max_new_tokens} token ids cannot be "
+                                 "allocated") from None
             out[:, :T] = input_ids
             for i in range(max_new_tokens):
                 nxt = self._sample(logits, temperature, top_k, generator)  # (B, 1)

@@ -162,6 +162,11 @@ class TestForward:
                 step = m._decode_step(x[:, t], states)
                 assert torch.allclose(step, full[:, t], atol=1e-9), t
 
+    def test_generate_unallocatable_length_is_a_value_error(self):
+        m = tiny()
+        with pytest.raises(ValueError, match="max_new_tokens=.*cannot be allocated"):
+            m.generate(ids(B=1, T=3), 2**62, temperature=0)
+
     def test_generate_greedy_matches_forward(self):
         m = tiny(init_std=0.2)
         prompt = ids(B=1, T=5, seed=2)
