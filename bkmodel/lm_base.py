@@ -213,7 +213,11 @@ def load_pretrained(cls: Callable[[Any], nn.Module], directory: str | os.PathLik
         state = load_file(str(w_path), device=map_location)
     except (SafetensorError, OSError, ValueError) as exc:
         raise ValueError(f"{w_path} could not be read as safetensors: {exc}") from None
-    model = cls(config)
+    try:
+        model = cls(config)
+    except (RuntimeError, MemoryError) as exc:  # e.g. a config.json asking for d_model=10**12
+        raise ValueError(f"{cfg_path}: the model it describes cannot be built "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]})") from None
     expected = model.state_dict()
     wrong = [f"{k}: file {tuple(t.shape)} vs config {tuple(expected[k].shape)}"
              for k, t in state.items() if k in expected and t.shape != expected[k].shape]

@@ -369,3 +369,21 @@ class TestCheckpoints:
         (tmp_path / CONFIG_NAME).write_text(json.dumps(meta))
         with pytest.raises(ValueError, match="unsupported format_version 2"):
             TransformerBaseline.from_pretrained(tmp_path)
+
+
+def test_config_too_large_to_build_is_a_value_error(tmp_path):
+    # a config.json (with a valid checksum) whose model cannot be allocated: a ValueError
+    # naming the file, not a raw torch RuntimeError
+    import hashlib
+
+    from bkmodel.model import LanguageModel
+
+    m = LanguageModel(vocab_size=17, d_model=8, n_layers=1, n_seq=8, n_channels=2)
+    m.save_pretrained(tmp_path)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    meta["config"]["vocab_size"] = 2**62
+    blob = (tmp_path / "model.safetensors").read_bytes()
+    meta["weights_sha256"] = hashlib.sha256(blob).hexdigest()
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="config.json: the model it describes cannot be built"):
+        LanguageModel.from_pretrained(tmp_path)
