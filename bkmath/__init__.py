@@ -42,6 +42,9 @@ _API: dict[str, str] = {
     "spectral_shift": "bkmath.scattering",
     "scattering_matrix": "bkmath.scattering",
     "scattering_phase": "bkmath.scattering",
+    # lattice resonances (issue 19)
+    "jost_polynomial": "bkmath.resonances",
+    "lattice_resonances": "bkmath.resonances",
     "mourre_commutator": "bkmath.mourre",
     "mourre_constant": "bkmath.mourre",
     "prime_bump_potential": "bkmath.primes",

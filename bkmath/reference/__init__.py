@@ -12,6 +12,8 @@ One module per family of the library, named like the module whose routines it ch
 * :mod:`bkmath.reference.schatten` — ``singular_values_mp``, ``box_hs_norm_sq_mp``,
   ``trace_class_constant_mp``;
 * :mod:`bkmath.reference.scattering` — ``scattering_matrix_mp``;
+* :mod:`bkmath.reference.resonances` — ``jost_polynomial_mp``, ``jost_polynomial_exact``,
+  ``transparent_qep_zeros``, ``window_eigenvalues`` (import from the module);
 * :mod:`bkmath.reference.primes` — ``prime_bump_potential_mp``;
 * :mod:`bkmath.reference.dense` — ``resolvent_diagonal``, ``log_det``, ``eigenvalue_count``
   from dense matrices, and ``continuant_diagonal``: the θ/φ formula that overflows.

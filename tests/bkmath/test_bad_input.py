@@ -513,6 +513,7 @@ class TestEveryPublicName:
         "schatten_norm", "fredholm_det", "perturbation_determinant", "jost_determinant",
         "det2", "spectral_shift", "scattering_matrix", "scattering_phase",
         "mourre_commutator", "mourre_constant", "prime_bump_potential",
+        "jost_polynomial", "lattice_resonances",
     }
 
     def test_every_public_name_is_covered(self):
@@ -628,6 +629,12 @@ class TestEveryPublicName:
         if est is not None:
             assert math.isfinite(est.delta) and est.delta > 0
             assert isinstance(est.holds, bool)
+
+    @PROFILE
+    @given(v=st.one_of(arrays, st.lists(reals, min_size=1, max_size=5)))
+    def test_lattice_resonances(self, v):
+        _call(bkmath.jost_polynomial, v)
+        _call(bkmath.lattice_resonances, v)
 
     @PROFILE
     @given(value=st.one_of(reals, complexes), bound=st.one_of(reals, complexes),
