@@ -55,12 +55,11 @@ def _disjoint(balls) -> bool:
 
 def check_resonances(profile: Profile) -> list[Certificate]:
     """Lattice resonances: Jost polynomial of degree 2L-2, each zero Arb-certified and classified"""
-    from scipy.optimize import linear_sum_assignment
-
     import bkmath
     from bkmath.reference.resonances import (
         jost_polynomial_exact,
         jost_polynomial_mp,
+        matched_inverse_error,
         transparent_qep_zeros,
         window_eigenvalues,
     )
@@ -200,9 +199,7 @@ def check_resonances(profile: Profile) -> list[Certificate]:
         worst_q, case = 0.0, None
         for v, r in zip(pots, res, strict=True):
             q = transparent_qep_zeros(v, r.degree)
-            cost = np.abs(1 / r.w[:, None] - 1 / q[None, :])  # in μ = 1/w: absolute error
-            i, j = linear_sum_assignment(cost)
-            err = float(cost[i, j].max()) if cost.size else 0.0
+            err = matched_inverse_error(r.w, q)  # in μ = 1/w: absolute error
             if err > worst_q:
                 worst_q, case = err, {"v": v.tolist(), "max |Δ(1/w)|": err}
         worst_1 = 0.0

@@ -6,6 +6,7 @@
   ``det Q(w)``, ``Q(w) = I + w (H_L − 2) + w² (I − E_11 − E_LL) = w (H_L − z − w(E_11 + E_LL))``
   (the transparent-boundary window at ``z = 2 − w − 1/w``), as the dense non-Hermitian
   eigenproblem of the companion linearisation in ``μ = 1/w``;
+* :func:`matched_inverse_error` — how far two sets of zeros are apart in ``μ = 1/w``;
 * :func:`window_eigenvalues` — eigenvalues of H outside [0, 4] from the Dirichlet truncation
   of H to a large window (``pad`` free sites each side): exponentially accurate, error
   ``O(|w|^{2 pad})``.
@@ -22,6 +23,7 @@ __all__ = [
     "jost_polynomial_mp",
     "jost_polynomial_exact",
     "transparent_qep_zeros",
+    "matched_inverse_error",
     "window_eigenvalues",
 ]
 
@@ -74,6 +76,18 @@ def transparent_qep_zeros(v, degree: int) -> np.ndarray:
     mu = mu[np.argsort(-np.abs(mu))][:degree]
     with np.errstate(divide="ignore"):  # μ = 0 from a near-degenerate A2 + μA1: w = ∞
         return 1.0 / mu
+
+
+def matched_inverse_error(a: np.ndarray, b: np.ndarray) -> float:
+    """``max |1/a_i − 1/b_π(i)|`` over the best one-to-one matching π of the zeros ``a`` and
+    ``b`` (in ``μ = 1/w``, where the eigenproblem's error is absolute); 0 for empty sets."""
+    from scipy.optimize import linear_sum_assignment
+
+    cost = np.abs(1 / np.asarray(a)[:, None] - 1 / np.asarray(b)[None, :])
+    if cost.size == 0:
+        return 0.0
+    i, j = linear_sum_assignment(cost)
+    return float(cost[i, j].max())
 
 
 def window_eigenvalues(v, pad: int = 400) -> np.ndarray:
