@@ -55,7 +55,11 @@ def check_ids(ids: Any, vocab_size: int, max_len: int | None = None, name: str =
 
     While a CUDA graph is being captured the values are not read (a host read is illegal
     there): the trainer checks the batch on the host before copying it into the graph's input.
-    The value check costs one host synchronisation.
+    The value check costs one host synchronisation. While ``torch.compile`` traces
+    (:func:`torch.compiler.is_compiling`) the host read would break the graph, so the range
+    check becomes an assertion inside the graph (``torch._assert_async``): a bad id then raises
+    a ``RuntimeError`` carrying the same message when the compiled graph runs, without naming
+    the offending id; the shape checks stay Python errors at trace time.
     """
     if not isinstance(ids, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(ids).__name__}")
@@ -73,6 +77,10 @@ def check_ids(ids: Any, vocab_size: int, max_len: int | None = None, name: str =
     valid = (ids >= 0) & (ids < vocab_size)
     if allow_ignore:
         valid |= ids == -100
+    if torch.compiler.is_compiling():  # traced: an in-graph assertion, no host read
+        torch._assert_async(valid.all(), f"{name} must lie in [0, vocab_size={vocab_size})"
+                            + (" or be -100 (ignored)" if allow_ignore else ""))
+        return
     if not bool(valid.all()):
         bad = ids[~valid][0].item()
         raise ValueError(f"{name} must lie in [0, vocab_size={vocab_size})"

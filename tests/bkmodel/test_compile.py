@@ -95,22 +95,25 @@ def _tiny(layer: str) -> LanguageModel:
 
 @pytest.mark.parametrize("layer", ["classic", "selective"])
 def test_compiled_model_matches_eager(layer):
-    """``torch.compile(model)`` (AOTAutograd; Inductor, slow to compile on CPU, is run on a
-    layer below): the only graph breaks are the token-id value
-    check (lm_base.check_ids reads the ids on the host: once for input_ids, once for
-    targets), none in the scan; logits, loss and all gradients equal eager's."""
+    """``torch.compile(model, fullgraph=True)`` (AOTAutograd; Inductor, slow to compile on
+    CPU, is run on a layer below): no graph break at all, the token-id checks included
+    (``lm_base.check_ids`` asserts in the graph while compiling); one forward graph and its
+    one backward; logits, loss and all gradients equal eager's."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+
     m = _tiny(layer)
     ids = torch.randint(0, 32, (2, 12), generator=torch.Generator().manual_seed(2))
     torch._dynamo.reset()
     ex = torch._dynamo.explain(m)(ids, ids)
-    where = {r.user_stack[-1].name for r in ex.break_reasons if r.user_stack}
-    assert where <= {"check_ids"}, [r.reason for r in ex.break_reasons]
-    assert len(ex.break_reasons) <= 2
+    assert ex.graph_break_count == 0, [r.reason for r in ex.break_reasons]
+    assert ex.graph_count == 1
 
     torch._dynamo.reset()
-    cm = torch.compile(m, backend="aot_eager")
+    counter = CompileCounterWithBackend("aot_eager")
+    cm = torch.compile(m, backend=counter, fullgraph=True)
     logits_c, loss_c = cm(ids, ids)
     loss_c.backward()
+    assert counter.frame_count == 1  # the forward: one frame, one graph (backward from it)
     grads_c = {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
     m.zero_grad()
     logits_e, loss_e = m(ids, ids)
@@ -120,6 +123,20 @@ def test_compiled_model_matches_eager(layer):
     for n, p in m.named_parameters():
         if p.grad is not None:
             assert _rel(grads_c[n], p.grad) < 1e-4, n
+
+
+def test_compiled_id_check_still_raises():
+    """Under compile the id range check is an in-graph assertion (a RuntimeError with the
+    eager message when the graph runs); eager keeps the ValueError naming the id."""
+    m = _tiny("classic")
+    bad = torch.full((1, 4), 40, dtype=torch.long)
+    with pytest.raises(ValueError, match="got id 40"):
+        m(bad)
+    torch._dynamo.reset()
+    cm = torch.compile(m, backend="aot_eager", fullgraph=True)
+    cm(torch.zeros(1, 4, dtype=torch.long))
+    with pytest.raises(RuntimeError, match=r"input_ids must lie in \[0, vocab_size=32\)"):
+        cm(bad)
 
 
 @pytest.mark.parametrize("layer", ["classic", "selective"])
