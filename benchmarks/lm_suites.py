@@ -49,11 +49,16 @@ RESULTS = Path(__file__).resolve().parent / "results"
 SELECTIVE: dict[str, Any] = dict(layer="selective", n_channels=128, ffn="mlp", ffn_mult=14,
                                  conv_size=0)
 
+#: Green's-function attention (bkmodel.model.GreenBKLayer): 4 heads of one selective chain
+#: each, q.k-weighted resolvent entries, a short convolution and a standard-width MLP.
+GREEN: dict[str, Any] = dict(layer="green", n_channels=4, ffn="mlp", ffn_mult=4, conv_size=4)
+
 #: Training setup shared by every row of a suite (bkmodel.presets.TrainConfig fields).
 SETUPS: dict[str, dict[str, Any]] = {
     "gpu2k": dict(preset="small", seq_len=2048, batch_size=8, max_steps=1200,
                   warmup_steps=100, eval_every=400, ckpt_every=400, eval_tokens=131072,
                   cuda_graph=True),
+    "tiny": dict(preset="tiny"),  # CPU exploration: seq 128, 400 steps, d 128, 2 layers
     "gpu16k": dict(preset="small", seq_len=16384, batch_size=1, max_steps=150,
                    warmup_steps=20, eval_every=1000, ckpt_every=1000, eval_tokens=131072,
                    cuda_graph=True),
@@ -63,6 +68,11 @@ SETUPS: dict[str, dict[str, Any]] = {
 ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "bk": ("bk", SELECTIVE),
     "transformer": ("transformer", SELECTIVE),  # matched to the selective default's size
+    "green": ("bk", GREEN),
+    "transformer-green": ("transformer", GREEN),  # matched to the green layer's size
+    "green-noconv": ("bk", {**GREEN, "conv_size": 0}),
+    "green-h8": ("bk", {**GREEN, "n_channels": 8}),
+    "green-h2": ("bk", {**GREEN, "n_channels": 2}),
     "bk-classic": ("bk", {}),  # the classic layer's defaults (C=16, MoE 4 experts)
     "bk-c1024-conv4": ("bk", dict(layer="selective", n_channels=1024, ffn="mlp")),
     "bk-c1024": ("bk", dict(layer="selective", n_channels=1024, ffn="mlp", conv_size=0)),
@@ -78,6 +88,7 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
 SUITE_ROWS = {
     "gpu2k": list(ROWS),
     "gpu16k": ["bk", "transformer"],
+    "tiny": ["green", "transformer-green", "bk"],
 }
 
 
@@ -85,7 +96,7 @@ def run_row(suite: str, label: str, out_dir: Path, progress: bool,
             scan_backend: str | None = None, max_steps: int | None = None) -> dict[str, Any]:
     """Train and evaluate one row; returns its result dict."""
     model, options = ROWS[label]
-    if scan_backend is not None and options.get("layer") == "selective":
+    if scan_backend is not None and options.get("layer") in ("selective", "green"):
         options = {**options, "scan_backend": scan_backend}
     fields = {k: v for k, v in SETUPS[suite].items() if k != "preset"}
     if max_steps is not None:

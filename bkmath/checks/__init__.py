@@ -113,7 +113,7 @@ def all_checks() -> list[CheckFn]:
     with _check_module("bkmath.checks.dissipative", out):
         from bkmath.checks import dissipative
 
-        out += [dissipative.check_dissipative_herglotz]
+        out += [dissipative.check_dissipative_herglotz, dissipative.check_green_resolvent]
     with _check_module("bkmath.checks.birman_schwinger", out):
         from bkmath.checks import birman_schwinger
 

@@ -1,0 +1,73 @@
+"""Green's-function attention: the response of a dissipative BK chain to k v^T sources.
+
+``y_i = q_i^T S_i``, ``S_i = sum_{j<=i} G(i, j) k_j v_j^T``, where ``G(i, j)`` are the
+entries of the truncated resolvent of each head's Jacobi operator (``naive.py`` states the
+identity; docs/theory.md proves the bound ``|G(i, j)| <= 1/eta_min``). Backends:
+
+* ``naive`` — the token-by-token recurrence (reference, ``naive.py``);
+* ``chunk`` — the chunked matmul form (``chunk.py``), used by the model.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from bkmodel.ops.green_attn.chunk import green_attention_chunked
+from bkmodel.ops.green_attn.naive import green_attention_naive
+
+__all__ = ["green_attention", "green_attention_chunked", "green_attention_naive",
+           "green_step"]
+
+
+def green_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
+                    a: torch.Tensor, *, reset: torch.Tensor | None = None,
+                    initial_state: torch.Tensor | None = None, backend: str = "chunk",
+                    chunk_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Green's-function attention (see the package docstring); returns (y, S_T).
+
+    Shapes: q, k (B, T, H, dk); v (B, T, H, dv); g, a (B, T, H) complex; reset (B, T) bool;
+    initial_state (B, H, dk, dv) complex. ``ValueError`` naming the argument on a mismatch.
+    """
+    if q.ndim != 4 or k.shape != q.shape:
+        raise ValueError(f"q and k must have the same shape (B, T, H, dk), got "
+                         f"{tuple(q.shape)} and {tuple(k.shape)}")
+    B, T, H, dk = q.shape
+    if v.ndim != 4 or v.shape[:3] != (B, T, H):
+        raise ValueError(f"v must have shape (B, T, H, dv) = ({B}, {T}, {H}, dv), got "
+                         f"{tuple(v.shape)}")
+    for name, t in (("g", g), ("a", a)):
+        if t.shape != (B, T, H) or not t.is_complex():
+            raise ValueError(f"{name} must be a complex tensor of shape {(B, T, H)}, got "
+                             f"{t.dtype} {tuple(t.shape)}")
+    if reset is not None and (reset.shape != (B, T) or reset.dtype != torch.bool):
+        raise ValueError(f"reset must be a bool tensor of shape {(B, T)}, got "
+                         f"{reset.dtype} {tuple(reset.shape)}")
+    if initial_state is not None and (initial_state.shape != (B, H, dk, v.shape[-1])
+                                      or not initial_state.is_complex()):
+        raise ValueError(f"initial_state must be complex of shape {(B, H, dk, v.shape[-1])}, "
+                         f"got {initial_state.dtype} {tuple(initial_state.shape)}")
+    if backend == "naive":
+        if reset is not None:
+            a = torch.where(reset[..., None], torch.zeros((), dtype=a.dtype, device=a.device), a)
+        return green_attention_naive(q, k, v, g, a, initial_state=initial_state)
+    if backend == "chunk":
+        if not (isinstance(chunk_size, int) and chunk_size >= 1):
+            raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+        return green_attention_chunked(q, k, v, g, a, reset=reset, initial_state=initial_state,
+                                       chunk_size=chunk_size)
+    raise ValueError(f"backend must be 'naive' or 'chunk', got {backend!r}")
+
+
+def green_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
+               a: torch.Tensor, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One decoding step: ``S <- a S + g k v^T``, ``y = q^T S``.
+
+    q, k (B, H, dk); v (B, H, dv); g, a (B, H) complex; state (B, H, dk, dv) complex or None.
+    Returns (y (B, H, dv) complex, S). O(H dk dv) per token, independent of the position.
+    """
+    cdt = torch.promote_types(g.dtype, torch.complex64)
+    kv = k.to(cdt)[..., :, None] * v.to(cdt)[..., None, :]
+    S = g.to(cdt)[..., None, None] * kv
+    if state is not None:
+        S = S + a.to(cdt)[..., None, None] * state.to(cdt)
+    return torch.einsum("bhk,bhkv->bhv", q.to(cdt), S), S
