@@ -45,6 +45,13 @@ _API: dict[str, str] = {
     # lattice resonances (issue 19)
     "jost_polynomial": "bkmath.resonances",
     "lattice_resonances": "bkmath.resonances",
+    # continuum scattering on the line and Breit–Wigner (issue 19)
+    "StepPotential": "bkmath.continuum",
+    "jost_function": "bkmath.continuum",
+    "line_scattering": "bkmath.continuum",
+    "line_scattering_phase": "bkmath.continuum",
+    "line_bound_states": "bkmath.continuum",
+    "narrow_resonance": "bkmath.breit_wigner",
     "mourre_commutator": "bkmath.mourre",
     "mourre_constant": "bkmath.mourre",
     "prime_bump_potential": "bkmath.primes",

@@ -3,8 +3,8 @@
 One module per theorem family, named like its test in ``proofs_checks/``
 (``bkmath/checks/schatten.py`` ↔ ``proofs_checks/test_schatten.py``): ``resolvent``,
 ``birman_schwinger``, ``determinant``, ``schatten``, ``scattering``, ``limiting_absorption``,
-``resonances``, ``mourre``, ``primes``. A check's name is its function's name without
-``check_``, its description the first paragraph of its docstring::
+``resonances``, ``continuum``, ``breit_wigner``, ``mourre``, ``primes``. A check's name is its
+function's name without ``check_``, its description the first paragraph of its docstring::
 
     def check_herglotz(profile: Profile) -> list[Certificate]:
         \"\"\"Herglotz bounds Im G > 0, |G| <= 1/Im z for real symmetric H\"\"\"
@@ -138,6 +138,14 @@ def all_checks() -> list[CheckFn]:
         from bkmath.checks import resonances
 
         out += [resonances.check_resonances]
+    with _check_module("bkmath.checks.continuum", out):
+        from bkmath.checks import continuum
+
+        out += [continuum.check_continuum]
+    with _check_module("bkmath.checks.breit_wigner", out):
+        from bkmath.checks import breit_wigner
+
+        out += [breit_wigner.check_breit_wigner]
     with _check_module("bkmath.checks.mourre", out):
         from bkmath.checks import mourre
 
