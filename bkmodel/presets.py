@@ -45,6 +45,17 @@ class TrainConfig:
     ``cuda_graph``: replay each step's forward + backward from a CUDA graph (one CUDA GPU;
     see :mod:`bkmodel.cuda_graph`).
 
+    Long-context switches (both off by default; docs/tutorials/long_context.md):
+    ``reset_at_documents`` passes the model a ``reset`` mask built from the training stream's
+    document boundaries (:func:`bkmodel.data.batch_resets`), so every BK chain restarts at a
+    document's first token; ``tbptt`` (truncated backpropagation through time) makes each
+    batch row read its own contiguous shard of the stream window after window
+    (:func:`bkmodel.data.tbptt_starts`) and carries the model state, detached, from one step
+    to the next. The Transformer baseline has no state: for it ``tbptt`` only changes the data
+    order and ``reset_at_documents`` has no effect (attention is not masked at documents).
+    Neither is supported by the CUDA-graph step (``cuda_graph=True`` with either is a
+    ``ValueError``).
+
     ``model_options`` (ResNet-BK only): :class:`bkmodel.config.ModelConfig` fields, applied on
     top of the shared shape fields (``vocab_size``, ``d_model``, ``n_layers``, ``seq_len`` as
     ``n_seq``, ``dropout``), e.g. ``{"n_channels": 4, "guard": {"enabled": False}}``. The keys
@@ -54,7 +65,7 @@ class TrainConfig:
     """
 
     preset: str = "custom"
-    model: str = "bk"  # "bk" | "transformer"
+    model: str = "bk"  # "bk" | "transformer" | fla peers "gla" | "hgrn2" (bkmodel.peers)
     corpus: str = "shakespeare"  # "shakespeare" | "tiny"
     tokenizer: str = "bpe"  # "bpe" | "byte"
     vocab_size: int = 1024
@@ -77,6 +88,8 @@ class TrainConfig:
     precision: str = "auto"  # "auto" | "fp32" | "bf16"
     device: str = "auto"
     cuda_graph: bool = False  # replay forward + backward from a CUDA graph (one GPU)
+    reset_at_documents: bool = False  # restart the BK chains at every document start
+    tbptt: bool = False  # contiguous windows per row, state carried (detached) across steps
     seed: int = 1337
     log_every: int = 10
     eval_every: int = 100
@@ -100,7 +113,7 @@ class TrainConfig:
             if not isinstance(getattr(self, name), str):
                 raise TypeError(f"{name} must be a str, got {type(getattr(self, name)).__name__}")
         choices = {
-            "model": ("bk", "transformer"),
+            "model": ("bk", "transformer", "gla", "hgrn2"),
             "corpus": ("shakespeare", "tiny"),
             "tokenizer": ("bpe", "byte"),
             "precision": ("auto", "fp32", "bf16"),
@@ -151,8 +164,15 @@ class TrainConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.spike_factor <= 1.0:
             raise ValueError(f"spike_factor must be > 1, got {self.spike_factor}")
-        if not isinstance(self.cuda_graph, bool):
-            raise TypeError(f"cuda_graph must be a bool, got {type(self.cuda_graph).__name__}")
+        for name in ("cuda_graph", "reset_at_documents", "tbptt"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be a bool, got "
+                                f"{type(getattr(self, name)).__name__}")
+        for name in ("reset_at_documents", "tbptt"):
+            if self.cuda_graph and getattr(self, name):
+                raise ValueError(f"{name}=True is not supported with cuda_graph=True (the "
+                                 "graphed step has no reset mask or carried state); set "
+                                 f"cuda_graph=False or {name}=False")
         if not isinstance(self.model_options, dict):
             raise TypeError(f"model_options must be a dict, got "
                             f"{type(self.model_options).__name__}")

@@ -16,6 +16,21 @@ One loop, no framework. Per optimizer step (:meth:`Trainer.step`):
    statistics (``last_aux``) are logged;
 4. AdamW step with the warm-up + cosine learning rate of step ``s`` (:mod:`bkmodel.optim`).
 
+Long-context switches (``TrainConfig.reset_at_documents``, ``TrainConfig.tbptt``; both off by
+default, docs/tutorials/long_context.md): with ``reset_at_documents`` the forward gets the
+``reset`` mask of the batch (:func:`bkmodel.data.batch_resets`: True at every document's
+first token), so no BK chain carries one play into the next. With ``tbptt`` the batch of
+data index ``k = s + skip`` is :func:`bkmodel.data.tbptt_starts` instead of the shuffled
+sampler: row ``r`` reads window ``k mod shard`` of its own contiguous shard, and the model
+state returned by the forward of step ``s`` is detached and passed as ``state`` to step
+``s + 1`` (gradients stop at the window edge; the forward still continues the stream
+exactly). The state starts fresh at ``k mod shard == 0`` (the shard wraps around), after a
+skipped step and after a rollback (the data position jumps); it is saved in the checkpoint,
+so ``--resume`` continues it exactly (one process; under DDP a resume restarts it). The
+Transformer baseline has no state: ``tbptt`` only changes its data order, and
+``reset_at_documents`` does nothing for it (attention is not masked at document starts).
+The CUDA-graph step supports neither (``TrainConfig`` refuses the combination).
+
 Checkpoints (:mod:`bkmodel.checkpoint`) are written by rank 0 every ``ckpt_every`` steps and
 at exit, atomically and with a SHA-256, so a torn or altered file is detected and the previous
 good one is used. ``--resume`` restores model, optimizer, step, data position, loss window,
@@ -76,12 +91,20 @@ from bkmodel.checkpoint import (
     write_checkpoint,
 )
 from bkmodel.cuda_graph import GraphedStep
-from bkmodel.data import ChunkSampler, batch_from_stream, load_split, rank_rows
+from bkmodel.data import (
+    ChunkSampler,
+    batch_from_stream,
+    batch_resets,
+    load_split,
+    rank_rows,
+    tbptt_starts,
+)
 from bkmodel.distributed import Dist, may_leave_parameters_unused, rng_state, set_rng_state
 from bkmodel.evaluate import check_device, evaluate_stream
 from bkmodel.factory import build_model
 from bkmodel.guards import GuardError
 from bkmodel.metrics import MetricsLog, aux_stats, guard_counts, plot_metrics
+from bkmodel.model import LanguageModel, detach_state
 from bkmodel.optim import build_optimizer, lr_at
 from bkmodel.presets import PRESETS, TrainConfig, get_preset
 from bkmodel.tokenizer import Tokenizer, encode_documents, get_tokenizer, save_tokenizer
@@ -188,6 +211,17 @@ class _Throughput:
         return self.tokens_win / self.t_win if self.t_win else None
 
 
+def _to_device(state: Any, device: torch.device) -> Any:
+    """A model state (tensors, lists, dicts, None) moved to ``device``."""
+    if isinstance(state, torch.Tensor):
+        return state.to(device)
+    if isinstance(state, dict):
+        return {k: _to_device(v, device) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return [_to_device(v, device) for v in state]
+    return state
+
+
 def _params_finite(model: nn.Module) -> bool:
     return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
@@ -203,6 +237,10 @@ def _prepare_data(cfg: TrainConfig, cache_dir: Path | None
 
 def _check_resume_config(saved: dict[str, Any], cfg: TrainConfig) -> None:
     saved = TrainConfig.migrate(saved)  # a checkpoint may use deprecated names
+    # a field newer than the checkpoint had its default value there
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                if f.default is not dataclasses.MISSING}
+    saved = {**defaults, **saved}
     diffs = [k for k, v in cfg.to_dict().items()
              if k not in RESUMABLE_CHANGES and saved.get(k) != v]
     if diffs:
@@ -236,6 +274,10 @@ class Trainer:
         self.metrics = MetricsLog(out / "metrics.jsonl", dist.is_main)
         saved_state = self._open_run_dir(resume)
         self.tok, self.train_tokens, self.val_tokens = _prepare_data(cfg, cache_dir)
+        self.tbptt_shard = 0  # windows per row's shard (tbptt)
+        if cfg.tbptt:  # ValueError naming batch_size when the stream is too short
+            tbptt_starts(len(self.train_tokens), cfg.seq_len, cfg.batch_size, 0)
+            self.tbptt_shard = (len(self.train_tokens) - 1) // cfg.seq_len // cfg.batch_size
         if dist.is_main:
             save_tokenizer(self.tok, out / "tokenizer.json")
             (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
@@ -243,6 +285,14 @@ class Trainer:
         self._build_model()
         self.sampler = ChunkSampler(len(self.train_tokens), cfg.seq_len, cfg.seed)
         self.rows = rank_rows(cfg.batch_size, dist.rank, dist.world)
+        # long-context switches: a carried state only where the model has one (ResNet-BK)
+        is_bk = isinstance(self.raw, LanguageModel)
+        self.use_resets = cfg.reset_at_documents and is_bk
+        self.carry = cfg.tbptt and is_bk
+        self.carried: Any = None  # the detached state after the last applied step (tbptt)
+        if not is_bk and (cfg.tbptt or cfg.reset_at_documents):
+            say("transformer: no carried state; tbptt only sets the data order (contiguous "
+                "windows per row) and reset_at_documents has no effect")
         self.state = TrainState()
         self._start(saved_state)
 
@@ -339,7 +389,10 @@ class Trainer:
                 "model": self.raw.state_dict(), "optimizer": self.opt.state_dict(),
                 "rng": rng_state(), "train_config": self.cfg.to_dict(),
                 "model_spec": model_spec(self.raw), "tokenizer": self.tok_doc,
-                "n_params": self.n_params}
+                "n_params": self.n_params,
+                # tbptt: the state the next step continues (one process only: under DDP the
+                # other ranks' rows are not here, and a resume starts fresh)
+                "carried_state": self.carried if self.dist.world == 1 else None}
 
     def restore(self, state: dict[str, Any], *, keep_counters: bool) -> None:
         """Load a checkpoint payload: weights, optimizer, RNGs, step, tokens, loss windows;
@@ -357,6 +410,11 @@ class Trainer:
             now = guard_counts(self.raw)
             st.guard_offset = {k: v - now.get(k, 0.0)
                                for k, v in state.get("guard_totals", {}).items()}
+        # a rollback jumps the data position: the carried state no longer continues it
+        carried = None if keep_counters else state.get("carried_state")
+        if carried is not None and self.carry:
+            carried = _to_device(carried, self.dist.device)
+        self.carried = carried if self.carry else None
 
     def save(self) -> None:
         """Write a checkpoint (rank 0); every rank waits for it."""
@@ -396,45 +454,78 @@ class Trainer:
         cfg = self.cfg
         step = self.state.step
         t0 = time.perf_counter()
-        batch = self._batch(step)
+        starts = self._starts(step)
+        batch = self._batch(step, starts)
+        reset = self._reset_mask(starts)
+        state = self._state_in(step)
         if self.fault is not None:
             self.fault(step, self.raw, batch)
         lr = lr_at(step, cfg)
         for g in self.opt.param_groups:
             g["lr"] = lr
         self.raw.train()
-        loss_val, gnorm, reason = self._forward_backward(batch, step)
+        loss_val, gnorm, reason, new_state = self._forward_backward(batch, step, reset=reset,
+                                                                    state=state)
         if reason is not None:
+            self.carried = None  # the stream is broken: the next step starts fresh
             self._skip(step, reason, loss_val, gnorm)
             return
         window = self.state.window
         if (len(window) >= cfg.spike_window
                 and loss_val > cfg.spike_factor * statistics.median(window)):
+            self.carried = None
             self._spike(step, loss_val)
             return
+        self.carried = new_state
         self._apply(loss_val, gnorm)
         if self.dist.device.type == "cuda":
             torch.cuda.synchronize()
         tps = self.throughput.add(time.perf_counter() - t0, self.tok_per_step)
         self._after_update(lr, loss_val, gnorm, tps)
 
-    def _batch(self, step: int) -> torch.Tensor:
+    def _starts(self, step: int) -> np.ndarray:
+        """Window starts of this rank's rows at step ``step``: the shuffled sampler's, or with
+        ``tbptt`` the contiguous shards' (:func:`bkmodel.data.tbptt_starts`)."""
         cfg = self.cfg
-        starts = self.sampler.starts((step + self.state.skip) * cfg.batch_size,
-                                     cfg.batch_size)[self.rows]
+        k = step + self.state.skip
+        if cfg.tbptt:
+            return tbptt_starts(len(self.train_tokens), cfg.seq_len, cfg.batch_size,
+                                k)[self.rows]
+        return self.sampler.starts(k * cfg.batch_size, cfg.batch_size)[self.rows]
+
+    def _reset_mask(self, starts: np.ndarray) -> torch.Tensor | None:
+        """The batch's ``reset`` mask (``reset_at_documents``, ResNet-BK), else None."""
+        if not self.use_resets:
+            return None
+        mask = batch_resets(self.train_tokens, starts, self.cfg.seq_len, self.tok.eot_id)
+        return torch.from_numpy(mask).to(self.dist.device)
+
+    def _state_in(self, step: int) -> Any:
+        """The state step ``step`` continues (``tbptt``, ResNet-BK): the previous step's,
+        None at the start of a shard or when there is none."""
+        if not self.carry or (step + self.state.skip) % self.tbptt_shard == 0:
+            return None
+        return self.carried
+
+    def _batch(self, step: int, starts: np.ndarray) -> torch.Tensor:
+        cfg = self.cfg
         batch = torch.from_numpy(batch_from_stream(self.train_tokens, starts, cfg.seq_len))
         if self.gstep is not None:  # the graph cannot read values: check ids on the host
             self.gstep.check_ids(batch)
         return batch.to(self.dist.device)
 
-    def _forward_backward(self, batch: torch.Tensor, step: int
-                          ) -> tuple[float, float, str | None]:  # fmt: skip
-        """Gradients of ``batch`` (clipped); returns ``(loss, grad norm, skip reason)``, the
-        reason None for a good step and the same on every rank."""
+    def _forward_backward(self, batch: torch.Tensor, step: int, *,
+                          reset: torch.Tensor | None = None, state: Any = None
+                          ) -> tuple[float, float, str | None, Any]:  # fmt: skip
+        """Gradients of ``batch`` (clipped); returns ``(loss, grad norm, skip reason, new
+        state)``, the reason None for a good step and the same on every rank; the new state
+        (detached) only with ``tbptt`` on ResNet-BK, else None. ``reset`` and ``state`` go to
+        the model's forward (ResNet-BK only)."""
         dist, amp_dtype = self.dist, self.amp_dtype
         guard_error: Exception | None = None
         backward_done = False
         loss: torch.Tensor | None = None
+        new_state: Any = None
         try:
             if self.gstep is not None:
                 backward_done = self.gstep.run(batch)
@@ -444,12 +535,20 @@ class Trainer:
             if not backward_done:
                 with torch.autocast(dist.device.type, dtype=amp_dtype or torch.float32,
                                     enabled=amp_dtype is not None):
-                    _, loss = self.model(batch[:, :-1], batch[:, 1:])
+                    if self.carry:
+                        _, loss, new_state = self.model(batch[:, :-1], batch[:, 1:],
+                                                        state=state, reset=reset,
+                                                        return_state=True)
+                        new_state = detach_state(new_state)
+                    elif reset is not None:
+                        _, loss = self.model(batch[:, :-1], batch[:, 1:], reset=reset)
+                    else:
+                        _, loss = self.model(batch[:, :-1], batch[:, 1:])
         except GuardError as exc:  # a certificate the configured action could not repair
             guard_error, loss = exc, None
         if dist.any(guard_error is not None):  # every rank skips the backward together
             self.say(f"step {step + 1}: {guard_error or 'guard error on another rank'}")
-            return math.nan, math.nan, "guard_errors"
+            return math.nan, math.nan, "guard_errors", None
         assert loss is not None
         if not backward_done:
             loss.backward()
@@ -461,7 +560,7 @@ class Trainer:
             reason = "guard_skips"
         if not (math.isfinite(loss_val) and math.isfinite(gnorm)):
             reason = "nonfinite_skips"
-        return loss_val, gnorm, reason
+        return loss_val, gnorm, reason, new_state
 
     def _skip(self, step: int, reason: str, loss_val: float, gnorm: float) -> None:
         """A step without an update; rolls back after too many in a row or on bad weights."""
@@ -738,6 +837,10 @@ FIELD_HELP: dict[str, str] = {
     "precision": "auto (bf16 on a CUDA GPU that has it, else fp32), fp32 or bf16",
     "device": "auto, cpu, cuda or a device string such as cuda:1",
     "cuda_graph": "replay forward + backward from a CUDA graph (one CUDA GPU, no DDP)",
+    "reset_at_documents": "restart the ResNet-BK chains at every document start of the "
+                          "training stream (no effect on the Transformer)",
+    "tbptt": "truncated BPTT: contiguous windows per batch row, the ResNet-BK state carried "
+             "(detached) from step to step",
     "seed": "seed of every RNG (model initialisation, data order, dropout)",
     "log_every": "write a metrics.jsonl row every this many steps",
     "eval_every": "evaluate on the validation split every this many steps",
