@@ -4,7 +4,8 @@
   sidecar, LaTeX snippet, ``numbers.tex``) and the runner :func:`~bkpaper.framework.generate`;
 * the figure modules, one per family: :mod:`bkpaper.resolvent_figs` (figures 1–2),
   :mod:`bkpaper.scattering_figs` (3–4), :mod:`bkpaper.primes_figs` (5) and
-  :mod:`bkpaper.model_figs` (6–7, from the language model's runs);
+  :mod:`bkpaper.model_figs` (6–7, from the language model's runs), :mod:`bkpaper.continuum_figs`
+  (8);
 * :mod:`bkpaper.tables` — the certificate tables (``python -m bkpaper.tables``);
 * :mod:`bkpaper.cli` — the ``bk figures`` command.
 
@@ -15,4 +16,10 @@ the registry :data:`bkpaper.framework.FIGURES` is complete whichever module is i
 
 from __future__ import annotations
 
-from bkpaper import model_figs, primes_figs, resolvent_figs, scattering_figs  # noqa: F401
+from bkpaper import (  # noqa: F401
+    continuum_figs,
+    model_figs,
+    primes_figs,
+    resolvent_figs,
+    scattering_figs,
+)

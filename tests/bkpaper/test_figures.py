@@ -29,6 +29,7 @@ EXPECTED = {
     5: "primes",
     6: "scaling",
     7: "training",
+    8: "continuum",
 }
 
 
