@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bkmodel import lm_base
+from bkmodel.tt_embedding import make_token_embedding
 
 __all__ = ["TransformerBaseline", "TransformerConfig", "matched_config"]
 
@@ -33,7 +34,10 @@ class TransformerConfig:
 
     ``max_seq_len`` bounds the context used by :meth:`TransformerBaseline.generate`; RoPE
     itself has no position table. Parameter count (no biases except LayerNorm, tied
-    embeddings): ``V·d + 2d + L·(4d² + 2·d·d_ff + 4d)``.
+    embeddings): ``V·d + 2d + L·(4d² + 2·d·d_ff + 4d)``. ``embedding``: ``"dense"`` (tied
+    to the output head), or a tensor-train embedding of rank ``tt_rank`` (``"tt"``,
+    ``"tt_phase"``: :mod:`bkmodel.tt_embedding`), which is untied — the head is then its own
+    dense V × d matrix, and :meth:`param_count` (the dense formula) does not apply.
     """
 
     vocab_size: int = 2048
@@ -44,6 +48,8 @@ class TransformerConfig:
     max_seq_len: int = 256
     dropout: float = 0.0
     rope_base: float = 10000.0
+    embedding: str = "dense"
+    tt_rank: int = 8
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_seq_len"):
@@ -60,6 +66,11 @@ class TransformerConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if not self.rope_base > 1.0:
             raise ValueError(f"rope_base must be > 1, got {self.rope_base}")
+        if self.embedding not in ("dense", "tt", "tt_phase"):
+            raise ValueError(f"embedding must be one of dense, tt, tt_phase; got "
+                             f"{self.embedding!r}")
+        if isinstance(self.tt_rank, bool) or not isinstance(self.tt_rank, int) or self.tt_rank < 1:
+            raise ValueError(f"tt_rank must be a positive int, got {self.tt_rank!r}")
 
     def param_count(self) -> int:
         d, L = self.d_model, self.n_layers
@@ -164,7 +175,10 @@ class TransformerBaseline(nn.Module):
         if not isinstance(config, TransformerConfig):
             raise TypeError(f"config must be a TransformerConfig, got {type(config).__name__}")
         self.config = config
-        self.embed = nn.Embedding(config.vocab_size, config.d_model)
+        self.embed = make_token_embedding(config.embedding, config.vocab_size, config.d_model,
+                                          config.tt_rank)
+        self.lm_head = (None if config.embedding == "dense"  # dense: tied to the embedding
+                        else nn.Linear(config.d_model, config.vocab_size, bias=False))
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model)
@@ -204,13 +218,19 @@ class TransformerBaseline(nn.Module):
         cos, sin = self._rope_tables(T, x.device, x.dtype)
         for block in self.blocks:
             x = block(x, cos, sin)
-        logits = F.linear(self.ln_f(x), self.embed.weight)  # (B, T, V), tied
+        logits = self.logits(x)  # (B, T, V)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(
                 logits.float().view(B * T, -1), targets.reshape(-1).long(), ignore_index=-100
             )
         return logits, loss
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """LM head on the residual stream: (…, d) -> LN_f, then the tied embedding (or the
+        untied head of a TT embedding) -> (…, V)."""
+        h = self.ln_f(x)
+        return F.linear(h, self.embed.weight) if self.lm_head is None else self.lm_head(h)
 
     def guard_report(self) -> dict[str, int]:
         """No runtime certificates for attention: an empty report (interface parity)."""

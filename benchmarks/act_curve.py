@@ -1,0 +1,169 @@
+"""Early exit (ACT) on CPU: perplexity against measured average forward FLOPs per token.
+
+Trains (unless the run directories exist) ResNet-BK and the Transformer baseline with the
+project's loop (:func:`bkmodel.train.train`) from the ``tiny`` preset with ``--layers``
+blocks (default 4: two blocks leave too little depth to exit from) and ``--steps`` steps of
+``--batch-size`` windows, then evaluates on the validation split (``--max-tokens`` tokens,
+windows spread evenly) with :func:`bkmodel.early_exit.evaluate_early_exit`:
+
+* ``none`` (the full model) and ``static@l`` (every token exits after block l);
+* ResNet-BK only: ``scattering`` with the ``coherence`` and ``phase`` statistics of the BK
+  layers' g, thresholds at quantiles of the statistic (so the points spread over the range);
+* both: ``confidence`` (max softmax probability of the exit), thresholds likewise.
+
+FLOPs are :mod:`bkmodel.flops`' analytic per-layer counts charged per token as
+:mod:`bkmodel.early_exit` states (copied-state convention; exits, halting statistics and the
+deeper layers' state updates included). The verdict compares, per architecture, the smallest
+FLOPs any rule reaches at a perplexity within ``--tolerance`` (default 1 %) of the full model.
+
+Usage::
+
+    nice python benchmarks/act_curve.py            # a few minutes on 2 shared CPU cores
+
+Writes ``benchmarks/results/act_curve_tiny_<date>.json`` (read by ``bkpaper.act_figs``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+from bkmodel.checkpoint import load_run  # noqa: E402
+from bkmodel.data import load_split  # noqa: E402
+from bkmodel.early_exit import EarlyExit, HaltingRule, evaluate_early_exit  # noqa: E402
+from bkmodel.presets import TrainConfig  # noqa: E402
+from bkmodel.tokenizer import encode_documents  # noqa: E402
+from bkmodel.train import train  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+QUANTILES = (0.05, 0.15, 0.3, 0.5, 0.7, 0.85, 0.95)
+
+
+def _machine() -> dict:
+    return {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "device": "cpu", "loadavg": list(os.getloadavg())}
+
+
+def _train_or_load(kind: str, args) -> tuple[torch.nn.Module, object, dict]:
+    run = Path(args.out_dir) / f"tiny-L{args.layers}-{kind}"
+    cfg = TrainConfig.from_preset("tiny", model=kind, n_layers=args.layers,
+                                  max_steps=args.steps, batch_size=args.batch_size,
+                                  warmup_steps=max(1, args.steps // 10),
+                                  eval_every=args.steps, ckpt_every=args.steps,
+                                  eval_tokens=8192, device="cpu")
+    info: dict = {"run_dir": str(run), "config": cfg.to_dict()}
+    if not (run / "summary.json").exists():
+        t0 = time.perf_counter()
+        summary = train(cfg, run, progress=False)
+        info["train_wall_s"] = time.perf_counter() - t0
+        info["trained_val_ppl"] = summary["val_ppl"]
+    else:
+        info["reused"] = True
+    model, tok, _ = load_run(run)
+    return model.eval(), tok, info
+
+
+def _scores(model, tokens: np.ndarray, seq_len: int, max_tokens: int) -> dict[str, np.ndarray]:
+    """The halting statistics of every non-final block over the evaluation windows (rule
+    ``none``), for choosing thresholds at quantiles."""
+    from bkmodel.data import batch_from_stream, eval_windows
+
+    ee = EarlyExit(model)
+    out: dict[str, list] = {"coherence": [], "phase": [], "confidence": []}
+    starts = eval_windows(len(tokens), seq_len, max_tokens)
+    with torch.no_grad():
+        for i in range(0, len(starts), 16):
+            rows = torch.from_numpy(batch_from_stream(tokens, starts[i: i + 16], seq_len))
+            x, ctx = ee._embed(rows[:, :-1])
+            for layer in range(ee.n_layers - 1):
+                x, g = ee._block(layer, x, ctx)
+                out["confidence"].append(ee._score(HaltingRule("confidence", 0.5), x, g))
+                if g is not None:
+                    for s in ("coherence", "phase"):
+                        out[s].append(ee._score(HaltingRule("scattering", 0.5, s), x, g))
+    return {k: torch.cat([t.reshape(-1) for t in v]).numpy() for k, v in out.items() if v}
+
+
+def _thresholds(values: np.ndarray) -> list[float]:
+    qs = np.quantile(values, QUANTILES)
+    return sorted({float(np.clip(q, 1e-6, 1 - 1e-6)) for q in qs})
+
+
+def curve(kind: str, args) -> dict:
+    model, tok, info = _train_or_load(kind, args)
+    seq_len = model.config.n_seq if kind == "bk" else model.config.max_seq_len
+    tokens = encode_documents(tok, load_split("validation", "shakespeare"))
+    L = len(model.blocks)
+    rules = [HaltingRule("none")] + [HaltingRule("static", exit_layer=e) for e in range(L - 1)]
+    scores = _scores(model, tokens, seq_len, args.max_tokens)
+    if kind == "bk":
+        for stat in ("coherence", "phase"):
+            rules += [HaltingRule("scattering", t, stat) for t in _thresholds(scores[stat])]
+    rules += [HaltingRule("confidence", t) for t in _thresholds(scores["confidence"])]
+    points = []
+    t0 = time.perf_counter()
+    for rule in rules:
+        r = evaluate_early_exit(model, tokens, rule, seq_len=seq_len,
+                                max_tokens=args.max_tokens)
+        points.append(r)
+        print(f"{kind:12s} {r['rule']:32s} ppl {r['ppl']:8.2f}  FLOPs/token "
+              f"{r['flops_per_token']:12,.0f} ({r['flops_fraction']:.3f})", flush=True)
+    costs = EarlyExit(model).flop_costs(seq_len)
+    full = points[0]
+    ok = [p for p in points if p["ppl"] <= full["ppl"] * (1 + args.tolerance)]
+    best = min(ok, key=lambda p: p["flops_per_token"])
+    return {**info, "params": model.num_params(), "n_layers": L, "seq_len": seq_len,
+            "flop_costs": costs, "eval_wall_s": time.perf_counter() - t0,
+            "score_quantiles": {k: np.quantile(v, QUANTILES).tolist()
+                                for k, v in scores.items()},
+            "points": points,
+            "verdict": {"full_ppl": full["ppl"], "tolerance": args.tolerance,
+                        "best_rule_within_tolerance": best["rule"],
+                        "best_flops_fraction": best["flops_fraction"],
+                        "flops_saving_factor": 1.0 / best["flops_fraction"]}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--steps", type=int, default=120)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-tokens", type=int, default=16384)
+    p.add_argument("--tolerance", type=float, default=0.01)
+    p.add_argument("--models", default="bk,transformer")
+    p.add_argument("--out-dir", default="runs/act")
+    p.add_argument("--results", default=str(RESULTS))
+    args = p.parse_args(argv)
+    torch.manual_seed(0)
+    t0 = time.perf_counter()
+    models = {k: curve(k, args) for k in args.models.split(",")}
+    date = dt.date.today().isoformat()
+    result = {"benchmark": "act_curve", "preset": "tiny", "date": date,
+              "command": "python benchmarks/act_curve.py " + " ".join(argv or sys.argv[1:]),
+              "machine": _machine(), "settings": vars(args), "wall_s": time.perf_counter() - t0,
+              "models": models}
+    out = Path(args.results) / f"act_curve_tiny_{date}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}")
+    for k, m in models.items():
+        v = m["verdict"]
+        print(f"{k}: full ppl {v['full_ppl']:.2f}; within {v['tolerance']:.0%}: "
+              f"{v['best_rule_within_tolerance']} at {v['best_flops_fraction']:.3f} of the "
+              f"FLOPs ({v['flops_saving_factor']:.2f}x fewer)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
