@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "flops": ("bkmodel.flops", "per-layer FLOPs of a checkpoint or of a preset's two models"),
     "quantize": ("bkmodel.quantize_cli", "INT8/INT4 weight-only quantization of a run (torchao)"),
     "export-hf": ("bkmodel.hf", "write a run as a Hugging Face AutoModelForCausalLM directory"),
+    "export": ("bkmodel.export", "export a run for deployment (--format onnx: forward and, "
+                                 "for ResNet-BK, the decode step)"),
     "causality": ("bkmodel.causality", "causality certificate of a model (perturb the future)"),
     "figures": ("bkpaper.cli", "regenerate every paper figure from real runs"),
 }

@@ -10,7 +10,6 @@ pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip instal
 
 from bkmodel.baseline import TransformerBaseline, TransformerConfig  # noqa: E402
 from bkmodel.export import check_onnx, export_onnx  # noqa: E402
-from bkmodel.model import LanguageModel  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -25,7 +24,14 @@ def test_transformer_baseline_matches_onnxruntime(tmp_path):
     assert check_onnx(p, m, other) < 1e-5
 
 
-def test_resnet_bk_is_refused_clearly(tmp_path):
-    m = LanguageModel(vocab_size=40, d_model=16, n_layers=1, n_seq=16, n_channels=2)
-    with pytest.raises(NotImplementedError, match="bkmodel::scan_torch"):
-        export_onnx(m, tmp_path / "bk.onnx", torch.zeros(1, 4, dtype=torch.long))
+def test_baseline_needs_example_ids_and_has_no_decode(tmp_path):
+    """The baseline's graph has the example's shape; it has no cache to step (ResNet-BK's
+    export: tests/bkmodel/test_export_bk.py)."""
+    from bkmodel.export import export_onnx_decode
+
+    m = TransformerBaseline(TransformerConfig(vocab_size=40, d_model=16, n_layers=1,
+                                              max_seq_len=16, n_heads=2, d_ff=32))
+    with pytest.raises(ValueError, match="example_ids"):
+        export_onnx(m, tmp_path / "base.onnx")
+    with pytest.raises(ValueError, match="no KV cache"):
+        export_onnx_decode(m, tmp_path / "d.onnx")
