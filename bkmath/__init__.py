@@ -45,6 +45,13 @@ _API: dict[str, str] = {
     # lattice resonances (issue 19)
     "jost_polynomial": "bkmath.resonances",
     "lattice_resonances": "bkmath.resonances",
+    # Clark measures and m-functions (issue 19)
+    "borel_transform": "bkmath.clark",
+    "clark_borel": "bkmath.clark",
+    "clark_measure": "bkmath.clark",
+    "m_function": "bkmath.mfunction",
+    "free_m_function": "bkmath.mfunction",
+    "half_line_measure": "bkmath.mfunction",
     # continuum scattering on the line and Breit–Wigner (issue 19)
     "StepPotential": "bkmath.continuum",
     "jost_function": "bkmath.continuum",

@@ -65,6 +65,9 @@ class TestAllChecks:
         # report order: the resolvent theorems first, the primes last
         assert list(specs)[:2] == ["free_resolvent", "resolvent_identity"]
         assert list(specs)[-1] == "prime_bump_pairing"
+        names = list(specs)  # issue 19's spectral families sit between resonances and mourre
+        assert (names.index("resonances") < names.index("clark") < names.index("mfunction")
+                < names.index("mourre_commutator_identity"))
 
     @pytest.mark.parametrize("module", _theorem_modules())
     def test_proofs_checks_imports_every_check_of_its_module(self, module):

@@ -3,7 +3,8 @@
 One module per theorem family, named like its test in ``proofs_checks/``
 (``bkmath/checks/schatten.py`` ↔ ``proofs_checks/test_schatten.py``): ``resolvent``,
 ``birman_schwinger``, ``determinant``, ``schatten``, ``scattering``, ``limiting_absorption``,
-``resonances``, ``continuum``, ``breit_wigner``, ``mourre``, ``primes``. A check's name is its
+``resonances``, ``continuum``, ``breit_wigner``, ``clark``, ``mfunction``, ``mourre``,
+``primes``. A check's name is its
 function's name without ``check_``, its description the first paragraph of its docstring::
 
     def check_herglotz(profile: Profile) -> list[Certificate]:
@@ -146,6 +147,14 @@ def all_checks() -> list[CheckFn]:
         from bkmath.checks import breit_wigner
 
         out += [breit_wigner.check_breit_wigner]
+    with _check_module("bkmath.checks.clark", out):
+        from bkmath.checks import clark
+
+        out += [clark.check_clark]
+    with _check_module("bkmath.checks.mfunction", out):
+        from bkmath.checks import mfunction
+
+        out += [mfunction.check_mfunction]
     with _check_module("bkmath.checks.mourre", out):
         from bkmath.checks import mourre
 

@@ -80,12 +80,12 @@ def check_clark(profile: Profile) -> list[Certificate]:
         clark_borel,
         clark_measures,
     )
+    from bkmath.free import lattice_w
     from bkmath.reference.clark import (
         borel_transform_mp,
         clark_point_masses_mp,
         window_point_masses,
     )
-    from bkmath.free import lattice_w
     from bkmath.resonances import lattice_resonances
 
     rng = np.random.default_rng(SEED)
@@ -128,9 +128,10 @@ def check_clark(profile: Profile) -> list[Certificate]:
     tol1 = 64 * 6 * EPS
     certs.append(Certificate.from_bound(
         "clark_borel_transform",
-        "F(z) = <δ_s, (H − z)^{-1} δ_s> from the transparent window (H_L − z − w(E_11 + E_LL))^{-1} "
-        "equals the free-resolvent formula [(I + G0 V)^{-1} G0]_ss (mpmath, 40 digits), also at "
-        "λ + i0; Arb balls (128 bits) of F hold the mpmath value and are narrow",
+        "F(z) = <δ_s, (H − z)^{-1} δ_s> from the transparent window "
+        "(H_L − z − w(E_11 + E_LL))^{-1} equals the free-resolvent formula "
+        "[(I + G0 V)^{-1} G0]_ss (mpmath, 40 digits), also at λ + i0; Arb balls (128 bits) "
+        "of F hold the mpmath value and are narrow",
         value=max(worst, worst_ball), bound=tol1, tol=tol1, inputs=inputs,
         requires=contained and narrow < 1e-25, counterexample=case,
         precision="float64 vs mpmath dps=40; Arb prec=128",
