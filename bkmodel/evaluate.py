@@ -118,10 +118,14 @@ def evaluate_stream(
             "tokens_per_s": count / dt if dt > 0 else float("inf")}
 
 
-def _nll_sum(logits: torch.Tensor, targets: np.ndarray) -> float:
+def _nll_sum(logits: torch.Tensor, targets: np.ndarray, keep: list | None = None) -> float:
+    """Summed next-token NLL; with ``keep`` the per-token NLLs (float64) are appended to it."""
     y = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.int64)).to(logits.device)
-    return float(F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1),
-                                 reduction="sum"))
+    nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1),
+                          reduction="none")
+    if keep is not None:
+        keep.append(nll.double().cpu().numpy())
+    return float(nll.sum())
 
 
 def _stream_result(total: float, count: int, dt: float, **extra: Any) -> dict[str, Any]:
@@ -147,6 +151,7 @@ def evaluate_carried(
     max_tokens: int | None = None,
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
+    return_nll: bool = False,
 ) -> dict[str, Any]:
     """Perplexity of a ResNet-BK :class:`~bkmodel.model.LanguageModel` on a whole stream, read
     as one sequence in chunks of ``chunk_len`` (<= ``n_seq``) with the model state carried.
@@ -156,7 +161,10 @@ def evaluate_carried(
     ``EOT``, the model's ``reset``). The result does not depend on ``chunk_len`` (up to
     rounding; ``tests/bkmodel/test_state.py``). Memory is one chunk's activations plus
     the O(n_layers · C) state, flat in the stream length; time O(n_tokens). Returns
-    ``{"loss", "ppl", "tokens", "tokens_per_s", "mode": "carried", "chunk_len", "resets"}``.
+    ``{"loss", "ppl", "tokens", "tokens_per_s", "mode": "carried", "chunk_len", "resets"}``,
+    and with ``return_nll`` also ``"nll"``: the per-token NLLs (float64 (tokens,), entry ``i``
+    for the prediction of ``tokens[i + 1]``; the per-position curves of
+    ``benchmarks/length_extrapolation.py``).
     """
     if not isinstance(chunk_len, int) or isinstance(chunk_len, bool) or chunk_len < 1:
         raise ValueError(f"chunk_len must be a positive int, got {chunk_len!r}")
@@ -165,6 +173,7 @@ def evaluate_carried(
     model.eval()
     device = torch.device(device)
     state, total = None, 0.0
+    keep: list | None = [] if return_nll else None
     t0 = time.perf_counter()
     for s in range(0, n, chunk_len):
         e = min(s + chunk_len, n)
@@ -178,11 +187,12 @@ def evaluate_carried(
         with torch.autocast(device.type, dtype=autocast_dtype or torch.float32,
                             enabled=autocast_dtype is not None):
             logits, _, state = model(x, state=state, reset=reset, return_state=True)
-        total += _nll_sum(logits, tokens[s + 1: e + 1])
+        total += _nll_sum(logits, tokens[s + 1: e + 1], keep)
     dt = time.perf_counter() - t0
     model.train(was_training)
+    extra = {"nll": np.concatenate(keep)} if keep is not None else {}
     return _stream_result(total, n, dt, mode="carried", chunk_len=chunk_len,
-                          resets=eot_id is not None)
+                          resets=eot_id is not None, **extra)
 
 
 @torch.no_grad()
@@ -195,6 +205,7 @@ def evaluate_sliding(
     max_tokens: int | None = None,
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
+    return_nll: bool = False,
 ) -> dict[str, Any]:
     """Sliding-window perplexity of any causal LM (the Transformer's honest long-stream
     evaluation): windows of ``window`` tokens (its training length) advancing by ``stride``
@@ -205,7 +216,10 @@ def evaluate_sliding(
     before it inside the window are visible, as in training). Cost ``window / stride`` times
     the non-overlapping evaluation's forward work (2x at the default stride; attention
     O(window^2) per window); memory one window, flat in the stream length. Returns
-    ``{"loss", "ppl", "tokens", "tokens_per_s", "mode": "sliding", "window", "stride"}``.
+    ``{"loss", "ppl", "tokens", "tokens_per_s", "mode": "sliding", "window", "stride"}``,
+    and with ``return_nll`` the per-token NLLs ``"nll"`` (as :func:`evaluate_carried`).
+    ``window >= len(tokens) - 1`` is the direct evaluation: one forward over the whole
+    stream (beyond the training length for a model trained on shorter windows).
     """
     if not isinstance(window, int) or isinstance(window, bool) or window < 1:
         raise ValueError(f"window must be a positive int, got {window!r}")
@@ -217,6 +231,7 @@ def evaluate_sliding(
     model.eval()
     device = torch.device(device)
     total, scored_to = 0.0, 0
+    keep: list | None = [] if return_nll else None
     t0 = time.perf_counter()
     for begin in range(0, n, stride):
         end = min(begin + window, n)
@@ -225,13 +240,14 @@ def evaluate_sliding(
                             enabled=autocast_dtype is not None):
             logits, _ = model(x)
         first = scored_to - begin  # positions already scored by the previous window
-        total += _nll_sum(logits[:, first:], tokens[scored_to + 1: end + 1])
+        total += _nll_sum(logits[:, first:], tokens[scored_to + 1: end + 1], keep)
         scored_to = end
         if end == n:
             break
     dt = time.perf_counter() - t0
     model.train(was_training)
-    return _stream_result(total, n, dt, mode="sliding", window=window, stride=stride)
+    extra = {"nll": np.concatenate(keep)} if keep is not None else {}
+    return _stream_result(total, n, dt, mode="sliding", window=window, stride=stride, **extra)
 
 
 def evaluate_long(

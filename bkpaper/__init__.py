@@ -6,6 +6,8 @@
   :mod:`bkpaper.scattering_figs` (3–4), :mod:`bkpaper.primes_figs` (5) and
   :mod:`bkpaper.model_figs` (6–7, from the language model's runs), :mod:`bkpaper.continuum_figs`
   (8);
+* :mod:`bkpaper.long_context_figs` (10, length extrapolation; skipped until its results
+  file exists);
 * :mod:`bkpaper.tables` — the certificate tables (``python -m bkpaper.tables``);
 * :mod:`bkpaper.cli` — the ``bk figures`` command.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from bkpaper import (  # noqa: F401
     continuum_figs,
+    long_context_figs,
     model_figs,
     primes_figs,
     resolvent_figs,

@@ -13,7 +13,11 @@ Figures (``--only N`` selects by number):
 6. ``scaling`` — BK scan time against attention over N, with the roofline, from
    ``benchmarks/results/*.json``;
 7. ``training`` — validation perplexity vs tokens for ResNet-BK and the Transformer baseline,
-   and the certificate-guard events over training.
+   and the certificate-guard events over training;
+8. ``length_extrapolation`` — perplexity vs position (context length) on long held-out
+   streams, ResNet-BK with its state carried against the Transformer (sliding window and
+   direct), from ``benchmarks/results/length_extrapolation_*.json``; skipped (not failed)
+   when there is none.
 
 The figures are written to ``--out`` (default ``paper/figures``, and ``build/figures-quick``
 with ``--quick``); :mod:`bkpaper.framework` describes the files. ``--quick`` uses small sizes
@@ -33,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from bkpaper.framework import FIGURES, FullModeResultsError, generate
+from bkpaper.framework import FIGURES, FullModeResultsError, Skipped, generate
 
 __all__ = ["DEFAULT_OUT", "DEFAULT_OUT_QUICK", "configure_parser", "run"]
 
@@ -80,11 +84,14 @@ def run(args: argparse.Namespace) -> int:
     except FullModeResultsError as exc:
         print(f"bk figures: {exc}", file=sys.stderr)
         return 2
-    bad = {n: msg for n, msg in results.items() if msg is not None}
+    bad = {n: msg for n, msg in results.items()
+           if msg is not None and not isinstance(msg, Skipped)}
+    skipped = sorted(n for n, msg in results.items() if isinstance(msg, Skipped))
     ok = [n for n, msg in results.items() if msg is None]
     print(
         f"bk figures: {len(ok)} written to {out} "
         f"({'quick' if args.quick else 'full'} mode) in {time.perf_counter() - t0:.1f} s"
+        + (f"; {len(skipped)} skipped (no results yet): {skipped}" if skipped else "")
     )
     if bad:
         print(f"bk figures: {len(bad)} FAILED: {sorted(bad)}", file=sys.stderr)

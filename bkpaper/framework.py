@@ -45,6 +45,8 @@ __all__ = [
     "FigureSpec",
     "FullModeResultsError",
     "MissingResultsError",
+    "Skipped",
+    "SkippedFigure",
     "generate",
     "new_figure",
     "register_figure",
@@ -83,6 +85,15 @@ def _full_mode_results(out: Path) -> list[str]:
 class MissingResultsError(RuntimeError):
     """A figure needs a results file that does not exist; the message names the command
     that writes it."""
+
+
+class SkippedFigure(RuntimeError):
+    """An optional figure whose results file does not exist yet (a GPU run not made): nothing
+    is written and the run does not fail; the message names the command that writes it."""
+
+
+class Skipped(str):
+    """The message of a skipped figure in :func:`generate`'s result (not a failure)."""
 
 
 class FigureSanityError(AssertionError):
@@ -394,7 +405,8 @@ def generate(
     results: str | Path | None = None,
     force: bool = False,
 ) -> dict[int, str | None]:
-    """Generate figures; return ``{number: None on success, else the error message}``.
+    """Generate figures; return ``{number: None on success, else the error message}``
+    (a :class:`Skipped` message, a ``str``, for a figure that raised :class:`SkippedFigure`).
 
     Parameters
     ----------
@@ -455,6 +467,8 @@ def generate(
                            f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
         except MissingResultsError as exc:
             results[n] = f"figure {n} ({spec.name}): {exc}"
+        except SkippedFigure as exc:
+            results[n] = Skipped(f"figure {n} ({spec.name}): skipped: {exc}")
         except Exception as exc:  # reported with its traceback, never hidden
             tb = traceback.format_exc(limit=6)
             results[n] = f"figure {n} ({spec.name}): {type(exc).__name__}: {exc}\n{tb}"
