@@ -5,7 +5,7 @@
 * the figure modules, one per family: :mod:`bkpaper.resolvent_figs` (figures 1–2),
   :mod:`bkpaper.scattering_figs` (3–4), :mod:`bkpaper.primes_figs` (5) and
   :mod:`bkpaper.model_figs` (6–7, from the language model's runs), :mod:`bkpaper.continuum_figs`
-  (8);
+  (8), :mod:`bkpaper.act_figs` (9, early exit);
 * :mod:`bkpaper.long_context_figs` (10, length extrapolation; skipped until its results
   file exists);
 * :mod:`bkpaper.tables` — the certificate tables (``python -m bkpaper.tables``);
@@ -19,6 +19,7 @@ the registry :data:`bkpaper.framework.FIGURES` is complete whichever module is i
 from __future__ import annotations
 
 from bkpaper import (  # noqa: F401
+    act_figs,
     continuum_figs,
     long_context_figs,
     model_figs,

@@ -30,6 +30,7 @@ EXPECTED = {
     6: "scaling",
     7: "training",
     8: "continuum",
+    9: "act",
     10: "length_extrapolation",
 }
 # drawn only from a results file of benchmarks/length_extrapolation.py, else skipped
