@@ -89,6 +89,7 @@ def main() -> int:
     say = lambda m: print(m, flush=True)  # noqa: E731
     t_start = time.perf_counter()
     doc = {"benchmark": "passkey", "label": args.label,
+           "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
            "date": _dt.datetime.now().isoformat(timespec="seconds"),
            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
                        "python": platform.python_version(), "torch": torch.__version__,
@@ -114,7 +115,7 @@ def main() -> int:
             tuned = copy.deepcopy(model)
             train_docs = load_split("train", cfg.corpus)
             lm = encode_documents(tok, train_docs)
-            ft_filler = filler_stream(tok, "train", cfg.corpus)
+            ft_filler = lm[lm != tok.eot_id]  # = filler_stream(tok, "train"), encoded once
             ft_cfg = TrainConfig.from_dict({**cfg.to_dict(),
                                             "lr": args.finetune_lr or cfg.lr / 3})
             t0 = time.perf_counter()
