@@ -534,10 +534,12 @@ def export_run(run: str | os.PathLike, out: str | os.PathLike, *, fmt: str = "on
         meta["state"] = state_names(model)
         meta["forward"] = {"file": pf.name, "max_abs_diff_logits": diff_f,
                            "inputs": ["input_ids (B, T) int64"],
-                           "outputs": ["logits (B, T, V) float32"] + meta["state"]}
+                           "outputs": ["logits (B, T, V) float32",
+                                       *("new_" + n for n in meta["state"])]}
         meta["decode"] = {"file": pd.name, "max_abs_diff_logits": diff_d,
                           "inputs": ["token (B,) int64", *meta["state"]],
-                          "outputs": ["logits (B, V) float32", *meta["state"]]}
+                          "outputs": ["logits (B, V) float32",
+                                      *("new_" + n for n in meta["state"])]}
     (out / META_NAME).write_text(json.dumps(meta, indent=1))
     return meta
 

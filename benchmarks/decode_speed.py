@@ -1,0 +1,349 @@
+"""Decode speed and memory against prompt length: ResNet-BK's O(1) state vs the Transformer
+baseline (issue 18).
+
+What runs
+---------
+* Models, **freshly initialised** (seed 0; cost, not quality): a ResNet-BK ``LanguageModel``
+  (selective layer, d = 64, 2 layers, 16 chains, conv 4, MLP, ``n_seq`` = 1,024: the prompt
+  is prefilled in chunks of 1,024 with the state carried, as ``generate`` does) and the
+  Transformer baseline (d = 64, 2 layers, 4 heads, d_ff = 256) with ``max_seq_len`` set to
+  the prompt length plus the new tokens, so that its ``generate`` attends to the whole
+  prompt instead of cropping it. ``--d-model`` / ``--n-layers`` change both.
+* Prompt: random ids (vocabulary 257), batch 1, lengths 1k, 4k, 16k, 64k
+  (``--quick``: 256, 1k, 4k; ``--lengths`` to choose).
+* ResNet-BK: ``_prefill`` (timed alone), then greedy decoding, one ``_decode_step`` per token
+  (one recurrence step per layer), exactly ``LanguageModel.generate``'s loop. The runtime
+  guards are off (their per-step host read cannot sit in a CUDA graph; the same setting on
+  CPU). On CUDA with ``--cuda-graph`` (default on CUDA) the whole step, argmax and state
+  update included, is one CUDA graph replayed per token; its tokens are checked against the
+  eager loop's before anything is reported.
+* Transformer: **the baseline has no KV cache.** ``TransformerBaseline.generate`` re-runs the
+  forward over the whole context for every new token (``bkmodel/baseline.py``), so its time
+  per token grows with the prompt. That is what is measured (``generate`` itself, greedy);
+  nothing is added to or removed from it. The analytic size a float32 KV cache would have is
+  reported next to it (``kv_cache_bytes_if_cached``).
+* Memory. CPU: each (model, length) runs in a fresh subprocess; the peak resident set
+  (``VmHWM``) is reset (``/proc/self/clear_refs``) before the prefill and again before the
+  decoding, and each phase's peak RSS is read back with its growth above the RSS before it.
+  CUDA: ``torch.cuda.max_memory_allocated`` per phase (peak reset before each), and its growth
+  above the allocation before it. ``state_bytes``: the carried decoding state measured from
+  the tensors (ResNet-BK), 0 for the baseline (it carries none).
+
+Usage: ``python benchmarks/decode_speed.py [--quick] [--device cpu|cuda] [--lengths ...]
+[--tf-max-len N]``; writes ``benchmarks/results/decode_speed_<device>_<date>.json`` and
+prints a table with ratios against the shortest prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import gc
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+VOCAB = 257
+
+
+def _bk_cfg(d: int, layers: int) -> dict:
+    return dict(vocab_size=VOCAB, d_model=d, n_layers=layers, n_seq=1024, n_channels=16,
+                ffn="mlp", layer="selective", conv_size=4, guard={"enabled": False})
+
+
+def _tf_cfg(d: int, layers: int, max_len: int) -> dict:
+    return dict(vocab_size=VOCAB, d_model=d, n_layers=layers, n_heads=4, d_ff=4 * d,
+                max_seq_len=max_len)
+
+
+# --------------------------------------------------------------------------------------------
+# memory probes
+# --------------------------------------------------------------------------------------------
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return -1
+
+
+class _Peak:
+    """Peak memory of one phase: RSS (CPU; VmHWM reset by clear_refs) or CUDA allocations."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device.startswith("cuda")
+
+    def start(self) -> None:
+        import torch
+
+        gc.collect()
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        else:
+            try:
+                Path("/proc/self/clear_refs").write_text("5")  # VmHWM := current RSS
+                self.reset = True
+            except OSError:
+                self.reset = False
+            self.base = _status_kb("VmRSS") * 1024
+
+    def stop(self) -> dict:
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated()
+            return {"peak_mib": peak / 2**20, "growth_mib": (peak - self.base) / 2**20}
+        peak = _status_kb("VmHWM") * 1024
+        return {"peak_mib": peak / 2**20,
+                "growth_mib": (peak - self.base) / 2**20 if self.reset else None}
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+# --------------------------------------------------------------------------------------------
+# one measurement (in a fresh process)
+# --------------------------------------------------------------------------------------------
+def _graph_decoder(model, tok, states: dict):
+    """A CUDA graph of one greedy step: reads the static token and state, writes the next
+    token and the new state back into them. Returns (replay, static token, static states)."""
+    import torch
+
+    static_tok = tok.clone()
+    static = {k: ({kk: vv.clone() for kk, vv in s.items() if vv is not None}
+                  if isinstance(s, dict) else s.clone()) for k, s in states.items()}
+
+    def step():
+        st = {k: (dict(s) if isinstance(s, dict) else s) for k, s in static.items()}
+        logits = model._decode_step(static_tok, st)
+        for k, s in st.items():
+            if isinstance(s, dict):
+                for kk, vv in s.items():
+                    if vv is not None:
+                        static[k][kk].copy_(vv)
+            else:
+                static[k].copy_(s)
+        static_tok.copy_(logits.argmax(-1))
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up on a side stream, as torch.cuda.graphs asks
+        saved = (static_tok.clone(), {k: ({kk: vv.clone() for kk, vv in s.items()}
+                                           if isinstance(s, dict) else s.clone())
+                                      for k, s in static.items()})
+        for _ in range(2):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    static_tok.copy_(saved[0])  # undo the warm-up and capture steps
+    for k, s in saved[1].items():
+        if isinstance(s, dict):
+            for kk, vv in s.items():
+                static[k][kk].copy_(vv)
+        else:
+            static[k].copy_(s)
+    return graph.replay, static_tok, static
+
+
+def child(kind: str, L: int, n_new: int, device: str, d: int, layers: int, threads: int,
+          cuda_graph: bool) -> dict:
+    import torch
+
+    from bkmodel.baseline import TransformerBaseline, TransformerConfig
+    from bkmodel.model import LanguageModel
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    if kind == "bk":
+        model = LanguageModel(**_bk_cfg(d, layers))
+    else:
+        model = TransformerBaseline(TransformerConfig(**_tf_cfg(d, layers, L + n_new)))
+    model = model.to(device).eval()
+    g = torch.Generator().manual_seed(L)
+    prompt = torch.randint(0, VOCAB, (1, L), generator=g).to(device)
+    peak = _Peak(device)
+    row: dict = {"model": kind, "prompt_len": L, "new_tokens": n_new}
+    with torch.no_grad():
+        if kind == "bk":
+            model.generate(prompt[:, :64], 4, temperature=0)  # warm-up
+            peak.start()
+            t0 = time.perf_counter()
+            states = model._prefill(prompt)
+            _sync(device)
+            row["prefill_s"] = time.perf_counter() - t0
+            row["prefill_mem"] = peak.stop()
+            logits = states.pop("logits")
+            row["state_bytes"] = sum(t.numel() * t.element_size() for s in states.values()
+                                     for t in (s.values() if isinstance(s, dict) else [s])
+                                     if t is not None)
+            tok = logits.argmax(-1)  # (1,)
+            use_graph = cuda_graph and device.startswith("cuda")
+            row["cuda_graph"] = use_graph
+            if use_graph:
+                ref_states = {k: (dict(s) if isinstance(s, dict) else s)
+                              for k, s in states.items()}
+                replay, static_tok, _ = _graph_decoder(model, tok, states)
+                # check: the graph's first tokens equal the eager loop's
+                eager, t = [], tok
+                for _ in range(8):
+                    t = model._decode_step(t, ref_states).argmax(-1)
+                    eager.append(int(t))
+                got = []
+                for _ in range(8):
+                    replay()
+                    got.append(int(static_tok))
+                if got != eager:
+                    raise RuntimeError(f"CUDA-graph decode disagrees with eager: {got} vs "
+                                       f"{eager}")
+                peak.start()
+                t0 = time.perf_counter()
+                for _ in range(n_new):
+                    replay()
+                _sync(device)
+            else:
+                peak.start()
+                t0 = time.perf_counter()
+                for _ in range(n_new):
+                    logits = model._decode_step(tok, states)
+                    tok = logits.argmax(-1)
+                _sync(device)
+            dt = time.perf_counter() - t0
+        else:
+            model.generate(prompt[:, :64], 2, temperature=0)  # warm-up
+            peak.start()
+            t0 = time.perf_counter()
+            model(prompt)
+            _sync(device)
+            row["prefill_s"] = time.perf_counter() - t0
+            row["prefill_mem"] = peak.stop()
+            row["state_bytes"] = 0
+            row["kv_cache_bytes_if_cached"] = 2 * layers * d * (L + n_new) * 4
+            row["cuda_graph"] = False
+            peak.start()
+            t0 = time.perf_counter()
+            model.generate(prompt, n_new, temperature=0)
+            _sync(device)
+            dt = time.perf_counter() - t0
+        row["decode_mem"] = peak.stop()
+    row["decode_s"] = dt
+    row["decode_tokens_per_s"] = n_new / dt
+    return row
+
+
+# --------------------------------------------------------------------------------------------
+# driver
+# --------------------------------------------------------------------------------------------
+def _device_label(device: str) -> str:
+    if not device.startswith("cuda"):
+        return "cpu"
+    import torch
+
+    return re.sub(r"[^A-Za-z0-9]+", "-", torch.cuda.get_device_name(device)).strip("-")
+
+
+def _machine(device: str, threads: int) -> dict:
+    import torch
+
+    m = {"platform": platform.platform(), "processor": platform.processor(),
+         "cpu_count": os.cpu_count(), "python": platform.python_version(),
+         "torch": torch.__version__, "torch_threads": threads, "device": device}
+    if device.startswith("cuda"):
+        m["gpu"] = torch.cuda.get_device_name(device)
+    return m
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--child", nargs=3, metavar=("MODEL", "L", "N"), help=argparse.SUPPRESS)
+    ap.add_argument("--quick", action="store_true", help="prompts of 256, 1k, 4k tokens")
+    ap.add_argument("--lengths", type=int, nargs="+", default=None,
+                    help="prompt lengths (default 1024 4096 16384 65536)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    ap.add_argument("--new-tokens", type=int, default=64, help="ResNet-BK decoded tokens")
+    ap.add_argument("--tf-new-tokens", type=int, default=4,
+                    help="Transformer decoded tokens (each one is a forward over the context)")
+    ap.add_argument("--tf-max-len", type=int, default=None,
+                    help="skip the Transformer above this prompt length (time)")
+    ap.add_argument("--d-model", type=int, default=64)
+    ap.add_argument("--n-layers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (CPU)")
+    ap.add_argument("--no-cuda-graph", action="store_true",
+                    help="CUDA: eager decode steps instead of one CUDA graph per step")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    graph = not args.no_cuda_graph
+    if args.child:
+        kind, L, n = args.child[0], int(args.child[1]), int(args.child[2])
+        print(json.dumps(child(kind, L, n, args.device, args.d_model, args.n_layers,
+                               args.threads, graph)))
+        return 0
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            print("decode_speed: --device cuda but CUDA is not available", file=sys.stderr)
+            return 2
+    lengths = args.lengths or ([256, 1024, 4096] if args.quick else [1024, 4096, 16384, 65536])
+    plan = [("bk", L, args.new_tokens) for L in lengths]
+    plan += [("tf", L, args.tf_new_tokens) for L in lengths
+             if args.tf_max_len is None or L <= args.tf_max_len]
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
+    common = ["--device", args.device, "--d-model", str(args.d_model), "--n-layers",
+              str(args.n_layers), "--threads", str(args.threads)]
+    common += ["--no-cuda-graph"] if not graph else []
+    rows = []
+    for kind, L, n in plan:
+        p = subprocess.run([sys.executable, __file__, "--child", kind, str(L), str(n), *common],
+                           env=env, capture_output=True, text=True, check=False)
+        if p.returncode:
+            print(p.stderr, file=sys.stderr)
+            return 1
+        r = json.loads(p.stdout.strip().splitlines()[-1])
+        rows.append(r)
+        print(f"{kind:3s} prompt {L:>7,}: prefill {r['prefill_s']:8.2f} s, decode "
+              f"{r['decode_tokens_per_s']:9.2f} tokens/s, peak {r['decode_mem']['peak_mib']:8.1f}"
+              f" MiB (+{r['decode_mem']['growth_mib'] or 0:.1f} decoding), state "
+              f"{r['state_bytes']:,} B", flush=True)
+    print("\ndecode tokens/s against the shortest prompt of each model:")
+    for kind in ("bk", "tf"):
+        series = [r for r in rows if r["model"] == kind]
+        for r in series[1:]:
+            print(f"  {kind:3s} {r['prompt_len']:>7,} / {series[0]['prompt_len']:,}: x"
+                  f"{r['decode_tokens_per_s'] / series[0]['decode_tokens_per_s']:.3f}")
+    doc = {
+        "benchmark": "decode_speed",
+        "date": _dt.datetime.now().isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "machine": _machine(args.device, args.threads),
+        "models": {"bk": _bk_cfg(args.d_model, args.n_layers),
+                   "transformer": _tf_cfg(args.d_model, args.n_layers, 0)
+                   | {"max_seq_len": "prompt_len + new_tokens"},
+                   "init": "fresh, seed 0", "batch": 1, "decoding": "greedy",
+                   "transformer_kv_cache": False},
+        "rows": rows,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = args.out or RESULTS / (f"decode_speed_{_device_label(args.device)}_"
+                                 f"{_dt.date.today().isoformat()}.json")
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
