@@ -117,11 +117,10 @@ def _sync(device: str) -> None:
 # --------------------------------------------------------------------------------------------
 # one measurement (in a fresh process)
 # --------------------------------------------------------------------------------------------
-def _graph_decoder(model, tok, states: dict):
-    """A CUDA graph of one greedy step: reads the static token and state, writes the next
-    token and the new state back into them. Returns (replay, static token, static states)."""
-    import torch
-
+def _static_step(model, tok, states: dict):
+    """One greedy step on static buffers: ``step()`` reads the static token and state and
+    writes the next token and the new state back into them (what a CUDA graph replays).
+    Returns (step, static token, static states)."""
     static_tok = tok.clone()
     static = {k: ({kk: vv.clone() for kk, vv in s.items() if vv is not None}
                   if isinstance(s, dict) else s.clone()) for k, s in states.items()}
@@ -138,6 +137,14 @@ def _graph_decoder(model, tok, states: dict):
                 static[k].copy_(s)
         static_tok.copy_(logits.argmax(-1))
 
+    return step, static_tok, static
+
+
+def _graph_decoder(model, tok, states: dict):
+    """A CUDA graph of :func:`_static_step`. Returns (replay, static token, static states)."""
+    import torch
+
+    step, static_tok, static = _static_step(model, tok, states)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):  # warm-up on a side stream, as torch.cuda.graphs asks
