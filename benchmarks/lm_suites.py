@@ -70,6 +70,17 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "transformer": ("transformer", SELECTIVE),  # matched to the selective default's size
     "green": ("bk", GREEN),
     "transformer-green": ("transformer", GREEN),  # matched to the green layer's size
+    "green-f12": ("bk", {**GREEN, "ffn_mult": 12}),
+    "transformer-green-f12": ("transformer", {**GREEN, "ffn_mult": 12}),
+    "green-h8-f12": ("bk", {**GREEN, "ffn_mult": 12, "n_channels": 8}),
+    "green-h16-f12": ("bk", {**GREEN, "ffn_mult": 12, "n_channels": 16}),
+    "green-h8-f12-noconv": ("bk", {**GREEN, "ffn_mult": 12, "n_channels": 8, "conv_size": 0}),
+    "green-h8-edge": ("bk", {**GREEN, "ffn_mult": 12, "n_channels": 8, "conv_size": 0,
+                             "lam_init_center": 2.5, "lam_init_range": 0.5}),
+    "green-h8-kv64": ("bk", {**GREEN, "ffn_mult": 9, "n_channels": 8, "conv_size": 0,
+                             "key_dim": 64, "value_dim": 64}),
+    "gla": ("gla", {**GREEN, "ffn_mult": 12}),  # fla peers, matched to green-f12's size
+    "hgrn2": ("hgrn2", {**GREEN, "ffn_mult": 12}),
     "green-noconv": ("bk", {**GREEN, "conv_size": 0}),
     "green-h8": ("bk", {**GREEN, "n_channels": 8}),
     "green-h2": ("bk", {**GREEN, "n_channels": 2}),
@@ -178,8 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     }
     for label in labels:
         print(f"== {args.suite} / {label}", flush=True)
-        row = run_row(args.suite, label, args.out_dir, not args.no_progress,
-                      args.scan_backend, args.max_steps)
+        try:
+            row = run_row(args.suite, label, args.out_dir, not args.no_progress,
+                          args.scan_backend, args.max_steps)
+        except Exception as exc:  # one failing row must not lose the others
+            import traceback
+            traceback.print_exc()
+            result.setdefault("failed", []).append({"label": label, "error": repr(exc)})
+            path.write_text(json.dumps(result, indent=2) + "\n")
+            continue
         result["rows"].append(row)
         path.write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps({k: row[k] for k in ("label", "params", "val_ppl", "test_ppl",

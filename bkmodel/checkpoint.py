@@ -67,6 +67,7 @@ class CheckpointError(RuntimeError):
 def model_spec(model: nn.Module) -> dict[str, Any]:
     """``{"kind": "bk" | "transformer", "config": <the model's config as a dict>}``."""
     kind = "transformer" if type(model).__name__ == "TransformerBaseline" else "bk"
+    kind = getattr(model, "arch_kind", kind)  # "peer": bkmodel.peers.FlaPeerLM
     conf = model.config
     conf_d = dataclasses.asdict(conf) if dataclasses.is_dataclass(conf) else dict(vars(conf))
     return {"kind": kind, "config": conf_d}
@@ -76,6 +77,9 @@ def model_from_spec(spec: dict[str, Any]) -> nn.Module:
     """A freshly initialised model of the architecture and config :func:`model_spec` gave."""
     if spec["kind"] == "transformer":
         return TransformerBaseline(TransformerConfig.from_dict(spec["config"]))
+    if spec["kind"] == "peer":
+        from bkmodel.peers import FlaPeerLM, PeerConfig
+        return FlaPeerLM(PeerConfig.from_dict(spec["config"]))
     return LanguageModel(ModelConfig.from_dict(spec["config"]))
 
 

@@ -21,12 +21,13 @@ _POTENTIALS = ("linear", "moe")
 _FFNS = ("mlp", "moe", "none")
 _DISPATCH = ("auto", "sparse", "dense")
 _BACKENDS = ("auto", "torch", "triton", "naive")
-_LAYERS = ("classic", "selective")
+_LAYERS = ("classic", "selective", "green")
 _TIMESCALES = ("log_uniform", "constant")
 _FEATURE_MAPS = ("cayley", "eta_g")
+_EMBEDDINGS = ("dense", "tt", "tt_phase")
 #: Floor of Im z when ``eta_min`` is not given: the classic layer's, and the selective
 #: layer's (below its shortest initial memory ``1/eta_init_min`` = 10^4 tokens).
-_ETA_MIN_DEFAULT = {"classic": 1e-3, "selective": 1e-6}
+_ETA_MIN_DEFAULT = {"classic": 1e-3, "selective": 1e-6, "green": 1e-6}
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -156,7 +157,7 @@ class ModelConfig:
         Backend of :func:`bkmodel.ops.bk_scan.bk_scan`.
     guard : GuardConfig
         Runtime certificate guards (a dict is accepted and converted).
-    layer : {"classic", "selective"}
+    layer : {"classic", "selective", "green"}
         The BK sequence-mixing layer. ``classic``: potentials v_i from the token, one
         ``z_c = lam_c + i eta_c`` and one hopping ``b_c`` per chain, features
         ``eta_c [Re g, Im g]`` (the seeds' row of the ablation table).
@@ -166,6 +167,10 @@ class ModelConfig:
         lengths ``~ b/eta`` spread log-uniformly over ``1/eta_init ... 1/eta_init_min``
         tokens, and the features are normalised and gated. A config dict without this key
         (checkpoints written before the field existed) means ``classic``.
+        ``green`` (:class:`bkmodel.model.GreenBKLayer`): one selective chain per head
+        (``n_channels`` heads) whose truncated resolvent entries ``G(i, j)`` weight
+        ``(q_i . k_j) v_j`` — Green's-function attention, O(T) by chunks; the selective
+        fields below apply to its chains.
     selective : bool
         Selective layer only: eta_i and b_i depend on the token (False: per-chain
         constants, the ablation "no selectivity").
@@ -192,6 +197,16 @@ class ModelConfig:
         transform ``(b_i g_i - i) / (b_i g_i + i)``, which maps the upper half-plane (g is
         Herglotz) onto the unit disc; ``eta_g``: ``eta_i g_i`` (in the unit disc by
         ``|g_i| <= 1/eta_i``, but ~eta_i small for the long-memory chains).
+    key_dim, value_dim : int
+        Green layer only: per-head sizes of q, k and of v (0: ``d_model // n_channels``).
+    chunk_size : int
+        Green layer only: chunk length of the chunked Green's-function attention.
+    embedding : {"dense", "tt", "tt_phase"}
+        Token embedding: ``nn.Embedding``, or a tensor-train embedding of rank ``tt_rank``
+        (:class:`bkmodel.tt_embedding.TTEmbedding`; ``tt_phase`` with the phase encoding).
+        A TT embedding is never tied to the LM head (the head stays a dense V × d matrix).
+    tt_rank : int
+        Inner TT-rank of the ``tt``/``tt_phase`` embedding (>= 1).
     """
 
     vocab_size: int = 256
@@ -230,6 +245,11 @@ class ModelConfig:
     out_norm: bool = True
     feature_map: str = "cayley"
     n_energies: int = 1
+    key_dim: int = 0
+    value_dim: int = 0
+    chunk_size: int = 64
+    embedding: str = "dense"
+    tt_rank: int = 8
 
     def __post_init__(self) -> None:
         _check_choice("layer", self.layer, _LAYERS)
@@ -279,7 +299,18 @@ class ModelConfig:
             raise ValueError(f"n_energies={self.n_energies} > 1 needs layer='selective'")
         _check_float("hop_min", self.hop_min, lo=0.0, lo_open=True)
         _check_float("eta_init_min", self.eta_init_min, lo=0.0, lo_open=True)
-        if self.layer == "selective":
+        for name in ("key_dim", "value_dim"):
+            _check_int(name, getattr(self, name), 0)
+        _check_int("chunk_size", self.chunk_size, 1)
+        if self.layer == "green":
+            if self.n_energies != 1:
+                raise ValueError(f"layer='green' needs n_energies=1, got {self.n_energies}")
+            if (self.key_dim == 0 or self.value_dim == 0) and self.d_model % self.n_channels:
+                raise ValueError(
+                    f"layer='green' with key_dim/value_dim 0 (= d_model // n_channels) needs "
+                    f"n_channels to divide d_model, got d_model={self.d_model}, "
+                    f"n_channels={self.n_channels}")
+        if self.layer in ("selective", "green"):
             if self.timescales == "log_uniform" and not (
                     self.eta_min < self.eta_init_min <= self.eta_init):
                 raise ValueError(
@@ -287,13 +318,15 @@ class ModelConfig:
                     f"eta_min={self.eta_min}, eta_init_min={self.eta_init_min}, "
                     f"eta_init={self.eta_init}")
             if self.potential != "linear":
-                raise ValueError("layer='selective' makes its potentials with a linear map "
+                raise ValueError(f"layer={self.layer!r} makes its potentials with a linear map "
                                  "and a causal convolution: it needs potential='linear'")
             if self.bk_mode != "causal":
-                raise ValueError("layer='selective' is causal only: it needs bk_mode='causal'")
+                raise ValueError(f"layer={self.layer!r} is causal only: it needs bk_mode='causal'")
             if self.hop_init <= self.hop_min:
-                raise ValueError(f"hop_init must be > hop_min for layer='selective', got "
+                raise ValueError(f"hop_init must be > hop_min for layer={self.layer!r}, got "
                                  f"hop_init={self.hop_init} <= hop_min={self.hop_min}")
+        _check_choice("embedding", self.embedding, _EMBEDDINGS)
+        _check_int("tt_rank", self.tt_rank, 1)
 
     @classmethod
     def seed_layout(cls, **overrides: Any) -> ModelConfig:

@@ -15,6 +15,7 @@ import torch.nn as nn
 
 from bkmodel.baseline import TransformerBaseline, TransformerConfig, matched_config
 from bkmodel.model import LanguageModel
+from bkmodel.peers import PEERS, FlaPeerLM, matched_peer_config
 from bkmodel.presets import TrainConfig
 
 __all__ = ["bk_param_count", "build_model", "transformer_config"]
@@ -29,6 +30,13 @@ def build_model(cfg: TrainConfig, vocab_size: int) -> nn.Module:
     torch.manual_seed(cfg.seed)
     if cfg.model == "transformer":
         return TransformerBaseline(transformer_config(cfg, vocab_size))
+    if cfg.model in PEERS:  # fla's GLA / HGRN2, parameter-matched like the Transformer
+        peer = matched_peer_config(cfg.model, bk_param_count(cfg, vocab_size),
+                                   vocab_size=vocab_size, d_model=cfg.d_model,
+                                   n_layers=cfg.n_layers, n_heads=cfg.n_heads,
+                                   max_seq_len=cfg.seq_len)
+        torch.manual_seed(cfg.seed)
+        return FlaPeerLM(peer)
     model_cfg = cfg.bk_model_config(vocab_size)
     torch.manual_seed(cfg.seed)
     return LanguageModel(model_cfg)
@@ -38,6 +46,9 @@ def transformer_config(cfg: TrainConfig, vocab_size: int) -> TransformerConfig:
     """The Transformer baseline's config: ``d_ff`` from ``cfg``, else parameter-matched."""
     common = dict(vocab_size=vocab_size, d_model=cfg.d_model, n_layers=cfg.n_layers,
                   n_heads=cfg.n_heads, max_seq_len=cfg.seq_len, dropout=cfg.dropout)
+    # the token-embedding fields of model_options apply to both architectures
+    common.update({k: cfg.model_options[k] for k in ("embedding", "tt_rank")
+                   if k in cfg.model_options})
     if cfg.d_ff is not None:
         return TransformerConfig(**common, d_ff=cfg.d_ff)
     return matched_config(bk_param_count(cfg, vocab_size), **common)

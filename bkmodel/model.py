@@ -51,8 +51,11 @@ from bkmodel.guards import ScanGuard
 from bkmodel.lm_base import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME  # noqa: F401 (re-exported)
 from bkmodel.moe import MLP, MoE
 from bkmodel.ops.bk_scan.torch_scan import bk_step
+from bkmodel.ops.green_attn import green_attention, green_step
+from bkmodel.tt_embedding import make_token_embedding
 
-__all__ = ["BKLayer", "SelectiveBKLayer", "Block", "BKEncoder", "LanguageModel",
+__all__ = ["BKLayer", "SelectiveBKLayer", "GreenBKLayer", "Block", "BKEncoder",
+           "LanguageModel",
            "cayley_features", "detach_state", "log_uniform_etas", "two_sided_diagonal"]
 
 
@@ -458,6 +461,139 @@ class SelectiveBKLayer(_GuardedLayer):
         return y, {"g": g, "conv": tail}, None
 
 
+class GreenBKLayer(SelectiveBKLayer):
+    """Green's-function attention over selective BK chains (``layer="green"``).
+
+    H = ``n_channels`` heads; head h carries one dissipative Jacobi chain whose operator is
+    selected by the tokens exactly as in :class:`SelectiveBKLayer` (v_i, eta_i >= eta_min,
+    b_i >= hop_min from ``u = conv(W_in LN(x))``), and the entries of its truncated
+    resolvent weight the values::
+
+        g_i     = 1 / (v_i - lam_h - i eta_i - b_i^2 g_{i-1})       (the BK scan)
+        G(i, j) = [(H_{1..i} - lam_h - i Gamma)^{-1}]_{ij} = g_j prod_{k=j+1..i} (-b_k g_k)
+        y_i     = sum_{j <= i} G(i, j) (q_i . k_j) v_j / sqrt(dk)     (complex, (H, dv))
+        out_i   = W_out (RMSNorm_h([Re y_i, Im y_i]) * silu(W_g LN(x)_i))
+
+    ``y_i`` is the chain's response at its end i to the sources ``k_j v_j^T`` injected at
+    sites j <= i, read out by ``q_i``; ``|G(i, j)| <= ||(H_{1..i} - z)^{-1}|| <= 1/eta_min``
+    (docs/theory.md). The transfer factor ``-b_k g_k`` is complex: a damped rotation whose
+    modulus (memory) and phase (frequency, set by lam_h and the local potential) depend on
+    the whole prefix, not on token k alone. Computed by the chunked matmul form
+    (:mod:`bkmodel.ops.green_attn`, O(T L (dk + dv) + T dk dv) per head); decoding carries
+    g (B, H) and the state ``S`` (B, H, dk, dv) per layer: O(1) in the position.
+    """
+
+    def __init__(self, config: ModelConfig, guard: ScanGuard | None = None,
+                 name: str = "0") -> None:
+        super().__init__(config, guard, name)
+        d, H = config.d_model, config.n_channels
+        self.dk = config.key_dim or d // H
+        self.dv = config.value_dim or d // H
+        self.n_op = 3 * H if config.selective else H
+        self.n_in = self.n_op + H * (2 * self.dk + self.dv)
+        self.in_proj = nn.Linear(d, self.n_in, bias=config.bias)
+        k = config.conv_size
+        self.conv = nn.Conv1d(self.n_in, self.n_in, k, groups=self.n_in, padding=k - 1) \
+            if k > 0 else None
+        n_feat = 2 * H * self.dv
+        self.norm_weight = nn.Parameter(torch.ones(H, 2 * self.dv)) if config.out_norm else None
+        self.norm = None
+        self.gate = nn.Linear(d, H * self.dv, bias=config.bias) if config.output_gate else None
+        self.out = nn.Linear(n_feat, d, bias=config.bias)
+
+    def _split(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(operator inputs (…, n_op), q, k (…, H, dk), v (…, H, dv)) of the convolved u."""
+        H, dk, dv = self.config.n_channels, self.dk, self.dv
+        op, q, k, v = x.split([self.n_op, H * dk, H * dk, H * dv], dim=-1)
+        sh = x.shape[:-1]
+        return (op, q.reshape(*sh, H, dk) * dk ** -0.5, k.reshape(*sh, H, dk),
+                v.reshape(*sh, H, dv))
+
+    def _mix_out(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(…, H, dv) complex -> (…, d): per-head RMSNorm of [Re, Im], gate, projection."""
+        f = torch.cat([y.real, y.imag], dim=-1)  # (…, H, 2dv)
+        if self.norm_weight is not None:
+            f = F.rms_norm(f, (f.shape[-1],), eps=1e-6) * self.norm_weight
+        f = f.to(h.dtype)
+        if self.gate is not None:
+            gt = F.silu(self.gate(h)).unflatten(-1, (self.config.n_channels, self.dv))
+            f = f * torch.cat([gt, gt], dim=-1)
+        return self.out(f.flatten(-2))
+
+    def check_state(self, state: Any, batch: int, device: torch.device, name: str = "state"
+                    ) -> None:
+        """As :meth:`SelectiveBKLayer.check_state`, plus ``"S"``: complex (B, H, dk, dv)."""
+        super().check_state(state, batch, device, name)
+        if state is None:
+            return
+        want = (batch, self.config.n_channels, self.dk, self.dv)
+        _check_complex_state(state.get("S"), want, device, f"{name}['S']")
+
+    def forward(self, h: torch.Tensor, *, state: dict | None = None,
+                reset: torch.Tensor | None = None, return_state: bool = False):
+        """(out (B, T, d), g_re (B, T, H), g_im (B, T, H), None[, state]).
+
+        ``state``: ``{"g": (B, H), "S": (B, H, dk, dv), "conv": tail}`` from the previous
+        segment; ``reset`` (B, T) bool restarts every chain (and S) at a document start.
+        """
+        T = h.shape[1]
+        u = self.in_proj(h)
+        x, tail = u, None
+        carried = state is not None or reset is not None
+        k_conv = self.config.conv_size
+        if self.conv is not None:
+            if carried:
+                x, tail = self._conv(u, None if state is None else state.get("conv"), reset)
+            else:
+                x = self.conv(u.transpose(1, 2))[..., :T].transpose(1, 2)
+        op, q, k, v = self._split(x)
+        pot, eta, b = self._operator(op)
+        b_scan = b.expand_as(pot)
+        if reset is not None:
+            b_scan = b_scan * (~reset)[..., None].to(b.dtype)
+        g_re, g_im = self.guard.scan(pot, self.lam, eta, b_scan, layer=self.name,
+                                     initial_state=None if state is None else state["g"])
+        g = torch.complex(g_re.float(), g_im.float()) if g_re.dtype != torch.float64 \
+            else torch.complex(g_re, g_im)
+        a = -b_scan.to(g.real.dtype) * g
+        y, S = green_attention(q, k, v, g, a, reset=reset,
+                               initial_state=None if state is None else state["S"],
+                               chunk_size=self.config.chunk_size)
+        out = self._mix_out(h, y)
+        if not return_state:
+            return out, g_re, g_im, None
+        if k_conv > 1 and not carried:
+            tail = u[:, -(k_conv - 1):].transpose(1, 2)
+            if tail.shape[-1] < k_conv - 1:
+                tail = F.pad(tail, (k_conv - 1 - tail.shape[-1], 0))
+        g_last = torch.complex(g_re[:, -1].double(), g_im[:, -1].double())
+        return out, g_re, g_im, None, {"g": g_last, "S": S, "conv": tail}
+
+    def step(self, h: torch.Tensor, state: dict | None) -> tuple[torch.Tensor, dict, Any]:
+        """One decoding step h (B, d) -> (out (B, d), new state, None)."""
+        u = self.in_proj(h)
+        x, tail = u, None
+        k_conv = self.config.conv_size
+        if self.conv is not None:
+            prev = (state or {}).get("conv")
+            if prev is None:
+                prev = u.new_zeros(u.shape[0], self.n_in, k_conv - 1)
+            window = torch.cat([prev, u[:, :, None]], dim=-1)
+            x = (window * self.conv.weight[:, 0]).sum(-1)
+            if self.conv.bias is not None:
+                x = x + self.conv.bias
+            tail = window[:, :, 1:]
+        op, q, k, v = self._split(x)
+        pot, eta, b = self._operator(op)
+        b = b.expand_as(pot)
+        g = bk_step(pot, self.lam, eta, b, None if state is None else state["g"])
+        self.guard.check_step(g, eta.expand_as(pot), layer=self.name)
+        a = -b.to(g.real.dtype) * g
+        y, S = green_step(q, k, v, g, a, None if state is None else state["S"])
+        out = self._mix_out(h, y)
+        return out, {"g": g, "S": S, "conv": tail}, None
+
+
 def _phase(g_re: torch.Tensor, g_im: torch.Tensor) -> torch.Tensor:
     """arg of sum_c g_c, in (0, pi) for Herglotz g: (…, C) -> (…)."""
     return torch.atan2(g_im.sum(-1), g_re.sum(-1))
@@ -475,7 +611,7 @@ class Block(nn.Module):
         super().__init__()
         d = config.d_model
         self.ln_1 = nn.LayerNorm(d, bias=config.bias)
-        layer = SelectiveBKLayer if config.layer == "selective" else BKLayer
+        layer = {"selective": SelectiveBKLayer, "green": GreenBKLayer}.get(config.layer, BKLayer)
         self.bk = layer(config, guard, name)
         self.drop = nn.Dropout(config.dropout)
         self.ln_2 = None
@@ -546,14 +682,15 @@ class _BKNetwork(nn.Module):
         super().__init__()
         config = _resolve_config(config, kwargs)
         self.config = config
-        self.wte = nn.Embedding(config.vocab_size, config.d_model)
+        self.wte = make_token_embedding(config.embedding, config.vocab_size, config.d_model,
+                                        config.tt_rank)  # nn.Embedding, or TT (never tied)
         self.drop = nn.Dropout(config.dropout)
         self.guard = ScanGuard(config.guard, backend=config.scan_backend)
         self.blocks = nn.ModuleList(Block(config, self.guard, str(i))
                                     for i in range(config.n_layers))
         self.ln_f = nn.LayerNorm(config.d_model, bias=config.bias)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
-        if config.tie_embeddings:
+        if config.tie_embeddings and config.embedding == "dense":
             self.lm_head.weight = self.wte.weight
         self.last_aux: Mapping[str, Any] = {}
         self.apply(self._init_weights)

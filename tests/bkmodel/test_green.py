@@ -222,3 +222,15 @@ def test_long_memory_at_initialisation():
     assert influence(LanguageModel(**cfg)) >= 1e-6
     torch.manual_seed(0)
     assert influence(LanguageModel(**cfg, timescales="constant")) < 1e-6
+
+
+def test_bf16_autocast_runs_in_float32_arithmetic():
+    # under bf16 autocast the matmuls run in bf16 and come back as float32 before the
+    # complex arithmetic; relative error ~ a few bf16 ulps (2^-8) of the output's scale
+    q, k, v, g, a, _, _ = _inputs(2, 70, 2, 8, 8, seed=9, dtype=torch.float32)
+    g, a = g.to(torch.complex64), a.to(torch.complex64)
+    ref, _ = green_attention(q, k, v, g, a, chunk_size=16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, s = green_attention(q, k, v, g, a, chunk_size=16)
+    assert y.dtype == torch.complex64 and s.dtype == torch.complex64
+    assert float((y - ref).abs().max() / ref.abs().max()) < 4 * 2.0 ** -8

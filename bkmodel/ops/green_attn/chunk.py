@@ -105,16 +105,17 @@ def green_attention_chunked(
     neg_inf = torch.full((), float("-inf"), dtype=rdt, device=dev)
     diff = torch.complex(torch.where(same, diff.real, neg_inf), diff.imag)
     W = torch.exp(diff) * gc[..., None, :]  # (B, H, nc, L, L)   G(i, j)
-    P = qc @ kc.transpose(-1, -2)  # (B, H, nc, L, L)   q_i . k_j
-    y_re = (P * W.real) @ vc
-    y_im = (P * W.imag) @ vc
+    # matmuls may run in bf16 under autocast; their results come back to rdt
+    P = (qc @ kc.transpose(-1, -2)).to(rdt)  # (B, H, nc, L, L)   q_i . k_j
+    y_re = ((P * W.real) @ vc).to(rdt)
+    y_im = ((P * W.imag) @ vc).to(rdt)
 
     # --- chunk states S_c = sum_j G(end_c, j) k_j v_j^T ------------------------------------
     end_ok = segc == segc[..., -1:]  # j in the chunk's last document
     c = torch.exp(lam[..., -1:] - lam) * gc  # (B, H, nc, L)
     c = torch.where(end_ok, c, torch.zeros((), dtype=cdt, device=dev))
     kk = torch.cat([c.real[..., None] * kc, c.imag[..., None] * kc], dim=-1)  # (.., L, 2dk)
-    S2 = kk.transpose(-1, -2) @ vc  # (B, H, nc, 2dk, dv)
+    S2 = (kk.transpose(-1, -2) @ vc).to(rdt)  # (B, H, nc, 2dk, dv)
     S_chunk = torch.complex(S2[..., :dk, :], S2[..., dk:, :])  # (B, H, nc, dk, dv)
     S0 = (torch.zeros(B, H, dk, dv, dtype=cdt, device=dev) if initial_state is None
           else initial_state.to(cdt))
@@ -136,8 +137,8 @@ def green_attention_chunked(
     # --- inter-chunk: exp(Lambda_i) q_i^T S_in(c), valid while no reset since chunk start --
     start_ok = segc == seg_end[..., :-1, None]  # (B, 1, nc, L)
     e = torch.where(start_ok, torch.exp(lam), torch.zeros((), dtype=cdt, device=dev))
-    qr = qc @ S_in.real  # (B, H, nc, L, dv)
-    qi = qc @ S_in.imag
+    qr = (qc @ S_in.real).to(rdt)  # (B, H, nc, L, dv)
+    qi = (qc @ S_in.imag).to(rdt)
     er, ei = e.real[..., None], e.imag[..., None]
     y_re = y_re + er * qr - ei * qi
     y_im = y_im + er * qi + ei * qr
