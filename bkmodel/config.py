@@ -19,7 +19,7 @@ _ROUTERS = ("learned", "scattering")
 _BK_MODES = ("causal", "two_sided")
 _POTENTIALS = ("linear", "moe")
 _FFNS = ("mlp", "moe", "none")
-_DISPATCH = ("auto", "sparse", "dense")
+_DISPATCH = ("auto", "sparse", "dense", "grouped")
 _BACKENDS = ("auto", "torch", "triton", "naive")
 _LAYERS = ("classic", "selective", "green")
 _TIMESCALES = ("log_uniform", "constant")
@@ -125,11 +125,13 @@ class ModelConfig:
         stream (the seeds' layer returns ``MoE(x) + W_out [Re G, Im G]``).
     ffn_mult : int
         Hidden width of an MLP / expert is ``ffn_mult * d_model``.
-    moe_dispatch : {"auto", "sparse", "dense"}
+    moe_dispatch : {"auto", "sparse", "dense", "grouped"}
         How an MoE sends tokens to experts. ``sparse`` gathers each expert's tokens (work
         O(tokens · top_k), but one host synchronisation per expert for the gather sizes);
         ``dense`` runs every expert on every token and weights the outputs by the gate
-        (work O(tokens · num_experts), no synchronisation; same result up to rounding).
+        (work O(tokens · num_experts), no synchronisation; same result up to rounding);
+        ``grouped`` sorts the slots by expert and runs one grouped matmul per expert layer
+        (work O(tokens · top_k) and no synchronisation; widths divisible by 8).
         ``auto``: dense on CUDA, where host synchronisations stall the launch queue, sparse
         elsewhere.
     eta_min : float, optional

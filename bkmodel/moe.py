@@ -18,8 +18,12 @@ Dispatch (``dispatch``): ``sparse`` loops over experts, gathering the tokens eac
 serves, so the cost is O(tokens · top_k · expert) but every gather size is read on the host
 (one synchronisation per expert); ``dense`` runs every expert on every token and sums the
 outputs weighted by the gate (zero for experts not chosen), O(tokens · num_experts · expert)
-with no synchronisation and the same value up to rounding; ``auto`` is dense on CUDA and
-sparse elsewhere. Either way: no capacity limit, no dropped tokens, and the result for a
+with no synchronisation and the same value up to rounding; ``grouped`` sorts the token slots
+by expert and runs each expert's two matmuls as one grouped matmul over the sorted rows
+(``torch._grouped_mm`` with device-side group offsets): O(tokens · top_k · expert) like
+``sparse`` and, like ``dense``, no host synchronisation (CUDA-graph safe); it needs
+``d_in``, ``hidden`` and ``d_out`` divisible by 8 (16-byte rows in bf16). ``auto`` is dense on
+CUDA and sparse elsewhere. Either way: no capacity limit, no dropped tokens, and the result for a
 token does not depend on the other tokens of the batch (generation step by step equals the
 full forward).
 """
@@ -87,8 +91,12 @@ class MoE(nn.Module):
             raise ValueError(f"top_k must be <= num_experts, got {top_k} > {num_experts}")
         if router not in ("learned", "scattering"):
             raise ValueError(f"router must be 'learned' or 'scattering', got {router!r}")
-        if dispatch not in ("auto", "sparse", "dense"):
-            raise ValueError(f"dispatch must be 'auto', 'sparse' or 'dense', got {dispatch!r}")
+        if dispatch not in ("auto", "sparse", "dense", "grouped"):
+            raise ValueError(f"dispatch must be 'auto', 'sparse', 'dense' or 'grouped', got "
+                             f"{dispatch!r}")
+        if dispatch == "grouped" and any(n % 8 for n in (d_in, hidden, d_out)):
+            raise ValueError(f"dispatch='grouped' needs d_in, hidden and d_out divisible by 8 "
+                             f"(16-byte rows), got {d_in}, {hidden}, {d_out}")
         self.num_experts, self.top_k, self.router = num_experts, top_k, router
         self.dispatch = dispatch
         self.experts = nn.ModuleList(
@@ -124,7 +132,9 @@ class MoE(nn.Module):
                                                         "load": load}
         index, weight, aux = self.route(xf, phase)
         dense = self.dispatch == "dense" or (self.dispatch == "auto" and xf.is_cuda)
-        if dense:
+        if self.dispatch == "grouped":
+            y = self._grouped(xf, index, weight)
+        elif dense:
             experts = torch.arange(self.num_experts, device=index.device)
             # gate weight of expert e for each token: sum over its k slots choosing e
             w = ((index.unsqueeze(-1) == experts) * weight.unsqueeze(-1)).sum(1)  # (M, E)
@@ -141,6 +151,62 @@ class MoE(nn.Module):
                 y.index_add_(0, tok, weight[tok, slot, None] * expert(xf[tok]))
         load = _slot_fractions(index, self.num_experts).detach()
         return y.reshape(*shape[:-1], self.d_out), {"aux_loss": aux, "load": load}
+
+
+    def _grouped(self, xf: torch.Tensor, index: torch.Tensor, weight: torch.Tensor
+                 ) -> torch.Tensor:
+        """Sort-by-expert dispatch: one grouped matmul per expert layer, no host sync."""
+        M, k = index.shape
+        E = self.num_experts
+        flat = index.reshape(-1)  # (M k,) expert of each token slot
+        order = torch.argsort(flat, stable=True)
+        tok = order // k  # token of each sorted slot
+        counts = (flat.unsqueeze(-1) == torch.arange(E, device=flat.device)).sum(0)
+        offs = counts.cumsum(0).to(torch.int32)  # end row of each expert's group
+        e_sorted = flat[order]
+        dt = torch.get_autocast_dtype(xf.device.type) if torch.is_autocast_enabled(
+            xf.device.type) else xf.dtype
+        xs = xf[tok].to(dt)
+        fc_w = torch.stack([e.fc.weight for e in self.experts]).transpose(1, 2).to(dt)
+        pr_w = torch.stack([e.proj.weight for e in self.experts]).transpose(1, 2).to(dt)
+        h = _grouped_mm(xs, fc_w, offs, e_sorted)
+        if self.experts[0].fc.bias is not None:
+            h = h + torch.stack([e.fc.bias for e in self.experts]).to(dt)[e_sorted]
+        h = F.gelu(h)
+        out = _grouped_mm(h.to(dt), pr_w, offs, e_sorted)
+        if self.experts[0].proj.bias is not None:
+            out = out + torch.stack([e.proj.bias for e in self.experts]).to(dt)[e_sorted]
+        out = self.experts[0].drop(out)
+        w = weight.reshape(-1)[order, None].to(out.dtype)
+        y = xf.new_zeros(M, self.d_out, dtype=out.dtype)
+        return y.index_add_(0, tok, out * w)
+
+
+def _grouped_mm(a: torch.Tensor, b: torch.Tensor, offs: torch.Tensor, group: torch.Tensor
+                ) -> torch.Tensor:
+    """Rows of ``a`` (sorted by group) times their group's matrix ``b[e]`` (E, n, m).
+
+    ``torch._grouped_mm`` for float32/bf16/fp16; other dtypes (float64, the tests'
+    reference precision) by masked full products, O(E) times the work, also sync-free."""
+    if a.dtype in (torch.float32, torch.bfloat16, torch.float16):
+        return _ContiguousGrad.apply(torch._grouped_mm(a, b, offs=offs))
+    out = a.new_zeros(a.shape[0], b.shape[-1])
+    for e in range(b.shape[0]):
+        out = out + (group == e).unsqueeze(-1).to(a.dtype) * (a @ b[e])
+    return out
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the incoming gradient contiguous (torch._grouped_mm's
+    backward rejects the zero-stride gradients that e.g. ``sum()`` produces)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return grad.contiguous()
 
 
 def _slot_fractions(index: torch.Tensor, num_experts: int) -> torch.Tensor:
