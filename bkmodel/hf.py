@@ -24,7 +24,8 @@ Design
   ``tokenizer_config.json``) and a ``generation_config.json``.
 * **Recurrent cache.** :class:`BKRecurrentCache` holds the O(1) decoding state of every layer,
   exactly the objects of :meth:`LanguageModel._prefill` / ``_decode_step``: ``g`` (B, C)
-  complex128 for the classic layer, ``{"g", "conv"}`` for the selective one. The first
+  complex128 for the classic layer, ``{"g", "conv"}`` for the selective one, ``{"g", "S",
+  "conv"}`` for the green one (``S`` (B, H, dk, dv): Green's-function attention). The first
   forward of ``generate`` runs the prompt through the parallel scan (``_prefill``); every
   next token is one recurrence step per layer. Beam search reorders the state rows
   (:meth:`BKRecurrentCache.reorder_cache`).
@@ -111,7 +112,8 @@ class BKRecurrentCache:
 
     ``states[str(i)]`` is layer i's state as :meth:`LanguageModel._decode_step` takes it:
     ``g`` (B, C) complex128 (classic layer) or ``{"g": (B, S) complex128, "conv": (B, n_in,
-    k-1) or None}`` (selective layer). ``seen_tokens`` counts the tokens folded in. The
+    k-1) or None}`` (selective layer; the green layer adds ``"S"`` (B, H, dk, dv)).
+    ``seen_tokens`` counts the tokens folded in. The
     ``signature`` (architecture fields of the model) lets a model refuse a state that another
     model produced.
     """

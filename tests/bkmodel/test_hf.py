@@ -22,7 +22,7 @@ def _model(layer: str) -> LanguageModel:
                          layer=layer, ffn="mlp").eval()
 
 
-@pytest.fixture(params=["classic", "selective"])
+@pytest.fixture(params=["classic", "selective", "green"])
 def saved(request, tmp_path):
     m = _model(request.param)
     m.save_pretrained(tmp_path)
