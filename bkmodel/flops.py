@@ -68,6 +68,36 @@ def _ffn(cfg: Any, T: int, d: int) -> list[tuple[str, int, str]]:
     return rows
 
 
+def _green_rows(p: str, c: Any, T: int) -> list[LayerFlops]:
+    """Rows of a Green's-function attention layer (bkmodel/ops/green_attn/chunk.py): the
+    chunked form pads T to nc chunks of L = min(chunk_size, T) tokens."""
+    d, H = c.d_model, c.n_channels
+    dk, dv = c.key_dim or d // H, c.value_dim or d // H
+    n_op = 3 * H if c.selective else H
+    n_in = n_op + H * (2 * dk + dv)
+    L = max(1, min(c.chunk_size, T))
+    nc = -(-T // L)
+    rows = [LayerFlops(p + "bk.in_proj", _linear(T, d, n_in), note=f"d->{n_in}")]
+    if c.conv_size:
+        k = c.conv_size
+        rows.append(LayerFlops(p + "bk.conv", 2 * n_in * k * (T + k - 1),
+                               note=f"depthwise, width {k}"))
+    rows.append(LayerFlops(p + "bk.scan", 0, SCAN_FLOPS_PER_STEP * T * H,
+                           note=f"{H} chains, elementwise"))
+    intra = H * nc * (2 * L * L * dk + 2 * 2 * L * L * dv)  # q k^T; (P W_re) v, (P W_im) v
+    states = H * nc * 2 * (2 * dk) * L * dv  # [Re c k, Im c k]^T v
+    # chunk-to-chunk propagation, a complex product: counted as FlopCounterMode counts it
+    # (2mnk, like a real one; its real cost is 4x that, negligible for nc << T)
+    carry = H * 2 * (nc + 1) ** 2 * dk * dv
+    inter = H * nc * 2 * 2 * L * dk * dv  # q S_in (real and imaginary parts)
+    rows.append(LayerFlops(p + "bk.green_attn", intra + states + carry + inter,
+                           note=f"{H} heads, dk {dk}, dv {dv}, {nc} chunks of {L}"))
+    if c.output_gate:
+        rows.append(LayerFlops(p + "bk.gate", _linear(T, d, H * dv)))
+    rows.append(LayerFlops(p + "bk.out", _linear(T, 2 * H * dv, d)))
+    return rows
+
+
 def bk_flops(config: Any, T: int) -> list[LayerFlops]:
     """Per-layer forward FLOPs of a :class:`bkmodel.model.LanguageModel` for one sequence
     of T tokens (``config``: its :class:`~bkmodel.config.ModelConfig`)."""
@@ -75,7 +105,9 @@ def bk_flops(config: Any, T: int) -> list[LayerFlops]:
     rows: list[LayerFlops] = []
     for i in range(c.n_layers):
         p = f"block{i}."
-        if c.layer == "selective":
+        if c.layer == "green":
+            rows += _green_rows(p, c, T)
+        elif c.layer == "selective":
             S = C * c.n_energies
             n_in = 3 * C if c.selective else C
             rows.append(LayerFlops(p + "bk.in_proj", _linear(T, d, n_in), note=f"d->{n_in}"))

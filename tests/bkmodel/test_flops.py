@@ -32,8 +32,11 @@ def counted(model, T: int) -> int:
     dict(layer="selective", ffn="mlp"),
     dict(layer="selective", ffn="mlp", conv_size=0, output_gate=False, n_energies=3),
     dict(layer="selective", ffn="mlp", selective=False),
+    dict(layer="green", ffn="mlp", chunk_size=8),
+    dict(layer="green", ffn="mlp", conv_size=0, output_gate=False, selective=False,
+         key_dim=3, value_dim=5, chunk_size=4),
 ], ids=["classic-mlp", "classic-moe-top2", "classic-scattering", "classic-potential-moe",
-        "selective", "selective-energies", "selective-constant"])
+        "selective", "selective-energies", "selective-constant", "green", "green-dims"])
 @pytest.mark.parametrize("T", [1, 17])
 def test_bk_matmul_flops_match_flop_counter(kw, T):
     torch.manual_seed(0)

@@ -69,7 +69,7 @@ def green_attention_chunked(
     """
     B, T, H, dk = q.shape
     dv = v.shape[-1]
-    L = int(chunk_size)
+    L = max(1, min(int(chunk_size), T))  # a short sequence is one chunk of its own length
     cdt = torch.promote_types(g.dtype, torch.complex64)
     rdt = torch.float64 if cdt == torch.complex128 else torch.float32
     tiny = 1e-300 if rdt == torch.float64 else 1e-30  # floor of |a|^2
