@@ -1,7 +1,8 @@
 """Early exit (ACT) on CPU: perplexity against measured average forward FLOPs per token.
 
-Trains (unless the run directories exist) ResNet-BK and the Transformer baseline with the
-project's loop (:func:`bkmodel.train.train`) from the ``tiny`` preset with ``--layers``
+Trains (unless the run directories hold the final checkpoint) ResNet-BK and the Transformer
+baseline with the project's loop (:class:`bkmodel.train.Trainer`, without its final
+whole-split evaluation) from the ``tiny`` preset with ``--layers``
 blocks (default 4: two blocks leave too little depth to exit from) and ``--steps`` steps of
 ``--batch-size`` windows, then evaluates on the validation split (``--max-tokens`` tokens,
 windows spread evenly) with :func:`bkmodel.early_exit.evaluate_early_exit`:
@@ -20,7 +21,9 @@ Usage::
 
     nice python benchmarks/act_curve.py            # a few minutes on 2 shared CPU cores
 
-Writes ``benchmarks/results/act_curve_tiny_<date>.json`` (read by ``bkpaper.act_figs``).
+Writes ``benchmarks/results/act_curve_tiny_<date>.json`` (read by ``bkpaper.act_figs``); a
+file of the same day keeps the entries of the models not run this time (``--models bk`` and
+``--models transformer`` can run separately).
 """
 
 from __future__ import annotations
@@ -43,16 +46,45 @@ from bkmodel.data import load_split  # noqa: E402
 from bkmodel.early_exit import EarlyExit, HaltingRule, evaluate_early_exit  # noqa: E402
 from bkmodel.presets import TrainConfig  # noqa: E402
 from bkmodel.tokenizer import encode_documents  # noqa: E402
-from bkmodel.train import train  # noqa: E402
+from bkmodel.train import Trainer  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-QUANTILES = (0.05, 0.15, 0.3, 0.5, 0.7, 0.85, 0.95)
+QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9, 0.97, 0.99)
+TOLERANCES = (0.01, 0.02, 0.05, 0.10)
 
 
 def _machine() -> dict:
     return {"platform": platform.platform(), "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "device": "cpu", "loadavg": list(os.getloadavg())}
+
+
+class _Trainer(Trainer):
+    """The project's training loop without its final whole-split evaluation (on a shared
+    2-core CPU that pass over the ~200k validation tokens costs more than the training; the
+    benchmarks evaluate ``--max-tokens`` tokens themselves)."""
+
+    def _finish(self) -> dict:
+        return {"steps": self.state.step}
+
+
+def train_without_final_eval(cfg: TrainConfig, run: Path) -> float:
+    """Train ``cfg`` into ``run`` with :class:`bkmodel.train.Trainer` (same steps, data,
+    optimizer and checkpoints as ``bk train``); returns the wall time in seconds. Nothing is
+    done when ``run`` holds a checkpoint of step ``cfg.max_steps``."""
+    from bkmodel.checkpoint import load_checkpoint
+    from bkmodel.distributed import Dist
+
+    if (run / "checkpoint.pt").exists() and load_checkpoint(run)[0]["step"] == cfg.max_steps:
+        return 0.0
+    t0 = time.perf_counter()
+    dist = Dist(cfg.device)
+    try:
+        _Trainer(cfg, run, dist, resume=False, fault=None, progress=False, cache_dir=None,
+                 say=lambda msg: print(msg, file=sys.stderr, flush=True)).fit()
+    finally:
+        dist.close()
+    return time.perf_counter() - t0
 
 
 def _train_or_load(kind: str, args) -> tuple[torch.nn.Module, object, dict]:
@@ -62,16 +94,14 @@ def _train_or_load(kind: str, args) -> tuple[torch.nn.Module, object, dict]:
                                   warmup_steps=max(1, args.steps // 10),
                                   eval_every=args.steps, ckpt_every=args.steps,
                                   eval_tokens=8192, device="cpu")
-    info: dict = {"run_dir": str(run), "config": cfg.to_dict()}
-    if not (run / "summary.json").exists():
-        t0 = time.perf_counter()
-        summary = train(cfg, run, progress=False)
-        info["train_wall_s"] = time.perf_counter() - t0
-        info["trained_val_ppl"] = summary["val_ppl"]
-    else:
-        info["reused"] = True
+    info: dict = {"run_dir": str(run), "config": cfg.to_dict(),
+                  "train_wall_s": train_without_final_eval(cfg, run)}
     model, tok, _ = load_run(run)
     return model.eval(), tok, info
+
+
+def _family(p: dict) -> str:
+    return f"scattering-{p['statistic']}" if p["kind"] == "scattering" else p["kind"]
 
 
 def _scores(model, tokens: np.ndarray, seq_len: int, max_tokens: int) -> dict[str, np.ndarray]:
@@ -123,6 +153,17 @@ def curve(kind: str, args) -> dict:
     full = points[0]
     ok = [p for p in points if p["ppl"] <= full["ppl"] * (1 + args.tolerance)]
     best = min(ok, key=lambda p: p["flops_per_token"])
+    families = sorted({_family(p) for p in points} - {"none"})
+    by_family = {}  # family -> tolerance -> smallest FLOPs fraction within it (or None)
+    for fam in families:
+        fp = [p for p in points if _family(p) == fam]
+        by_family[fam] = {}
+        for tol in TOLERANCES:
+            within = [p for p in fp if p["ppl"] <= full["ppl"] * (1 + tol)]
+            by_family[fam][f"{tol:g}"] = (min(p["flops_fraction"] for p in within)
+                                         if within else None)
+        half = [p for p in fp if p["flops_fraction"] <= 0.5]
+        by_family[fam]["ppl_at_half_flops"] = min((p["ppl"] for p in half), default=None)
     return {**info, "params": model.num_params(), "n_layers": L, "seq_len": seq_len,
             "flop_costs": costs, "eval_wall_s": time.perf_counter() - t0,
             "score_quantiles": {k: np.quantile(v, QUANTILES).tolist()
@@ -131,7 +172,8 @@ def curve(kind: str, args) -> dict:
             "verdict": {"full_ppl": full["ppl"], "tolerance": args.tolerance,
                         "best_rule_within_tolerance": best["rule"],
                         "best_flops_fraction": best["flops_fraction"],
-                        "flops_saving_factor": 1.0 / best["flops_fraction"]}}
+                        "flops_saving_factor": 1.0 / best["flops_fraction"],
+                        "min_flops_fraction_within_tolerance": by_family}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--steps", type=int, default=120)
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-tokens", type=int, default=16384)
+    p.add_argument("--max-tokens", type=int, default=4096)
     p.add_argument("--tolerance", type=float, default=0.01)
     p.add_argument("--models", default="bk,transformer")
     p.add_argument("--out-dir", default="runs/act")
@@ -155,6 +197,12 @@ def main(argv: list[str] | None = None) -> int:
               "models": models}
     out = Path(args.results) / f"act_curve_tiny_{date}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():  # the same day's other models (run separately) are kept
+        old = json.loads(out.read_text())
+        result["models"] = {**{k: v for k, v in old.get("models", {}).items()
+                               if k not in models}, **models}
+        result["commands"] = sorted({*old.get("commands", [old.get("command", "")]),
+                                     result["command"]})
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")
     for k, m in models.items():

@@ -27,11 +27,11 @@ from bkpaper.framework import (
 __all__ = ["ACT_CMD", "figure_act"]
 
 ACT_CMD = "python benchmarks/act_curve.py"
-_FAMILIES = {  # rule family -> (label, marker)
-    "static": ("static exit after block l", "s-"),
-    "scattering-coherence": ("scattering: chain coherence |Σg|/Σ|g|", "o-"),
-    "scattering-phase": ("scattering: phase arg Σg / π", "^-"),
-    "confidence": ("softmax confidence", "d-"),
+_FAMILIES = {  # rule family -> (label, marker, colour): the same in both panels
+    "static": ("static exit after block l", "s-", "C0"),
+    "scattering-coherence": ("scattering: chain coherence |Σg|/Σ|g|", "o-", "C1"),
+    "scattering-phase": ("scattering: phase arg Σg / π", "^-", "C2"),
+    "confidence": ("softmax confidence", "d-", "C3"),
 }
 
 
@@ -144,19 +144,17 @@ def figure_act(ctx: FigureContext) -> FigureResult:
                all(math.isclose(sum(p["exit_fraction"]), 1.0, rel_tol=1e-9) for p in pts))
         ax = axes[0, k]
         full = none[0]
-        for fam, (label, style) in _FAMILIES.items():
-            fp = sorted((p for p in pts if _family(p) == fam) or [],
-                        key=lambda p: p["flops_fraction"])
+        for fam, (label, style, colour) in _FAMILIES.items():
+            fp = sorted((p for p in pts if _family(p) == fam), key=lambda p: p["flops_fraction"])
             if fam == "static":
                 fp = fp + [full]
-            if not fp or (fam != "static" and len(fp) == 0):
+            if not fp:
                 continue
             ax.plot([p["flops_fraction"] for p in fp], [p["ppl"] for p in fp], style, ms=3,
-                    lw=0.9, label=label)
+                    lw=0.9, color=colour, label=label)
         ax.plot([1.0], [full["ppl"]], "k*", ms=8, label="full model (no exit)")
         ax.axhline(full["ppl"] * 1.01, color="0.5", lw=0.6, ls="--", label="full ppl + 1 %")
-        ax.axvline(0.5, color="C3", lw=0.6, ls=":", label="the seeds' claim: ½ the FLOPs")
-        ax.set_yscale("log")
+        ax.axvline(0.5, color="C4", lw=0.6, ls=":", label="the seeds' claim: ½ the FLOPs")
         ax.set_xlabel("mean forward FLOPs per token / full model's")
         ax.set_ylabel("validation perplexity")
         ax.set_title(titles.get(m, m))
