@@ -18,6 +18,10 @@ Usage (on the GPU machine, from the repository root)::
 
     PYTHONPATH=. python benchmarks/lm_suites.py --suite gpu2k [--rows bk,transformer]
 
+The fla peers (``--rows gla,hgrn2``) are warmed up first (:func:`warm_up`: their kernels
+autotune on first use, for minutes); the warm-up time is recorded as ``warm_up_s`` and is not
+in the row's wall time or tokens/s. Run one peer per call on the lent GPU.
+
 Writes ``benchmarks/results/lm_<suite>_<device>_<date>.json`` and prints the tables; rows are
 appended to the JSON as they finish (a killed run keeps the finished rows).
 """
@@ -38,6 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 from bkmodel.evaluate import evaluate_checkpoint  # noqa: E402
+from bkmodel.peers import PEERS  # noqa: E402
 from bkmodel.presets import TrainConfig  # noqa: E402
 from bkmodel.train import train  # noqa: E402
 
@@ -103,6 +108,28 @@ SUITE_ROWS = {
 }
 
 
+def warm_up(cfg: TrainConfig, vocab_size: int, steps: int = 3) -> float:
+    """Seconds of ``steps`` forward + backward passes of a throw-away model of ``cfg`` at the
+    suite's batch shape (bf16 autocast on CUDA): fla's kernels autotune on first use, for
+    minutes; their autotuners cache per process, so the timed run that follows starts warm,
+    as the project's Triton kernels do after their first compilation."""
+    from bkmodel.factory import build_model
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    model = build_model(cfg, vocab_size).to(dev)
+    ids = torch.randint(0, vocab_size, (cfg.batch_size, cfg.seq_len + 1), device=dev)
+    t0 = time.perf_counter()
+    for i in range(steps):
+        with torch.autocast(dev, dtype=torch.bfloat16, enabled=dev == "cuda"):
+            _, loss = model(ids[:, :-1], ids[:, 1:])
+        loss.backward()
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        print(f"  warm-up step {i + 1}/{steps}: {time.perf_counter() - t0:.1f} s", flush=True)
+    del model
+    return time.perf_counter() - t0
+
+
 def run_row(suite: str, label: str, out_dir: Path, progress: bool,
             scan_backend: str | None = None, max_steps: int | None = None) -> dict[str, Any]:
     """Train and evaluate one row; returns its result dict."""
@@ -118,6 +145,9 @@ def run_row(suite: str, label: str, out_dir: Path, progress: bool,
     if run_dir.exists():
         shutil.rmtree(run_dir)
     cuda = torch.cuda.is_available()
+    warm_s = None
+    if model in PEERS:  # autotune outside the timed run (see warm_up)
+        warm_s = warm_up(cfg, cfg.vocab_size)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
@@ -135,6 +165,7 @@ def run_row(suite: str, label: str, out_dir: Path, progress: bool,
         "train_tokens_per_s": summary["train_tokens_per_s"],
         "eval_tokens_per_s": ev["validation"]["tokens_per_s"],
         "peak_mem_gib": peak, "wall_s": wall, "counters": summary.get("counters"),
+        "warm_up_s": warm_s,
     }
 
 
