@@ -184,23 +184,40 @@ def _as_pot(pot: object) -> StepPotential:
 
 def _cell_product(kk: np.ndarray, pot: StepPotential) -> tuple[np.ndarray, ...]:
     """The propagator ``P(k)`` of ``(f, f')`` from ``a`` to ``b`` (entries P11..P22, each of
-    the shape of ``kk``): the product of the exact cell matrices
-    ``[[cos qL, sin(qL)/q], [−q sin qL, cos qL]]``, ``q² = k² − V_j`` (entire in q²)."""
-    k2 = kk * kk
-    p11 = np.ones_like(kk)
-    p12 = np.zeros_like(kk)
-    p21 = np.zeros_like(kk)
-    p22 = np.ones_like(kk)
-    for L, vj in zip(np.diff(pot.edges), pot.values, strict=True):
-        q2 = k2 - vj
+    the shape of ``kk``): the product ``M_n ⋯ M_1`` of the exact cell matrices
+    ``[[cos qL, sin(qL)/q], [−q sin qL, cos qL]]``, ``q² = k² − V_j`` (entire in q²).
+
+    All cells at once, multiplied pairwise (a binary tree, log₂ n vectorised levels; the
+    rounding error of a product of n factors then grows like log n rather than n), over
+    blocks of k so that a level holds at most ~2²⁰ matrices."""
+    shape = kk.shape
+    kf = kk.reshape(-1)
+    L = np.diff(pot.edges)[:, None]
+    vj = np.asarray(pot.values, dtype=np.float64)[:, None]
+    out = [np.empty(kf.shape, np.complex128) for _ in range(4)]
+    if L.shape[0] == 0:  # no cell: the identity
+        return tuple(np.full(shape, float(i in (0, 3)), np.complex128) for i in range(4))
+    step = max(1, (1 << 20) // max(1, L.shape[0]))
+    for lo in range(0, kf.size, step):
+        k2 = (kf[lo:lo + step] * kf[lo:lo + step])[None, :]  # (1, nk)
+        q2 = k2 - vj  # (n, nk)
         q = np.sqrt(q2)
         qL = q * L
         c = np.cos(qL)
         s = L * np.sinc(qL / np.pi)  # sin(qL)/q
-        m21 = -q2 * s
-        p11, p12, p21, p22 = (c * p11 + s * p21, c * p12 + s * p22,
-                              m21 * p11 + c * p21, m21 * p12 + c * p22)
-    return p11, p12, p21, p22
+        m = [c, s, -q2 * s, c]  # M11, M12, M21, M22 of each cell
+        while m[0].shape[0] > 1:
+            n = m[0].shape[0]
+            a = [x[0:n - 1:2] for x in m]  # the earlier cell of each pair (right factor)
+            b = [x[1::2] for x in m]  # the later one (left factor)
+            prod = [b[0] * a[0] + b[1] * a[2], b[0] * a[1] + b[1] * a[3],
+                    b[2] * a[0] + b[3] * a[2], b[2] * a[1] + b[3] * a[3]]
+            # odd n: the last cell has no partner and is carried to the next level
+            m = prod if n % 2 == 0 else [np.concatenate([x, y[n - 1:]])
+                                         for x, y in zip(prod, m, strict=True)]
+        for o, x in zip(out, m, strict=True):
+            o[lo:lo + step] = x[0]
+    return tuple(o.reshape(shape) for o in out)
 
 
 def _transfer(kk: np.ndarray, pot: StepPotential) -> np.ndarray:
