@@ -66,7 +66,7 @@ from bkmodel.config import ModelConfig
 from bkmodel.model import LanguageModel
 
 __all__ = ["BKRecurrentCache", "ResNetBKConfig", "ResNetBKForCausalLM", "export_hf",
-           "tokenizer_to_hf"]
+           "timed_generate", "tokenizer_to_hf"]
 
 MODEL_TYPE = "resnet-bk"
 # the generate() keyword of the cache: "cache" from transformers 5, "past_key_values" before
@@ -351,6 +351,46 @@ def _read_meta(path: Path) -> dict[str, Any]:
 
 AutoConfig.register(MODEL_TYPE, ResNetBKConfig, exist_ok=True)
 AutoModelForCausalLM.register(ResNetBKConfig, ResNetBKForCausalLM, exist_ok=True)
+
+
+# --------------------------------------------------------------------------------------------
+# generation speed
+# --------------------------------------------------------------------------------------------
+def timed_generate(model: ResNetBKForCausalLM, input_ids: torch.Tensor, **kwargs: Any):
+    """``model.generate(input_ids, **kwargs)`` through ``transformers``, and its speed.
+
+    The call is unchanged (the recurrent cache, logits processors, streamers, ...); a forward
+    hook on ``model`` stamps ``time.perf_counter`` after every step (CUDA synchronised), as
+    :func:`bkmodel.generation.timed_generate` does for the project's ``generate``: the first
+    step (the prompt through ``_prefill``) is the prefill, the rest (one recurrence step per
+    token, sampling and ``transformers``' per-token bookkeeping included) is decode.
+
+    Parameters
+    ----------
+    model : ResNetBKForCausalLM
+        The adapted model.
+    input_ids : torch.Tensor
+        (B, T) prompt ids on the model's device.
+    **kwargs
+        Passed to ``model.generate`` (``max_new_tokens``, ``do_sample``, ``attention_mask``,
+        ``streamer``, ...).
+
+    Returns
+    -------
+    output, bkmodel.generation.GenerationStats
+        What ``generate`` returned (ids, or a ``GenerateOutput`` with
+        ``return_dict_in_generate``) and the measurement; ``new_tokens`` counts the tokens
+        actually generated per row (fewer when every row stopped at ``eos_token_id``).
+    """
+    from bkmodel.generation import measure_generate
+
+    if not isinstance(model, ResNetBKForCausalLM):
+        raise TypeError(f"model must be a ResNetBKForCausalLM, got {type(model).__name__}")
+    with torch.no_grad():
+        return measure_generate(
+            lambda: model.generate(input_ids, **kwargs), model, input_ids,
+            architecture="resnet-bk (transformers)",
+            sequences=lambda out: out if isinstance(out, torch.Tensor) else out.sequences)
 
 
 # --------------------------------------------------------------------------------------------
