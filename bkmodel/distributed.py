@@ -6,18 +6,28 @@ no-ops. :func:`rng_state` / :func:`set_rng_state` capture and restore every RNG 
 from (torch CPU and CUDA, NumPy's global RNG, Python's ``random``) as tensors and lists that a
 ``weights_only`` checkpoint can hold, so that a resumed run continues the same random streams.
 :func:`may_leave_parameters_unused` decides DDP's ``find_unused_parameters`` from the model.
+
+FSDP2 (``TrainConfig.parallel="fsdp"``, torch's ``fully_shard``): :func:`shard_model` shards
+every block and then the root (embeddings, final norm, head); parameters and AdamW moments
+become ``DTensor`` shards. :func:`full_state` gathers a state dict (model or optimizer) into
+the plain tensors a one-process run has (a collective: every rank calls it, in the same
+order), so checkpoints stay full and load on one process; :func:`load_full_model_state` and
+:func:`load_full_optimizer_state` scatter such a full state back into the shards.
 """
 
 from __future__ import annotations
 
 import os
 import random
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["Dist", "may_leave_parameters_unused", "rng_state", "set_rng_state"]
+__all__ = ["Dist", "full_state", "load_full_model_state", "load_full_optimizer_state",
+           "may_leave_parameters_unused", "params_finite", "rng_state", "set_rng_state",
+           "shard_model"]
 
 
 class Dist:
@@ -69,6 +79,14 @@ class Dist:
         self.dist.all_reduce(t)
         return bool(t.item() > 0)
 
+    def any_each(self, flags: Sequence[bool]) -> list[bool]:
+        """Each flag true on every rank if it is true on one (one all-reduce for all)."""
+        if not self.enabled:
+            return [bool(f) for f in flags]
+        t = torch.tensor([1.0 if f else 0.0 for f in flags], device=self.device)
+        self.dist.all_reduce(t)
+        return [bool(v > 0) for v in t.tolist()]
+
     def barrier(self) -> None:
         if self.enabled:
             self.dist.barrier()
@@ -94,6 +112,78 @@ def may_leave_parameters_unused(model: torch.nn.Module) -> bool:
         and any(p.requires_grad for p in m.experts.parameters())
         for m in model.modules()
     )
+
+
+def params_finite(model: torch.nn.Module) -> bool:
+    """True if every parameter of ``model`` held by this process is finite (for an FSDP shard,
+    the local part only: combine the ranks' answers with :meth:`Dist.any`)."""
+    for p in model.parameters():
+        local = p.to_local() if hasattr(p, "to_local") else p
+        if not bool(torch.isfinite(local).all()):
+            return False
+    return True
+
+
+def shard_model(model: torch.nn.Module) -> torch.nn.Module:
+    """Shard ``model`` in place with FSDP2 (``fully_shard``): each element of every
+    ``nn.ModuleList`` attribute of the root (the blocks), then the root.
+
+    Needs an initialised process group; returns ``model`` (its class becomes FSDP's
+    subclass, its parameters ``DTensor`` shards along dim 0).
+    """
+    from torch.distributed.fsdp import fully_shard
+
+    for child in model.children():
+        if isinstance(child, torch.nn.ModuleList):
+            for block in child:
+                fully_shard(block)
+    fully_shard(model)
+    return model
+
+
+def full_state(x: Any) -> Any:
+    """``x`` (a state dict, nested dicts/lists) with every ``DTensor`` gathered into a plain
+    tensor; other values as they are. A collective under FSDP: call it on every rank."""
+    from torch.distributed.tensor import DTensor
+
+    if isinstance(x, DTensor):
+        return x.full_tensor()
+    if isinstance(x, dict):
+        return {k: full_state(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [full_state(v) for v in x]
+    if isinstance(x, tuple):
+        return tuple(full_state(v) for v in x)
+    return x
+
+
+def _like(full: torch.Tensor, ref: Any) -> torch.Tensor:
+    """``full`` distributed like the ``DTensor`` ``ref`` (a plain ``ref``: ``full`` itself)."""
+    from torch.distributed.tensor import DTensor, distribute_tensor
+
+    if not isinstance(ref, DTensor):
+        return full
+    full = full.to(device=ref.device, dtype=ref.dtype)
+    return distribute_tensor(full, ref.device_mesh, ref.placements)
+
+
+def load_full_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load a full (unsharded) model state dict into an FSDP-sharded ``model`` (every rank,
+    with the same ``state``)."""
+    current = model.state_dict()
+    model.load_state_dict({k: _like(v, current.get(k)) for k, v in state.items()})
+
+
+def load_full_optimizer_state(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Load a full optimizer state dict (the format of a one-process run) into an optimizer
+    over ``DTensor`` parameters, sharding each moment like its parameter (every rank)."""
+    opt.load_state_dict(state)
+    for group in opt.param_groups:
+        for p in group["params"]:
+            s = opt.state.get(p, {})
+            for k, v in s.items():
+                if isinstance(v, torch.Tensor) and v.dim() > 0 and v.shape == p.shape:
+                    s[k] = _like(v, p)
 
 
 def rng_state() -> dict[str, Any]:

@@ -26,17 +26,28 @@ by expert and runs each expert's two matmuls as one grouped matmul over the sort
 CUDA and sparse elsewhere. Either way: no capacity limit, no dropped tokens, and the result for a
 token does not depend on the other tokens of the batch (generation step by step equals the
 full forward).
+
+Data parallelism (``balance_records`` and :func:`global_balance_correction`): ``f_e`` and
+``P_e`` are means over the tokens a process sees, so under DDP each rank's load-balance loss
+would be that of its shard, not of the global batch. The trainer sets ``balance_records`` to a
+list on every MoE; each training forward then records its detached slot fractions and its
+(differentiable) mean gate probabilities, and after the forward (when every rank is past it:
+no collective runs inside the forward, where a ``GuardError`` on one rank would leave the
+others waiting) :func:`global_balance_correction` all-reduces the fractions and returns the
+term that turns each rank's loss into ``E * sum_e f_e^global P_e^rank``. Its mean over ranks is
+Switch's loss of the global batch, and DDP's gradient average is the global batch's gradient.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["MLP", "MoE", "scattering_route"]
+__all__ = ["MLP", "MoE", "global_balance_correction", "scattering_route"]
 
 
 class MLP(nn.Module):
@@ -104,6 +115,9 @@ class MoE(nn.Module):
         )
         self.gate = nn.Linear(d_in, num_experts, bias=False) if router == "learned" else None
         self.d_out = d_out
+        # set to a list by a data-parallel trainer: one (slot fractions (E,) detached, mean gate
+        # probabilities (E,) or None) per training forward (global_balance_correction)
+        self.balance_records: list[tuple[torch.Tensor, torch.Tensor | None]] | None = None
 
     def route(self, x: torch.Tensor, phase: torch.Tensor | None
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -113,13 +127,20 @@ class MoE(nn.Module):
             if phase is None:
                 raise ValueError("the scattering router needs the phase of g (phase=None)")
             index, weight = scattering_route(phase.reshape(-1).to(x.dtype), E, k)
+            self._record(_slot_fractions(index, E), None)  # aux 0: nothing to correct
             return index, weight, x.new_zeros(())
         probs = F.softmax(self.gate(x).float(), dim=-1)  # (M, E)
         top_p, index = probs.topk(k, dim=-1)  # (M, k)
         weight = top_p if k == 1 else top_p / top_p.sum(-1, keepdim=True)
         frac = _slot_fractions(index, E)  # (E,); F.one_hot would synchronise on CUDA
-        aux = E * (frac * probs.mean(0)).sum()
+        mean_p = probs.mean(0)  # (E,)
+        aux = E * (frac * mean_p).sum()
+        self._record(frac, mean_p)
         return index, weight.to(x.dtype), aux
+
+    def _record(self, frac: torch.Tensor, mean_p: torch.Tensor | None) -> None:
+        if self.balance_records is not None and self.training:
+            self.balance_records.append((frac.detach(), mean_p))
 
     def forward(self, x: torch.Tensor, phase: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -128,6 +149,7 @@ class MoE(nn.Module):
         if self.num_experts == 1:
             y = self.experts[0](xf)
             load = xf.new_ones(1)
+            self._record(load, None)  # counted in the model's mean aux loss, no correction
             return y.reshape(*shape[:-1], self.d_out), {"aux_loss": xf.new_zeros(()),
                                                         "load": load}
         index, weight, aux = self.route(xf, phase)
@@ -207,6 +229,50 @@ class _ContiguousGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
         return grad.contiguous()
+
+
+def global_balance_correction(model: nn.Module,
+                              mean_over_ranks: Callable[[torch.Tensor], torch.Tensor],
+                              ) -> torch.Tensor | None:
+    """The term that makes a rank's MoE load-balance loss the global batch's.
+
+    Pops the records every :class:`MoE` of ``model`` with ``balance_records`` set wrote in
+    the last forward. A model's aux loss is the mean over its ``L`` MoE calls of
+    ``E * sum_e f_e P_e`` (:meth:`bkmodel.model.LanguageModel.forward`); with the fractions
+    averaged over ranks, ``f^g = mean_r f^r`` (equal token counts per rank), the returned
+    ``(1/L) sum_calls E * sum_e (f^g_e - f^r_e) P^r_e`` added to the aux loss gives
+    ``(1/L) sum E * sum_e f^g_e P^r_e``, whose mean over ranks is the aux loss of the global
+    batch (``P^g = mean_r P^r``) and whose gradients, averaged by DDP, are its gradients.
+    Multiply by ``aux_loss_weight`` before adding it to the loss.
+
+    Parameters
+    ----------
+    model : nn.Module
+    mean_over_ranks : callable
+        ``t -> mean of t over the ranks`` (an all-reduce; every rank must call this function
+        at the same point, with the same number of records).
+
+    Returns
+    -------
+    torch.Tensor or None
+        Scalar (differentiable through ``P``); None when nothing was recorded or no call has
+        a learned gate (no collective is run then).
+    """
+    records = []
+    for m in model.modules():
+        if isinstance(m, MoE) and m.balance_records:
+            records.extend(m.balance_records)
+            m.balance_records.clear()
+    learned = [(f, p) for f, p in records if p is not None]
+    if not learned:
+        return None
+    sizes = [f.numel() for f, _ in learned]
+    f_local = torch.cat([f for f, _ in learned])  # (sum E,): one all-reduce for all calls
+    f_global = mean_over_ranks(f_local)
+    corr = f_local.new_zeros(())
+    for (f, p), fg in zip(learned, f_global.split(sizes), strict=True):
+        corr = corr + f.numel() * ((fg - f) * p).sum()
+    return corr / len(records)
 
 
 def _slot_fractions(index: torch.Tensor, num_experts: int) -> torch.Tensor:

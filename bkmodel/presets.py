@@ -43,7 +43,9 @@ class TrainConfig:
     ``spike_factor`` × the median of the last ``spike_window`` accepted losses is not applied;
     training rolls back to the last good checkpoint and skips past the offending batch.
     ``cuda_graph``: replay each step's forward + backward from a CUDA graph (one CUDA GPU;
-    see :mod:`bkmodel.cuda_graph`).
+    see :mod:`bkmodel.cuda_graph`). ``parallel`` (under ``torchrun``): ``"ddp"`` replicates
+    the model on every rank, ``"fsdp"`` shards parameters, gradients and AdamW moments with
+    FSDP2 (:func:`bkmodel.distributed.shard_model`); checkpoints are full either way.
 
     Long-context switches (both off by default; docs/tutorials/long_context.md):
     ``reset_at_documents`` passes the model a ``reset`` mask built from the training stream's
@@ -88,6 +90,7 @@ class TrainConfig:
     precision: str = "auto"  # "auto" | "fp32" | "bf16"
     device: str = "auto"
     cuda_graph: bool = False  # replay forward + backward from a CUDA graph (one GPU)
+    parallel: str = "ddp"  # "ddp" | "fsdp" (FSDP2 fully_shard) under torchrun; no-op alone
     reset_at_documents: bool = False  # restart the BK chains at every document start
     tbptt: bool = False  # contiguous windows per row, state carried (detached) across steps
     seed: int = 1337
@@ -117,6 +120,7 @@ class TrainConfig:
             "corpus": ("shakespeare", "tiny"),
             "tokenizer": ("bpe", "byte"),
             "precision": ("auto", "fp32", "bf16"),
+            "parallel": ("ddp", "fsdp"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

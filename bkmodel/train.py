@@ -41,9 +41,21 @@ uninterrupted loss curve exactly (tested with ``kill -9``).
 Throughput (``tokens_per_s``) counts optimizer steps only (data, forward, backward, update):
 evaluation, checkpoints and the first five steps of a process (allocation, kernel
 compilation) are excluded. Under DDP every rank runs the ranks' share of each step and
-``tokens_per_s`` is the global rate; a ``GuardError`` raised on one rank only cannot be
-skipped consistently (the other ranks are already in the gradient all-reduce) and stops the
-run.
+``tokens_per_s`` is the global rate. Every skip, rollback and checkpoint decision is taken
+from flags all-reduced over the ranks (:meth:`bkmodel.distributed.Dist.any`), so a
+``GuardError``, a non-finite loss or a non-finite weight on one rank alone is handled the same
+on every rank (tested with gloo, a fault on rank 1 only). The MoE load-balance loss is that of
+the global batch (:func:`bkmodel.moe.global_balance_correction`, one all-reduce of the
+per-expert load fractions after the forward).
+
+FSDP (``parallel="fsdp"``, under ``torchrun``): FSDP2's ``fully_shard`` on every block and
+the root (:func:`bkmodel.distributed.shard_model`). Checkpoints are gathered on every rank
+and written by rank 0 as full state dicts in the one-process format, so they load and resume
+on one process; evaluation and the final export run on rank 0 on an unsharded copy of the
+model refreshed from the gathered weights. A ``GuardError`` inside an FSDP forward cannot be
+skipped collectively (the other ranks are already in the next block's all-gather): it stops
+the run on every rank. An MoE whose sparse dispatch may leave an expert without a gradient is
+refused (``moe_dispatch="dense"`` works).
 
 CUDA graphs (``cuda_graph=True``, ``bk train --cuda-graph true``; one GPU, no DDP): the
 forward + backward of a step is replayed from a CUDA graph (:mod:`bkmodel.cuda_graph`);
@@ -99,12 +111,23 @@ from bkmodel.data import (
     rank_rows,
     tbptt_starts,
 )
-from bkmodel.distributed import Dist, may_leave_parameters_unused, rng_state, set_rng_state
+from bkmodel.distributed import (
+    Dist,
+    full_state,
+    load_full_model_state,
+    load_full_optimizer_state,
+    may_leave_parameters_unused,
+    params_finite,
+    rng_state,
+    set_rng_state,
+    shard_model,
+)
 from bkmodel.evaluate import check_device, evaluate_stream
 from bkmodel.factory import build_model
 from bkmodel.guards import GuardError
 from bkmodel.metrics import MetricsLog, aux_stats, guard_counts, plot_metrics
 from bkmodel.model import LanguageModel, detach_state
+from bkmodel.moe import MoE, global_balance_correction
 from bkmodel.optim import build_optimizer, lr_at
 from bkmodel.presets import PRESETS, TrainConfig, get_preset
 from bkmodel.tokenizer import Tokenizer, encode_documents, get_tokenizer, save_tokenizer
@@ -130,7 +153,7 @@ __all__ = [
 
 # Fields that may differ between a run and its --resume (they don't change the trajectory).
 RESUMABLE_CHANGES = {"max_steps", "log_every", "eval_every", "eval_tokens", "ckpt_every",
-                     "device", "max_rollbacks"}
+                     "device", "max_rollbacks", "parallel"}
 
 
 class TrainingDiverged(RuntimeError):
@@ -223,7 +246,7 @@ def _to_device(state: Any, device: torch.device) -> Any:
 
 
 def _params_finite(model: nn.Module) -> bool:
-    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    return params_finite(model)
 
 
 def _prepare_data(cfg: TrainConfig, cache_dir: Path | None
@@ -338,7 +361,24 @@ class Trainer:
         self.raw = build_model(cfg, self.tok.vocab_size).to(dist.device)
         self.model: nn.Module = self.raw  # what the forward runs through (DDP or the model)
         self.n_params = self.raw.num_params()
-        if dist.world > 1:
+        self.spec = model_spec(self.raw)  # before fully_shard renames the class
+        self.fsdp = cfg.parallel == "fsdp" and dist.world > 1
+        self.eval_copy: nn.Module | None = None  # FSDP: rank 0's unsharded model
+        moes = [m for m in self.raw.modules() if isinstance(m, MoE)]
+        if dist.world > 1:  # the global batch's load-balance loss (global_balance_correction)
+            for m in moes:
+                m.balance_records = []
+        if self.fsdp:
+            if any(m.top_k < m.num_experts and m.dispatch != "dense" for m in moes):
+                raise ValueError("parallel='fsdp' with a sparse MoE (top_k < num_experts) "
+                                 "may leave an expert without a gradient on one rank; use "
+                                 "model option moe_dispatch='dense' or parallel='ddp'")
+            if dist.is_main:
+                import copy
+
+                self.eval_copy = copy.deepcopy(self.raw)
+            shard_model(self.raw)
+        elif dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [dist.device.index] if dist.device.type == "cuda" else None
@@ -386,9 +426,10 @@ class Trainer:
                 "window": list(st.window), "gn_window": list(st.gn_window),
                 "tokens": st.tokens, "counters": dict(st.counters),
                 "guard_totals": self.guard_totals(),
-                "model": self.raw.state_dict(), "optimizer": self.opt.state_dict(),
+                "model": self._full(self.raw.state_dict()),
+                "optimizer": self._full(self.opt.state_dict()),
                 "rng": rng_state(), "train_config": self.cfg.to_dict(),
-                "model_spec": model_spec(self.raw), "tokenizer": self.tok_doc,
+                "model_spec": self.spec, "tokenizer": self.tok_doc,
                 "n_params": self.n_params,
                 # tbptt: the state the next step continues (one process only: under DDP the
                 # other ranks' rows are not here, and a resume starts fresh)
@@ -398,8 +439,12 @@ class Trainer:
         """Load a checkpoint payload: weights, optimizer, RNGs, step, tokens, loss windows;
         with ``keep_counters`` (a rollback) the counters and ``skip`` stay as they are."""
         st = self.state
-        self.raw.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["optimizer"])
+        if self.fsdp:  # the full state, scattered into this rank's shards
+            load_full_model_state(self.raw, state["model"])
+            load_full_optimizer_state(self.opt, state["optimizer"])
+        else:
+            self.raw.load_state_dict(state["model"])
+            self.opt.load_state_dict(state["optimizer"])
         set_rng_state(state["rng"])
         st.step, st.tokens = state["step"], state["tokens"]
         st.window, st.gn_window = list(state["window"]), list(state["gn_window"])
@@ -416,9 +461,33 @@ class Trainer:
             carried = _to_device(carried, self.dist.device)
         self.carried = carried if self.carry else None
 
+    def _full(self, state: Any) -> Any:
+        """A state dict in the one-process format (FSDP: gathered, on every rank)."""
+        return full_state(state) if self.fsdp else state
+
+    def _weights_finite(self) -> bool:
+        """True on every rank if every rank's weights (or FSDP shards) are finite."""
+        return not self.dist.any(not _params_finite(self.raw))
+
+    def _unsharded(self) -> nn.Module:
+        """The model evaluation and the export run on (rank 0): the model itself, or with FSDP
+        the unsharded copy loaded with the gathered weights (a collective: every rank calls
+        it; the other ranks get the sharded model back and must not run it alone)."""
+        if not self.fsdp:
+            return self.raw
+        weights = full_state(self.raw.state_dict())
+        if self.eval_copy is None:
+            return self.raw
+        self.eval_copy.load_state_dict(weights)
+        return self.eval_copy
+
     def save(self) -> None:
-        """Write a checkpoint (rank 0); every rank waits for it."""
-        if self.dist.is_main:
+        """Write a checkpoint (rank 0; with FSDP every rank gathers); every rank waits."""
+        if self.fsdp:
+            payload = self.snapshot()
+            if self.dist.is_main:
+                write_checkpoint(self.ckpt_path, payload)
+        elif self.dist.is_main:
             write_checkpoint(self.ckpt_path, self.snapshot())
         self.state.saved_step = self.state.step
         self.dist.barrier()
@@ -545,22 +614,44 @@ class Trainer:
                     else:
                         _, loss = self.model(batch[:, :-1], batch[:, 1:])
         except GuardError as exc:  # a certificate the configured action could not repair
+            if self.fsdp:  # the other ranks wait in an all-gather of the forward: stop all
+                raise
             guard_error, loss = exc, None
         if dist.any(guard_error is not None):  # every rank skips the backward together
             self.say(f"step {step + 1}: {guard_error or 'guard error on another rank'}")
+            self._balance_correction(drop=True)
             return math.nan, math.nan, "guard_errors", None
         assert loss is not None
+        corr = self._balance_correction()
+        if corr is not None:  # the global batch's load-balance loss (bkmodel.moe)
+            loss = loss + self.raw.config.aux_loss_weight * corr
         if not backward_done:
             loss.backward()
         loss_val = float(dist.mean(loss.detach().float()))
-        gnorm = float(torch.nn.utils.clip_grad_norm_(self.raw.parameters(), self.cfg.grad_clip))
+        gn = torch.nn.utils.clip_grad_norm_(self.raw.parameters(), self.cfg.grad_clip)
+        gnorm = float(gn.full_tensor() if hasattr(gn, "full_tensor") else gn)  # FSDP: DTensor
         reason = None
         aux = getattr(self.raw, "last_aux", None) or {}
-        if dist.any(bool(aux.get("skip_step"))):
+        # one all-reduce of both flags: every rank takes the same decision
+        guard_skip, nonfinite = dist.any_each([
+            bool(aux.get("skip_step")), not (math.isfinite(loss_val) and math.isfinite(gnorm))])
+        if guard_skip:
             reason = "guard_skips"
-        if not (math.isfinite(loss_val) and math.isfinite(gnorm)):
+        if nonfinite:
             reason = "nonfinite_skips"
         return loss_val, gnorm, reason, new_state
+
+    def _balance_correction(self, *, drop: bool = False) -> torch.Tensor | None:
+        """The MoE load-balance correction of the last forward (None with one process, or
+        without a learned gate); with ``drop`` the records are discarded (a skipped step)."""
+        if self.dist.world == 1:
+            return None
+        if drop:
+            for m in self.raw.modules():
+                if isinstance(m, MoE) and m.balance_records:
+                    m.balance_records.clear()
+            return None
+        return global_balance_correction(self.raw, self.dist.mean)
 
     def _skip(self, step: int, reason: str, loss_val: float, gnorm: float) -> None:
         """A step without an update; rolls back after too many in a row or on bad weights."""
@@ -571,7 +662,7 @@ class Trainer:
         self.metrics.write({"event": "skip", "step": step + 1, "loss": loss_val,
                             "grad_norm": gnorm, "reason": reason})
         self.say(f"step {step + 1}: skipped ({reason}: loss={loss_val}, grad_norm={gnorm})")
-        weights_ok = _params_finite(self.raw)
+        weights_ok = self._weights_finite()
         if not weights_ok or self.consecutive_bad >= self.cfg.max_consecutive_nonfinite:
             self.rollback("non-finite weights" if not weights_ok else
                           f"{self.consecutive_bad} bad steps in a row", step)
@@ -624,15 +715,17 @@ class Trainer:
             row.update({f"guard.{k}": v for k, v in sorted(self.guard_totals().items())})
             row.update(st.counters)
             self.metrics.write(row)
+        if step % cfg.eval_every == 0 or step == cfg.max_steps:
+            model = self._unsharded()  # FSDP: a gather on every rank
         if dist.is_main and (step % cfg.eval_every == 0 or step == cfg.max_steps):
-            ev = evaluate_stream(self.raw, self.val_tokens, cfg.seq_len,
+            ev = evaluate_stream(model, self.val_tokens, cfg.seq_len,
                                  batch_size=cfg.batch_size, max_tokens=cfg.eval_tokens,
                                  device=dist.device, autocast_dtype=self.amp_dtype)
             self.metrics.write({"step": step, "val_loss": ev["loss"], "val_ppl": ev["ppl"]})
             self.bar.write(f"step {step}: train loss {loss_val:.4f}, val loss "
                            f"{ev['loss']:.4f} (ppl {ev['ppl']:.2f}), {tps:,.0f} tok/s")
         if step % cfg.ckpt_every == 0:
-            if not _params_finite(self.raw):
+            if not self._weights_finite():
                 self.rollback("non-finite weights at checkpoint time", step - 1)
                 return
             self.save()
@@ -656,21 +749,22 @@ class Trainer:
                 self.step()
         except KeyboardInterrupt:
             self.bar.close()
-            if _params_finite(self.raw):
+            if self._weights_finite():
                 self.save()
                 self.say(f"interrupted: checkpoint written at step {st.step}; continue with "
                          "--resume")
             raise
         self.bar.close()
-        if st.saved_step != st.step and _params_finite(self.raw):
+        if st.saved_step != st.step and self._weights_finite():
             self.save()
+        final_model = self._unsharded()  # FSDP: a gather on every rank
         kept = self._kept_summary() if steps_to_run <= 0 and self.dist.is_main else None
         if kept is not None:
             self.say(f"the run in {self.out} already finished at step {st.step} "
                      f"(max_steps {self.cfg.max_steps}); summary.json kept as it is")
             summary = kept
         else:
-            summary = self._finish() if self.dist.is_main else {}
+            summary = self._finish(final_model) if self.dist.is_main else {}
         self.dist.barrier()
         return summary
 
@@ -686,12 +780,13 @@ class Trainer:
             return None
         return old
 
-    def _finish(self) -> dict[str, Any]:
-        """Final evaluation on the whole validation split, exports, ``summary.json``, plot."""
+    def _finish(self, model: nn.Module) -> dict[str, Any]:
+        """Final evaluation of ``model`` (the trained model, unsharded) on the whole
+        validation split, exports, ``summary.json``, plot."""
         cfg, st, dist, out = self.cfg, self.state, self.dist, self.out
-        final = evaluate_stream(self.raw, self.val_tokens, cfg.seq_len, batch_size=cfg.batch_size,
+        final = evaluate_stream(model, self.val_tokens, cfg.seq_len, batch_size=cfg.batch_size,
                                 device=dist.device, autocast_dtype=self.amp_dtype)
-        self.raw.save_pretrained(out / "model")
+        model.save_pretrained(out / "model")
         summary: dict[str, Any] = {
             "model": cfg.model, "preset": cfg.preset, "params": self.n_params,
             "steps": st.step, "tokens": st.tokens,
@@ -837,6 +932,8 @@ FIELD_HELP: dict[str, str] = {
     "precision": "auto (bf16 on a CUDA GPU that has it, else fp32), fp32 or bf16",
     "device": "auto, cpu, cuda or a device string such as cuda:1",
     "cuda_graph": "replay forward + backward from a CUDA graph (one CUDA GPU, no DDP)",
+    "parallel": "under torchrun: ddp (replicated model) or fsdp (FSDP2 fully_shard: "
+                "parameters, gradients and AdamW state sharded; checkpoints stay full)",
     "reset_at_documents": "restart the ResNet-BK chains at every document start of the "
                           "training stream (no effect on the Transformer)",
     "tbptt": "truncated BPTT: contiguous windows per batch row, the ResNet-BK state carried "
