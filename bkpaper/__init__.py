@@ -7,7 +7,7 @@
   :mod:`bkpaper.model_figs` (6–7, from the language model's runs), :mod:`bkpaper.continuum_figs`
   (8), :mod:`bkpaper.act_figs` (9, early exit);
 * :mod:`bkpaper.long_context_figs` (10, length extrapolation; skipped until its results
-  file exists);
+  file exists); :mod:`bkpaper.spectral_figs` (11, Clark measures and the half-line m-function);
 * :mod:`bkpaper.tables` — the certificate tables (``python -m bkpaper.tables``);
 * :mod:`bkpaper.cli` — the ``bk figures`` command.
 
@@ -26,4 +26,5 @@ from bkpaper import (  # noqa: F401
     primes_figs,
     resolvent_figs,
     scattering_figs,
+    spectral_figs,
 )

@@ -32,6 +32,7 @@ EXPECTED = {
     8: "continuum",
     9: "act",
     10: "length_extrapolation",
+    11: "spectral",
 }
 # drawn only from a results file of benchmarks/length_extrapolation.py, else skipped
 OPTIONAL = {10: "length_extrapolation_*.json"}
