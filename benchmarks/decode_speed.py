@@ -29,9 +29,20 @@ What runs
   above the allocation before it. ``state_bytes``: the carried decoding state measured from
   the tensors (ResNet-BK), 0 for the baseline (it carries none).
 
+* ``--hf`` adds two rows per length on the same ResNet-BK model: ``gen``, the project's
+  ``LanguageModel.generate`` (greedy) as a whole, and ``hf``, ``model.generate`` through
+  ``transformers`` with the recurrent cache (:class:`bkmodel.hf.ResNetBKForCausalLM`, greedy,
+  no eos). Both are timed by :func:`bkmodel.generation.timed_generate` /
+  :func:`bkmodel.hf.timed_generate` (prefill = the first model step, decode = the rest,
+  sampling and ``transformers``' per-token work included; memory over the whole call). The
+  ``hf`` tokens are checked against ``gen``'s before anything is reported. Against the
+  ``bk`` row (the bare decode loop, or its CUDA graph on CUDA) this shows what each layer of
+  machinery costs per token. Needs ``pip install resnet-bk[hf]``.
+
 Usage: ``python benchmarks/decode_speed.py [--quick] [--device cpu|cuda] [--lengths ...]
-[--tf-max-len N]``; writes ``benchmarks/results/decode_speed_<device>_<date>.json`` and
-prints a table with ratios against the shortest prompt.
+[--tf-max-len N] [--hf]``; writes ``benchmarks/results/decode_speed_<device>_<date>.json``
+(``decode_speed_hf_<device>_<date>.json`` with ``--hf``) and prints a table with ratios
+against the shortest prompt.
 """
 
 from __future__ import annotations
@@ -167,6 +178,41 @@ def _graph_decoder(model, tok, states: dict):
     return graph.replay, static_tok, static
 
 
+def _generate_row(kind: str, model, prompt, n_new: int) -> dict:
+    """``gen`` (the project's generate) or ``hf`` (transformers' generate) row, greedy."""
+    import torch
+
+    from bkmodel.generation import timed_generate
+
+    if kind == "gen":
+        model.generate(prompt[:, :64], 4, temperature=0)  # warm-up
+        out, st = timed_generate(model, prompt, n_new, temperature=0)
+    else:
+        import bkmodel.hf as H
+
+        hf = H.ResNetBKForCausalLM(H.ResNetBKConfig(config=model.config.to_dict())).eval()
+        hf.model = model
+        kw = dict(do_sample=False, eos_token_id=None, pad_token_id=0)
+        H.timed_generate(hf, prompt[:, :64], max_new_tokens=4,
+                         attention_mask=torch.ones_like(prompt[:, :64]), **kw)  # warm-up
+        out, st = H.timed_generate(hf, prompt, max_new_tokens=n_new,
+                                   attention_mask=torch.ones_like(prompt), **kw)
+        ref = model.generate(prompt, n_new, temperature=0)
+        if not torch.equal(out, ref):
+            raise RuntimeError("transformers' greedy generate disagrees with "
+                               "LanguageModel.generate: not reported")
+        import transformers
+
+        st_row = {"transformers": transformers.__version__}
+    row = {"model": kind, "prompt_len": prompt.shape[1], "new_tokens": st.new_tokens,
+           "prefill_s": st.prefill_s, "decode_s": st.decode_s,
+           "decode_steps": st.decode_steps, "decode_tokens_per_s": st.decode_tokens_per_s,
+           "ms_per_token": st.ms_per_token, "cuda_graph": False, "state_bytes": None,
+           "generate_mem": {"peak_mib": st.peak_memory_mib,
+                            "growth_mib": st.memory_growth_mib, "kind": st.memory_kind}}
+    return row | (st_row if kind == "hf" else {})
+
+
 def child(kind: str, L: int, n_new: int, device: str, d: int, layers: int, threads: int,
           cuda_graph: bool) -> dict:
     import torch
@@ -176,7 +222,7 @@ def child(kind: str, L: int, n_new: int, device: str, d: int, layers: int, threa
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    if kind == "bk":
+    if kind in ("bk", "gen", "hf"):
         model = LanguageModel(**_bk_cfg(d, layers))
     else:
         model = TransformerBaseline(TransformerConfig(**_tf_cfg(d, layers, L + n_new)))
@@ -184,6 +230,8 @@ def child(kind: str, L: int, n_new: int, device: str, d: int, layers: int, threa
     g = torch.Generator().manual_seed(L)
     prompt = torch.randint(0, VOCAB, (1, L), generator=g).to(device)
     peak = _Peak(device)
+    if kind in ("gen", "hf"):
+        return _generate_row(kind, model, prompt, n_new)
     row: dict = {"model": kind, "prompt_len": L, "new_tokens": n_new}
     with torch.no_grad():
         if kind == "bk":
@@ -291,6 +339,9 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (CPU)")
     ap.add_argument("--no-cuda-graph", action="store_true",
                     help="CUDA: eager decode steps instead of one CUDA graph per step")
+    ap.add_argument("--hf", action="store_true",
+                    help="add rows: LanguageModel.generate and transformers' generate "
+                         "(bkmodel.hf) on the same ResNet-BK model")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     graph = not args.no_cuda_graph
@@ -307,6 +358,8 @@ def main() -> int:
             return 2
     lengths = args.lengths or ([256, 1024, 4096] if args.quick else [1024, 4096, 16384, 65536])
     plan = [("bk", L, args.new_tokens) for L in lengths]
+    if args.hf:
+        plan += [(k, L, args.new_tokens) for k in ("gen", "hf") for L in lengths]
     plan += [("tf", L, args.tf_new_tokens) for L in lengths
              if args.tf_max_len is None or L <= args.tf_max_len]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
@@ -322,12 +375,27 @@ def main() -> int:
             return 1
         r = json.loads(p.stdout.strip().splitlines()[-1])
         rows.append(r)
+        if kind in ("gen", "hf"):
+            mem = r["generate_mem"]
+            print(f"{kind:3s} prompt {L:>7,}: prefill {r['prefill_s']:8.2f} s, decode "
+                  f"{r['decode_tokens_per_s']:9.2f} tokens/s ({r['ms_per_token']:.2f} ms/token),"
+                  f" peak {mem['peak_mib']:8.1f} MiB (+{mem['growth_mib'] or 0:.1f} whole call)",
+                  flush=True)
+            continue
         print(f"{kind:3s} prompt {L:>7,}: prefill {r['prefill_s']:8.2f} s, decode "
               f"{r['decode_tokens_per_s']:9.2f} tokens/s, peak {r['decode_mem']['peak_mib']:8.1f}"
               f" MiB (+{r['decode_mem']['growth_mib'] or 0:.1f} decoding), state "
               f"{r['state_bytes']:,} B", flush=True)
+    if args.hf:
+        print("\nms per generated token: decode loop (bk) / LanguageModel.generate (gen) / "
+              "transformers generate (hf):")
+        by = {(r["model"], r["prompt_len"]): r for r in rows}
+        for L in lengths:
+            ms = [1e3 / by[(k, L)]["decode_tokens_per_s"] for k in ("bk", "gen", "hf")]
+            print(f"  {L:>7,}: {ms[0]:.2f} / {ms[1]:.2f} / {ms[2]:.2f}  (hf / gen x"
+                  f"{ms[2] / ms[1]:.2f}, hf / bk x{ms[2] / ms[0]:.2f})")
     print("\ndecode tokens/s against the shortest prompt of each model:")
-    for kind in ("bk", "tf"):
+    for kind in ("bk", "tf", "gen", "hf"):
         series = [r for r in rows if r["model"] == kind]
         for r in series[1:]:
             print(f"  {kind:3s} {r['prompt_len']:>7,} / {series[0]['prompt_len']:,}: x"
@@ -341,11 +409,15 @@ def main() -> int:
                    "transformer": _tf_cfg(args.d_model, args.n_layers, 0)
                    | {"max_seq_len": "prompt_len + new_tokens"},
                    "init": "fresh, seed 0", "batch": 1, "decoding": "greedy",
-                   "transformer_kv_cache": False},
+                   "transformer_kv_cache": False}
+        | ({"gen": "LanguageModel.generate (greedy) on the bk model",
+            "hf": "bkmodel.hf.ResNetBKForCausalLM.generate (greedy, recurrent cache) on the "
+                  "bk model; tokens checked equal to gen"} if args.hf else {}),
         "rows": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = args.out or RESULTS / (f"decode_speed_{_device_label(args.device)}_"
+    out = args.out or RESULTS / (f"decode_speed_{'hf_' if args.hf else ''}"
+                                 f"{_device_label(args.device)}_"
                                  f"{_dt.date.today().isoformat()}.json")
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"\nwrote {out}")
