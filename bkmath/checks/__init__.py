@@ -3,7 +3,8 @@
 One module per theorem family, named like its test in ``proofs_checks/``
 (``bkmath/checks/schatten.py`` ↔ ``proofs_checks/test_schatten.py``): ``resolvent``,
 ``birman_schwinger``, ``determinant``, ``schatten``, ``scattering``, ``limiting_absorption``,
-``resonances``, ``continuum``, ``breit_wigner``, ``clark``, ``mfunction``, ``mourre``,
+``resonances``, ``continuum``, ``breit_wigner``, ``clark``, ``mfunction``,
+``line_resonances``, ``mourre``,
 ``primes``. A check's name is its
 function's name without ``check_``, its description the first paragraph of its docstring::
 
@@ -155,6 +156,10 @@ def all_checks() -> list[CheckFn]:
         from bkmath.checks import mfunction
 
         out += [mfunction.check_mfunction]
+    with _check_module("bkmath.checks.line_resonances", out):
+        from bkmath.checks import line_resonances
+
+        out += [line_resonances.check_line_resonances]
     with _check_module("bkmath.checks.mourre", out):
         from bkmath.checks import mourre
 
