@@ -9,7 +9,8 @@ Two parts.
    the dense *tied* model (the preset: embedding and head one matrix) and against a dense
    *untied* one (the TT model's head is its own dense V × d matrix).
 2. Training: ResNet-BK from the ``tiny`` preset at vocabularies ``--vocabs`` (BPE trained on
-   the training split), ``--steps`` steps of ``--batch-size`` windows with the project's loop,
+   the training split), ``--steps`` steps of ``--batch-size`` windows with the project's loop
+   (:func:`act_curve.train_without_final_eval`),
    for each row of ``--rows``: ``dense`` (tied, the preset), ``dense_untied`` (the control
    for untying), ``tt`` (rank ``--rank``) and ``tt_phase``; then validation perplexity on
    ``--max-tokens`` tokens (windows spread evenly) with
@@ -21,7 +22,8 @@ Usage::
 
     nice python benchmarks/tt_embedding_compare.py     # minutes on 2 shared CPU cores
 
-Writes ``benchmarks/results/tt_embedding_tiny_<date>.json``.
+Writes ``benchmarks/results/tt_embedding_tiny_<date>.json`` (a file of the same day keeps the
+rows not run this time).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
+from act_curve import train_without_final_eval  # noqa: E402  (benchmarks/ is on the path)
+
 from bkmodel.checkpoint import load_run  # noqa: E402
 from bkmodel.data import load_split  # noqa: E402
 from bkmodel.evaluate import evaluate_stream  # noqa: E402
@@ -45,7 +49,6 @@ from bkmodel.factory import transformer_config  # noqa: E402
 from bkmodel.model import LanguageModel  # noqa: E402
 from bkmodel.presets import TrainConfig  # noqa: E402
 from bkmodel.tokenizer import encode_documents  # noqa: E402
-from bkmodel.train import train  # noqa: E402
 from bkmodel.tt_embedding import TTEmbedding  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -105,10 +108,7 @@ def _run(kind: str, row: str, vocab: int, args, d_ff: int | None) -> dict:
         over["d_ff"] = d_ff
     cfg = TrainConfig.from_preset("tiny", **over)
     info: dict = {"row": row, "vocab": vocab, "model": kind, "run_dir": str(run)}
-    if not (run / "summary.json").exists():
-        t0 = time.perf_counter()
-        train(cfg, run, progress=False)
-        info["train_wall_s"] = time.perf_counter() - t0
+    info["train_wall_s"] = train_without_final_eval(cfg, run)
     model, tok, _ = load_run(run)
     tokens = encode_documents(tok, load_split("validation", "shakespeare"))
     seq_len = cfg.seq_len
@@ -154,6 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     result["wall_s"] = time.perf_counter() - t0
     out = Path(args.results) / f"tt_embedding_tiny_{result['date']}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():  # the same day's other rows (run separately) are kept
+        old = json.loads(out.read_text())
+        done = {(r["model"], r["vocab"], r["row"]) for r in result["runs"]}
+        result["runs"] = [r for r in old.get("runs", [])
+                          if (r["model"], r["vocab"], r["row"]) not in done] + result["runs"]
+        result["commands"] = sorted({*old.get("commands", [old.get("command", "")]),
+                                     result["command"]})
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")
     return 0
