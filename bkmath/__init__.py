@@ -59,6 +59,13 @@ _API: dict[str, str] = {
     "line_scattering_phase": "bkmath.continuum",
     "line_bound_states": "bkmath.continuum",
     "narrow_resonance": "bkmath.breit_wigner",
+    # resonances on the line: all zeros of the entire Jost function in a region (issue 19)
+    "LineZeros": "bkmath.line_resonances",
+    "jost_entire": "bkmath.line_resonances",
+    "line_zero_count": "bkmath.line_resonances",
+    "line_zeros": "bkmath.line_resonances",
+    "line_zero_balls": "bkmath.line_resonances",
+    "certified_zero_count": "bkmath.line_resonances",
     "mourre_commutator": "bkmath.mourre",
     "mourre_constant": "bkmath.mourre",
     "prime_bump_potential": "bkmath.primes",

@@ -37,6 +37,11 @@ Conventions
   and ``δ(0+) − δ(∞) = πN_b`` when there is a half-bound state (``W(0) = 0``: a bounded
   zero-energy solution; e.g. ``V ≡ 0``).
 
+Resonances: :func:`line_resonances` refines zeros of ``D`` from given starting points; all the
+zeros in a rectangle of the k-plane — resonances, anti-bound and bound states, with an
+Arb-certified count and Krawczyk boxes — are found by :func:`bkmath.line_resonances.line_zeros`
+(:mod:`bkmath.line_resonances`).
+
 Complexity: O(n_cells) per ``k``, vectorised over ``k`` (one numpy pass per cell).
 References: Deift & Trubowitz, *Inverse scattering on the line* (CPAM 1979); Newton,
 *Scattering theory of waves and particles*, ch. 12; Yafaev, *Mathematical scattering theory:
@@ -455,6 +460,12 @@ def line_resonances(pot: StepPotential, guesses: object, *, tol: float = 1e-12,
     (``Re k ≠ 0``; in pairs ``k, −k̄``), bound states ``k = iκ``. Returns the converged zeros
     (a ``RuntimeError`` when one does not converge). Energies: ``E = k²``, width
     ``Γ = −2 Im E``.
+
+    This refines zeros near known guesses only. To find *all* zeros in a region of the
+    k-plane (winding-number count, bisection, Newton with the exact derivative) use
+    :func:`bkmath.line_resonances.line_zeros`; the Arb certificates of the zeros and of the
+    count are :func:`bkmath.line_resonances.line_zero_balls` and
+    :func:`bkmath.line_resonances.certified_zero_count`.
     """
     pot = _as_pot(pot)
     g, _ = _as_k(guesses, positive=False)

@@ -8,6 +8,7 @@
   (8), :mod:`bkpaper.act_figs` (9, early exit);
 * :mod:`bkpaper.long_context_figs` (10, length extrapolation; skipped until its results
   file exists); :mod:`bkpaper.spectral_figs` (11, Clark measures and the half-line m-function);
+  :mod:`bkpaper.resonance_figs` (12, lattice and line resonances, certified);
 * :mod:`bkpaper.tables` — the certificate tables (``python -m bkpaper.tables``);
 * :mod:`bkpaper.cli` — the ``bk figures`` command.
 
@@ -25,6 +26,7 @@ from bkpaper import (  # noqa: F401
     model_figs,
     primes_figs,
     resolvent_figs,
+    resonance_figs,
     scattering_figs,
     spectral_figs,
 )

@@ -33,6 +33,7 @@ EXPECTED = {
     9: "act",
     10: "length_extrapolation",
     11: "spectral",
+    12: "resonances",
 }
 # drawn only from a results file of benchmarks/length_extrapolation.py, else skipped
 OPTIONAL = {10: "length_extrapolation_*.json"}
