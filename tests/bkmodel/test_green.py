@@ -234,3 +234,42 @@ def test_bf16_autocast_runs_in_float32_arithmetic():
         y, s = green_attention(q, k, v, g, a, chunk_size=16)
     assert y.dtype == torch.complex64 and s.dtype == torch.complex64
     assert float((y - ref).abs().max() / ref.abs().max()) < 4 * 2.0 ** -8
+
+
+class TestEdgeSpectralInit:
+    def test_config(self):
+        with pytest.raises(ValueError, match="spectral_init must be one of"):
+            ModelConfig(layer="green", spectral_init="middle")
+        with pytest.raises(ValueError, match="spectral_init='edge' needs layer="):
+            ModelConfig(layer="classic", spectral_init="edge")
+
+    def test_free_transfer_factor_is_the_memory(self):
+        # lam_c = 2 b0 cosh(1/tau_c): the free chain (v = 0, b = b0, eta -> 0) has the
+        # stationary g solving b0^2 g^2 + lam g + 1 = 0, whose decaying root gives
+        # -b0 g = exp(-1/tau_c) exactly: real, no rotation
+        cfg = ModelConfig(layer="green", d_model=16, n_channels=4, spectral_init="edge",
+                          hop_init=1.5)
+        layer = GreenBKLayer(cfg).double()  # float32 resolves lam - 2 b0 only to ~1e-7
+        lam = layer._lam()
+        tau = torch.exp(layer.lam)
+        b0 = 1.5
+        g = (-lam + torch.sqrt(lam ** 2 - 4 * b0 ** 2)) / (2 * b0 ** 2)
+        # cancellation in sqrt(lam^2 - 4 b0^2) costs ~ tau^2 eps relative: <= 1e-7 at 10^4
+        torch.testing.assert_close(-b0 * g, torch.exp(-1 / tau), rtol=1e-7, atol=0)
+        assert float(lam.min()) >= 2 * b0  # at or above the free band's upper edge
+        # memories spread log-uniformly from b0/eta_init to b0/eta_init_min
+        assert float(tau.min()) == pytest.approx(b0 / cfg.eta_init, rel=1e-5)
+        assert float(tau.max()) == pytest.approx(b0 / cfg.eta_init_min, rel=1e-5)
+
+    @pytest.mark.parametrize("layer", ["selective", "green"])
+    def test_decoding_matches_forward(self, layer):
+        torch.manual_seed(0)
+        m = LanguageModel(**{**GREEN, "layer": layer, "spectral_init": "edge",
+                             "init_std": 0.2}).double()
+        x = ids(B=2, T=12, seed=4)
+        with torch.no_grad():
+            full, _ = m(x)
+            states = m._prefill(x[:, :2])
+            states.pop("logits")
+            for t in range(2, 12):
+                assert torch.allclose(m._decode_step(x[:, t], states), full[:, t], atol=1e-9)
