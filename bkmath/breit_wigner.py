@@ -81,6 +81,12 @@ def narrow_resonance(v: object, *, which: int = 0, near: float | None = None
     """
     from bkmath.resonances import lattice_resonances, support_window
 
+    if isinstance(which, bool) or not isinstance(which, (int, np.integer)) or which < 0:
+        raise ValueError(f"which must be a non-negative integer, got {which!r}")
+    if near is not None:
+        if isinstance(near, (bool, str, bytes)) or not isinstance(near, (int, float, np.number)) \
+                or np.iscomplexobj(near) or not math.isfinite(float(near)):
+            raise ValueError(f"near must be a finite real number or None, got {near!r}")
     win = support_window(v)
     if win.size == 0:
         raise ValueError("v must be nonzero")

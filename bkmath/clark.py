@@ -51,7 +51,7 @@ import numbers
 import numpy as np
 
 from bkmath._validation import as_real_array, as_spectral_parameter
-from bkmath.mfunction import SpectralMeasure, _point_spectrum
+from bkmath.mfunction import SpectralMeasure, _checked_point_spectrum
 
 __all__ = [
     "borel_transform",
@@ -184,7 +184,8 @@ def clark_measures(v: object, alphas: object, *, site: int = 0) -> list[Spectral
     diag = np.repeat((2.0 + vv)[None, :], al.size, axis=0)
     diag[:, s] += al
     ends = (0, vv.size - 1)
-    spec = _point_spectrum(diag, -np.ones(vv.size - 1), ends, (1.0, 1.0), (2.0, -1.0), s)
+    spec = _checked_point_spectrum("v, alphas", diag, -np.ones(vv.size - 1), ends,
+                                   (1.0, 1.0), (2.0, -1.0), s)
     out = []
     for a, (pts, wts) in zip(al, spec, strict=True):
         def bv(lam, a=float(a)):

@@ -73,6 +73,9 @@ __all__ = [
 ]
 
 
+_MAX_GRID = 2_000_000  # the largest k- or κ-grid a routine here builds (~ 130 MB per array)
+
+
 @dataclasses.dataclass(frozen=True)
 class StepPotential:
     """A real piecewise-constant potential: ``V = values[j]`` on ``[edges[j], edges[j+1])``,
@@ -331,12 +334,22 @@ def line_scattering_phase(k: object, pot: StepPotential, *, max_step: float = 0.
     """
     kk, scalar = _as_k(k, positive=True)
     pot = _as_pot(pot)
-    if not (0 < max_step < 1):
+    if isinstance(max_step, bool) or not isinstance(max_step, (int, float, np.floating,
+                                                              np.integer)) \
+            or not (0 < max_step < 1):
         raise ValueError(f"max_step must lie in (0, 1), got {max_step!r}")
+    if kk.size == 0:
+        return np.zeros(np.shape(k))
     want = np.unique(kk.real)
     K = max(float(want[-1]), 2.0 * pot.l1_norm)
     a, b = pot.support
-    n = int(16 + 8 * (K * (b - a) + math.log(K / want[0])))
+    with np.errstate(over="ignore"):
+        n_f = 16 + 8 * (K * (b - a) + math.log(K / want[0])) if want[0] > 0 else math.inf
+    if not (math.isfinite(n_f) and n_f <= _MAX_GRID):
+        raise ValueError(f"k, pot: the phase continuation from K = max(k_max, 2‖V‖₁) = {K:.3g} "
+                         f"down to k_min = {want[0]:.3g} over the support of length {b - a:.3g} "
+                         f"needs {n_f:.3g} grid points (more than {_MAX_GRID:.0e})")
+    n = int(n_f)
     grid = np.unique(np.concatenate([want, np.geomspace(K, want[0], n)]))[::-1]
     for _ in range(30):
         D = _transfer(grid.astype(np.complex128), pot)[..., 1, 1]
@@ -419,7 +432,15 @@ def line_bound_states(pot: StepPotential, *, n_grid: int | None = None) -> np.nd
         return np.zeros(0)
     a, b = pot.support
     kmax = math.sqrt(-vmin)
-    n = n_grid or int(200 * (1 + (b - a) * kmax))
+    if n_grid is not None and (isinstance(n_grid, bool) or not isinstance(n_grid, (int, np.integer))
+                               or not 2 <= n_grid <= _MAX_GRID):
+        raise ValueError(f"n_grid must be an integer in [2, {_MAX_GRID:.0e}], got {n_grid!r}")
+    n_f = 200 * (1 + (b - a) * kmax)
+    if n_grid is None and not (math.isfinite(n_f) and n_f <= _MAX_GRID):
+        raise ValueError(f"pot: the κ-grid of line_bound_states needs 200 (1 + (b − a)√(−min V)) "
+                         f"= {n_f:.3g} points (more than {_MAX_GRID:.0e}): the well is too deep "
+                         f"or too wide")
+    n = n_grid or int(n_f)
 
     def F(kap):
         kap = np.atleast_1d(np.asarray(kap, float))

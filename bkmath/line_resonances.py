@@ -226,6 +226,11 @@ def _winding(pot: StepPotential, r, *, max_points: int = 200_000,
     Raises ValueError when a zero lies on (numerically at) the boundary."""
     a, b = pot.support
     scale = max(abs(r[0]), abs(r[1]), abs(r[2]), abs(r[3]), 1.0)
+    n0 = 2 * ((r[1] - r[0]) + (r[3] - r[2])) * (1.0 + (b - a))
+    if not (math.isfinite(n0) and n0 <= max_points):
+        raise ValueError(f"region, pot: the boundary of the region needs {n0:.3g} points "
+                         f"(perimeter × (1 + (b − a))), more than {max_points}: shrink the "
+                         f"region")
     pts = _boundary(r, 1.0 + (b - a))
     G, dG = _G(pts, pot)
     for _ in range(60):
@@ -392,7 +397,8 @@ def line_zeros(pot: StepPotential, region: Sequence[float], *, upper: bool = Fal
     """
     pot = _as_pot(pot)
     r = _as_region(region, upper)
-    if not (math.isfinite(tol) and 0 < tol < 1e-6):
+    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.floating)) or not (
+            math.isfinite(tol) and 0 < tol < 1e-6):
         raise ValueError(f"tol must lie in (0, 1e-6), got {tol!r}")
     n = _winding(pot, r)[0]
     found: list[tuple[complex, int]] = []
@@ -533,8 +539,21 @@ def line_zero_balls(pot: StepPotential, zeros: Sequence[complex], *,
     from bkmath.enclosure import arb_precision
 
     pot = _as_pot(pot)
-    if not (math.isfinite(rel_radius) and 1e-30 < rel_radius < 1e-2):
+    if isinstance(rel_radius, bool) or not isinstance(rel_radius, (int, float, np.floating)) \
+            or not (math.isfinite(rel_radius) and 1e-30 < rel_radius < 1e-2):
         raise ValueError(f"rel_radius must lie in (1e-30, 1e-2), got {rel_radius!r}")
+    if isinstance(zeros, (str, bytes)):
+        raise TypeError(f"zeros must be a sequence of complex numbers, got {type(zeros).__name__}")
+    try:
+        zarr = np.asarray(zeros)
+    except (TypeError, ValueError):  # ragged nesting
+        raise TypeError(f"zeros must be a sequence of complex numbers, got {zeros!r:.80}") from None
+    if zarr.dtype.kind not in "biufc" or zarr.ndim != 1:
+        raise TypeError(f"zeros must be a 1-D sequence of complex numbers, got dtype "
+                        f"{zarr.dtype} and shape {zarr.shape}")
+    if not np.all(np.isfinite(zarr)):
+        raise ValueError("zeros must be finite")
+    zeros = zarr.astype(np.complex128).tolist()
     rhos = [rel_radius * 10.0 ** (-3 * j) for j in range(8) if rel_radius * 10.0 ** (-3 * j)
             >= 1e-30] or [rel_radius]
     out = []
@@ -604,6 +623,9 @@ def certified_zero_count(pot: StepPotential, region: Sequence[float], *, upper: 
 
     pot = _as_pot(pot)
     r = _as_region(region, upper)
+    if isinstance(max_segments, bool) or not isinstance(max_segments, (int, np.integer)) \
+            or max_segments < 1:
+        raise ValueError(f"max_segments must be a positive integer, got {max_segments!r}")
     n_float, pts = _winding(pot, r, thresh=_ARB_THRESH)
     with arb_precision(prec):
         pi2 = 2 * arb.pi()

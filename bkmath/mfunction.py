@@ -340,6 +340,23 @@ def _point_spectrum(diag: np.ndarray, off: np.ndarray, ends: tuple[int, ...],
     return out
 
 
+def _checked_point_spectrum(names: str, *args) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`_point_spectrum`, with a failure of float64 (an overflowing Sturm count, a
+    non-converging LAPACK eigensolver, a NaN weight: coefficients near the float64 limits)
+    reported as a ``ValueError`` naming the arguments ``names``."""
+    with np.errstate(all="ignore"):
+        try:
+            spec = _point_spectrum(*args)
+        except (ValueError, np.linalg.LinAlgError, ArithmeticError) as exc:
+            raise ValueError(f"{names}: the point spectrum cannot be located in float64 "
+                             f"(coefficients too large or too small; {exc})") from None
+    for pts, wts in spec:
+        if not (np.all(np.isfinite(pts)) and np.all(np.isfinite(wts))):
+            raise ValueError(f"{names}: the point spectrum leaves the float64 range "
+                             f"(non-finite eigenvalue or weight)")
+    return spec
+
+
 def half_line_measure(a: object, b: object = None, *, tail: Tail = "free") -> SpectralMeasure:
     r"""The spectral measure μ of δ_1 for the half-line Jacobi operator with a constant tail
     (module docstring): density ``Im m(λ + i0)/π`` on the band, eigenvalues outside it by
@@ -354,8 +371,12 @@ def half_line_measure(a: object, b: object = None, *, tail: Tail = "free") -> Sp
     aa, bb, t = _coefficients(a, b, tail)
     if t is None:
         raise ValueError("tail='dirichlet' is a finite measure: use truncation_measure")
-    (pts, wts), = _point_spectrum(aa[None, :], bb[:-1], (aa.size - 1,), (float(bb[-1]) ** 2,),
-                                  t, 0)
+    c2 = float(bb[-1]) ** 2 if abs(float(bb[-1])) < 1e154 else np.inf
+    if not np.isfinite(c2):
+        raise ValueError(f"b, tail: the coupling b_N² = {float(bb[-1])!r}² of the last site to "
+                         f"the tail overflows float64")
+    (pts, wts), = _checked_point_spectrum("a, b, tail", aa[None, :], bb[:-1], (aa.size - 1,),
+                                          (c2,), t, 0)
     s = abs(t[1])
     return SpectralMeasure(pts, wts, (t[0] - 2 * s, t[0] + 2 * s),
                            lambda lam: m_function(lam, aa, bb, tail=t, boundary=True))

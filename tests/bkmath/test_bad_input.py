@@ -514,6 +514,12 @@ class TestEveryPublicName:
         "det2", "spectral_shift", "scattering_matrix", "scattering_phase",
         "mourre_commutator", "mourre_constant", "prime_bump_potential",
         "jost_polynomial", "lattice_resonances",
+        # continuum scattering, Breit–Wigner, Clark measures, m-functions, line resonances
+        "StepPotential", "jost_function", "line_scattering", "line_scattering_phase",
+        "line_bound_states", "narrow_resonance", "borel_transform", "clark_borel",
+        "clark_measure", "m_function", "free_m_function", "half_line_measure",
+        "LineZeros", "jost_entire", "line_zero_count", "line_zeros", "line_zero_balls",
+        "certified_zero_count",
     }
 
     def test_every_public_name_is_covered(self):
@@ -654,3 +660,129 @@ class TestEveryPublicName:
             sense == "==" and not np.isfinite(tol)
         ):
             assert cert.status is bkmath.Status.INCONCLUSIVE
+
+
+# ------------------------------------------------------------------------------------------
+# continuum scattering on the line, Breit–Wigner, Clark measures, m-functions, line zeros
+# ------------------------------------------------------------------------------------------
+
+FEW = settings(PROFILE, max_examples=max(5, N_EXAMPLES // 3))
+FEWER = settings(PROFILE, max_examples=max(3, N_EXAMPLES // 6))
+
+# a few valid step potentials (moderate: the routines below stay fast on them), the extremes
+# through the constructor, and objects that are not a StepPotential
+_POTS = [bkmath.StepPotential.well(-2.0, 0.0, 1.0), bkmath.StepPotential.well(5.0, -0.5, 0.5),
+         bkmath.StepPotential(np.array([0.0, 0.5, 1.5]), np.array([3.0, -4.0]))]
+pots = st.one_of(st.sampled_from(_POTS), bad_objects, st.just([1.0, 2.0]),
+                 st.just(np.zeros(3)))
+ext_reals = st.sampled_from(EXTREMES)
+momenta = st.one_of(spectral, ext_reals, moderate, st.lists(ext_reals, max_size=3),
+                    st.just([]), st.just(np.zeros((2, 2))))
+regions = st.one_of(st.tuples(ext_reals, ext_reals, ext_reals, ext_reals),
+                    st.sampled_from([(-2.0, 2.0, -1.0, 0.5), (-1.0, 1.0, -1.0, 0.0),
+                                     (-1.0, 1.0, -1.0), (1.0, -1.0, -1.0, 0.0)]),
+                    bad_objects)
+tails = st.sampled_from(["free", "dirichlet", "x", (2.0, -1.0), (0.5, 2.0), (np.nan, 1.0),
+                         (0.0, 0.0), (1e300, 1.7e308), (1e300, 1e-300), (1.0,), None])
+
+
+def _pot_from(edges, values):
+    return _call(bkmath.StepPotential, edges, values)
+
+
+class TestEveryPublicNameLine:
+    """The property of issue 16 for the continuum, Clark, m-function and line-resonance
+    names (covered in :class:`TestEveryPublicName`)."""
+
+    @PROFILE
+    @given(edges=arrays, values=arrays, d=reals, a=reals, b=reals)
+    def test_step_potential(self, edges, values, d, a, b):
+        p = _pot_from(edges, values)
+        if p is not None:
+            assert _finite(p.edges) and _finite(p.values) and np.all(np.diff(p.edges) > 0)
+            assert _finite(p(np.array([-1.0, 0.0, 1.0])))
+        p = _call(bkmath.StepPotential.well, d, a, b)
+        if p is not None:
+            assert _finite(p.edges) and _finite(p.values)
+
+    @FEW
+    @given(pot=pots, k=momenta, edges=st.lists(ext_reals, min_size=2, max_size=3),
+           v=ext_reals, max_step=st.sampled_from([0.25, 0.0, 1.0, np.nan, "a", None]))
+    def test_continuum_scattering(self, pot, k, edges, v, max_step):
+        for p in (pot, _pot_from(sorted(edges), [v] * (len(edges) - 1))):
+            if p is None:
+                continue
+            _call(bkmath.jost_function, k, p)
+            _call(bkmath.jost_function, k, p, richardson=p)
+            s = _call(bkmath.line_scattering, k, p)
+            if s is not None:
+                assert all(_finite(x) for x in (s.t, s.r, s.r_prime, s.jost, s.S, s.det_S))
+            _call(bkmath.line_scattering_phase, k, p, max_step=max_step)
+            _call(bkmath.line_scattering_phase, k, p)
+            _call(bkmath.line_bound_states, p)
+        _call(bkmath.line_bound_states, _POTS[0], n_grid=k if isinstance(k, float) else 0)
+
+    @FEW
+    @given(v=st.one_of(arrays, st.lists(st.sampled_from([0.0, 4.0, -3.0, 1e300, np.nan]),
+                                        min_size=1, max_size=5)),
+           which=st.sampled_from([0, 1, -1, 2.5, "0", True]),
+           near=st.one_of(st.none(), ext_reals, st.just("a"), st.just(1j)))
+    def test_narrow_resonance(self, v, which, near):
+        for vv in (v, [4.0, 0.0, 0.0, 0.0, 4.0]):
+            r = _call(bkmath.narrow_resonance, vv, which=which, near=near)
+            if r is not None:
+                assert _finite([r.w, r.z, r.E, r.gamma]) and _finite(r.others)
+                assert r.gamma > 0 and 0 < r.E < 4
+
+    @FEW
+    @given(v=arrays, z=spectral, alpha=st.one_of(reals, complexes, bad_objects),
+           site=st.sampled_from([0, 1, -1, 2.5, True, "0"]), boundary=st.booleans())
+    def test_clark(self, v, z, alpha, site, boundary):
+        _call(bkmath.borel_transform, v, z, site=site, boundary=boundary)
+        _call(bkmath.clark_borel, v, alpha, z, site=site, boundary=boundary)
+        for vv in (v, [0.5, -1.0]):
+            mu = _call(bkmath.clark_measure, vv, alpha, site=site if site != 1 else 0)
+            if mu is not None:
+                assert _finite(mu.points) and _finite(mu.weights)
+                assert np.all(mu.weights >= 0)
+
+    @FEW
+    @given(z=spectral, a=arrays, b=st.one_of(st.none(), arrays), tail=tails,
+           boundary=st.booleans())
+    def test_m_functions(self, z, a, b, tail, boundary):
+        _call(bkmath.m_function, z, a, b, tail=tail, boundary=boundary)
+        _call(bkmath.free_m_function, z, boundary=boundary)
+        mu = _call(bkmath.half_line_measure, a, b, tail=tail)
+        if mu is not None:
+            assert _finite(mu.points) and _finite(mu.weights)
+            assert np.all(mu.weights >= 0)
+
+    @FEW
+    @given(pot=pots, k=momenta, derivative=st.booleans(), region=regions,
+           upper=st.booleans(), tol=st.sampled_from([1e-13, 0.0, 1e-3, np.nan, "a"]))
+    def test_line_zeros(self, pot, k, derivative, region, upper, tol):
+        _call(bkmath.jost_entire, k, pot, derivative=derivative)
+        _call(bkmath.line_zero_count, pot, region, upper=upper)
+        z = _call(bkmath.line_zeros, pot, region, upper=upper, tol=tol)
+        if z is not None:
+            assert isinstance(z, bkmath.LineZeros)
+            assert _finite(z.k) and _finite(z.multiplicity) and _finite(z.energies)
+            assert z.count == int(np.sum(z.multiplicity)) and len(z.kind) == z.k.size
+            _call(z.of_kind, "resonance")
+            _call(z.of_kind, "nope")
+
+    @FEWER
+    @given(pot=pots, zeros=st.one_of(st.lists(st.one_of(complexes, st.just(-3.30113562j)),
+                                              max_size=2),
+                                     bad_objects, st.just("1j"), st.just(np.zeros((2, 2)))),
+           rel_radius=st.sampled_from([1e-10, 0.0, 1.0, np.nan, "a"]),
+           region=st.one_of(regions, st.just((-1.0, 1.0, -1.0, 1.0))),
+           max_segments=st.sampled_from([20_000, 0, -1, 2.5]))
+    def test_line_zero_certificates(self, pot, zeros, rel_radius, region, max_segments):
+        balls = _call(bkmath.line_zero_balls, pot, zeros, rel_radius=rel_radius)
+        if balls is not None:
+            for b in balls:
+                assert b["ball"].mid().is_finite() and math.isfinite(b["radius"])
+        c = _call(bkmath.certified_zero_count, pot, region, max_segments=max_segments)
+        if c is not None:
+            assert c["count"] is None or isinstance(c["count"], int)
