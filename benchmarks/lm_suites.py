@@ -81,8 +81,9 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "green-h16-f12": ("bk", {**GREEN, "ffn_mult": 12, "n_channels": 16}),
     "green-h8-f12-noconv": ("bk", {**GREEN, "ffn_mult": 12, "n_channels": 8, "conv_size": 0}),
     "green-edge": ("bk", {**GREEN, "lam_init_center": 2.5, "lam_init_range": 0.5}),
-    "green-edge-lu": ("bk", {**GREEN, "spectral_init": "edge"}),
-    "selective-edge-lu": ("bk", {**SELECTIVE, "spectral_init": "edge"}),
+    "selective-edge": ("bk", {**SELECTIVE, "lam_init_center": 2.5, "lam_init_range": 0.5}),
+    "green-edge-f12": ("bk", {**GREEN, "ffn_mult": 12, "lam_init_center": 2.5,
+                              "lam_init_range": 0.5}),
     "green-h8-edge": ("bk", {**GREEN, "ffn_mult": 12, "n_channels": 8, "conv_size": 0,
                              "lam_init_center": 2.5, "lam_init_range": 0.5}),
     "green-h8-kv64": ("bk", {**GREEN, "ffn_mult": 9, "n_channels": 8, "conv_size": 0,
@@ -134,7 +135,8 @@ def warm_up(cfg: TrainConfig, vocab_size: int, steps: int = 3) -> float:
 
 
 def run_row(suite: str, label: str, out_dir: Path, progress: bool,
-            scan_backend: str | None = None, max_steps: int | None = None) -> dict[str, Any]:
+            scan_backend: str | None = None, max_steps: int | None = None,
+            seed: int | None = None) -> dict[str, Any]:
     """Train and evaluate one row; returns its result dict."""
     model, options = ROWS[label]
     if scan_backend is not None and options.get("layer") in ("selective", "green"):
@@ -142,6 +144,8 @@ def run_row(suite: str, label: str, out_dir: Path, progress: bool,
     fields = {k: v for k, v in SETUPS[suite].items() if k != "preset"}
     if max_steps is not None:
         fields["max_steps"] = max_steps
+    if seed is not None:
+        fields["seed"] = seed
     cfg = TrainConfig.from_preset(SETUPS[suite]["preset"], model=model,
                                   model_options=dict(options), **fields)
     run_dir = out_dir / f"{suite}-{label}"
@@ -200,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scan-backend", default=None, choices=["torch", "triton", "naive"],
                    help="BK scan backend of the selective-layer rows (default: the config's auto)")
     p.add_argument("--max-steps", type=int, default=None, help="override the suite's steps")
+    p.add_argument("--seed", type=int, default=None, help="override the run seed (init and "
+                   "data order) of every row")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     labels = SUITE_ROWS[args.suite] if args.rows is None else args.rows.split(",")
@@ -217,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {
         "benchmark": "lm_suites", "suite": args.suite, "date": started.isoformat(),
         "command": command.strip(), "setup": SETUPS[args.suite],
-        "scan_backend": args.scan_backend, "max_steps": args.max_steps,
+        "scan_backend": args.scan_backend, "max_steps": args.max_steps, "seed": args.seed,
         "machine": {"platform": platform.platform(), "device": device,
                     "torch": torch.__version__}, "rows": [],
     }
@@ -225,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {args.suite} / {label}", flush=True)
         try:
             row = run_row(args.suite, label, args.out_dir, not args.no_progress,
-                          args.scan_backend, args.max_steps)
+                          args.scan_backend, args.max_steps, args.seed)
         except Exception as exc:  # one failing row must not lose the others
             import traceback
             traceback.print_exc()

@@ -203,13 +203,6 @@ class ModelConfig:
         Green layer only: per-head sizes of q, k and of v (0: ``d_model // n_channels``).
     chunk_size : int
         Green layer only: chunk length of the chunked Green's-function attention.
-    spectral_init : {"band", "edge"}
-        Selective and green layers: where the chains' energies start. ``band``: spread
-        over ``lam_init_center ± lam_init_range`` (inside the free band, where the transfer
-        factor ``-b g`` rotates); ``edge``: just above the band, ``lam_c = 2 hop_init
-        cosh(1/tau_c)``, where ``-b g = exp(-1/tau_c)`` is real, with the memories ``tau_c =
-        hop_init/eta0_c`` spread by ``timescales`` and eta starting at ``2 eta_min``; the
-        parameter ``lam`` then holds ``log tau_c``.
     embedding : {"dense", "tt", "tt_phase"}
         Token embedding: ``nn.Embedding``, or a tensor-train embedding of rank ``tt_rank``
         (:class:`bkmodel.tt_embedding.TTEmbedding`; ``tt_phase`` with the phase encoding).
@@ -257,7 +250,6 @@ class ModelConfig:
     key_dim: int = 0
     value_dim: int = 0
     chunk_size: int = 64
-    spectral_init: str = "band"
     embedding: str = "dense"
     tt_rank: int = 8
 
@@ -312,9 +304,6 @@ class ModelConfig:
         for name in ("key_dim", "value_dim"):
             _check_int(name, getattr(self, name), 0)
         _check_int("chunk_size", self.chunk_size, 1)
-        _check_choice("spectral_init", self.spectral_init, ("band", "edge"))
-        if self.spectral_init == "edge" and self.layer == "classic":
-            raise ValueError("spectral_init='edge' needs layer='selective' or 'green'")
         if self.layer == "green":
             if self.n_energies != 1:
                 raise ValueError(f"layer='green' needs n_energies=1, got {self.n_energies}")

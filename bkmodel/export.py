@@ -201,7 +201,7 @@ def _selective_prefill(bk: nn.Module, h: torch.Tensor):
         x = bk.conv(u.transpose(1, 2))[..., :T].transpose(1, 2)  # causal (B, T, n_in)
     v, eta, b = bk._operator(x)
     out_dt = torch.promote_types(v.dtype, torch.float32)
-    g_re, g_im = (t.to(out_dt) for t in bk_scan_real(v, bk._lam(), eta, b))
+    g_re, g_im = (t.to(out_dt) for t in bk_scan_real(v, bk.lam, eta, b))
     y = bk._features(h, g_re, g_im, eta, b)
     state = [g_re[:, -1].to(_F64), g_im[:, -1].to(_F64)]
     if k > 1:  # the last k - 1 inputs, zeros on the left of a shorter prompt
@@ -226,7 +226,7 @@ def _selective_step(bk: nn.Module, h: torch.Tensor, state: list[torch.Tensor]):
             x = x + bk.conv.bias
         tail = [window[:, :, 1:]] if k > 1 else []
     v, eta, b = bk._operator(x)
-    n_re, n_im = bk_step_real(v, bk._lam(), eta, b, state[0], state[1])
+    n_re, n_im = bk_step_real(v, bk.lam, eta, b, state[0], state[1])
     g_re, g_im = n_re.to(h.dtype), n_im.to(h.dtype)
     y = bk._features(h, g_re, g_im, eta, b)
     return y, g_re, g_im, [n_re, n_im, *tail]

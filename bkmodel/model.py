@@ -302,12 +302,6 @@ class SelectiveBKLayer(_GuardedLayer):
             eta0 = log_uniform_etas(S, config.eta_init_min, config.eta_init)
         else:
             eta0 = torch.full((S,), float(config.eta_init))
-        if config.spectral_init == "edge":
-            # memories tau_c = b0/eta0_c set by the energy instead of the absorption: lam
-            # holds log tau_c and the energy is lam_c = 2 b0 cosh(1/tau_c) (just above the
-            # band, see _lam); eta starts at twice its floor
-            self.lam = nn.Parameter(torch.log(config.hop_init / eta0.double()).float())
-            eta0 = torch.full((S,), 2.0 * config.eta_min)
         self.eta_raw = nn.Parameter(
             torch.tensor([_inv_softplus(float(e) - config.eta_min) for e in eta0]))
         self.hop_raw = nn.Parameter(
@@ -315,15 +309,6 @@ class SelectiveBKLayer(_GuardedLayer):
         self.norm = nn.RMSNorm(2 * S) if config.out_norm else None
         self.gate = nn.Linear(d, 2 * S, bias=config.bias) if config.output_gate else None
         self.out = nn.Linear(2 * S, d, bias=config.bias)
-
-    def _lam(self) -> torch.Tensor:
-        """The chains' energies lam_c (S,). ``spectral_init="band"``: the parameter itself;
-        ``"edge"``: ``2 b0 cosh(exp(-lam_raw_c))`` with ``b0 = hop_init``, above the free band
-        ``[-2 b0, 2 b0]``, where the free chain's transfer factor ``-b g`` is real and equals
-        ``exp(-1/tau_c)``, ``tau_c = exp(lam_raw_c)`` (no rotation; memory tau_c tokens)."""
-        if self.config.spectral_init == "edge":
-            return 2.0 * self.config.hop_init * torch.cosh(torch.exp(-self.lam))
-        return self.lam
 
     # -- per-token operator ----------------------------------------------------------------
     def _operator(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -441,7 +426,7 @@ class SelectiveBKLayer(_GuardedLayer):
         b_scan = b
         if reset is not None:  # the hopping into a document's first token is 0 (scan only)
             b_scan = b.expand_as(v) * (~reset)[..., None].to(b.dtype)
-        g_re, g_im = self.guard.scan(v, self._lam(), eta, b_scan, layer=self.name,
+        g_re, g_im = self.guard.scan(v, self.lam, eta, b_scan, layer=self.name,
                                      initial_state=None if state is None else state["g"])
         y = self._features(h, g_re, g_im, eta, b)
         if not return_state:
@@ -469,7 +454,7 @@ class SelectiveBKLayer(_GuardedLayer):
                 x = x + self.conv.bias
             tail = window[:, :, 1:]
         v, eta, b = self._operator(x)
-        g = bk_step(v, self._lam(), eta, b, None if state is None else state["g"])
+        g = bk_step(v, self.lam, eta, b, None if state is None else state["g"])
         self.guard.check_step(g, eta.expand_as(v), layer=self.name)
         g_re, g_im = g.real.to(h.dtype), g.imag.to(h.dtype)
         y = self._features(h, g_re, g_im, eta, b)
@@ -566,7 +551,7 @@ class GreenBKLayer(SelectiveBKLayer):
         b_scan = b.expand_as(pot)
         if reset is not None:
             b_scan = b_scan * (~reset)[..., None].to(b.dtype)
-        g_re, g_im = self.guard.scan(pot, self._lam(), eta, b_scan, layer=self.name,
+        g_re, g_im = self.guard.scan(pot, self.lam, eta, b_scan, layer=self.name,
                                      initial_state=None if state is None else state["g"])
         g = torch.complex(g_re.float(), g_im.float()) if g_re.dtype != torch.float64 \
             else torch.complex(g_re, g_im)
@@ -601,7 +586,7 @@ class GreenBKLayer(SelectiveBKLayer):
         op, q, k, v = self._split(x)
         pot, eta, b = self._operator(op)
         b = b.expand_as(pot)
-        g = bk_step(pot, self._lam(), eta, b, None if state is None else state["g"])
+        g = bk_step(pot, self.lam, eta, b, None if state is None else state["g"])
         self.guard.check_step(g, eta.expand_as(pot), layer=self.name)
         a = -b.to(g.real.dtype) * g
         y, S = green_step(q, k, v, g, a, None if state is None else state["S"])
