@@ -68,6 +68,19 @@ def _ffn(cfg: Any, T: int, d: int) -> list[tuple[str, int, str]]:
     return rows
 
 
+def _front_rows(p: str, c: Any, T: int, n_in: int, chains: int) -> list[LayerFlops]:
+    """in_proj (d -> n_in), the optional depthwise convolution and the scan of ``chains``
+    chains: the front of the selective and green layers."""
+    rows = [LayerFlops(p + "bk.in_proj", _linear(T, c.d_model, n_in), note=f"d->{n_in}")]
+    if c.conv_size:
+        k = c.conv_size
+        rows.append(LayerFlops(p + "bk.conv", 2 * n_in * k * (T + k - 1),
+                               note=f"depthwise, width {k}"))
+    rows.append(LayerFlops(p + "bk.scan", 0, SCAN_FLOPS_PER_STEP * T * chains,
+                           note=f"{chains} chains, elementwise"))
+    return rows
+
+
 def _green_rows(p: str, c: Any, T: int) -> list[LayerFlops]:
     """Rows of a Green's-function attention layer (bkmodel/ops/green_attn/chunk.py): the
     chunked form pads T to nc chunks of L = min(chunk_size, T) tokens."""
@@ -77,13 +90,7 @@ def _green_rows(p: str, c: Any, T: int) -> list[LayerFlops]:
     n_in = n_op + H * (2 * dk + dv)
     L = max(1, min(c.chunk_size, T))
     nc = -(-T // L)
-    rows = [LayerFlops(p + "bk.in_proj", _linear(T, d, n_in), note=f"d->{n_in}")]
-    if c.conv_size:
-        k = c.conv_size
-        rows.append(LayerFlops(p + "bk.conv", 2 * n_in * k * (T + k - 1),
-                               note=f"depthwise, width {k}"))
-    rows.append(LayerFlops(p + "bk.scan", 0, SCAN_FLOPS_PER_STEP * T * H,
-                           note=f"{H} chains, elementwise"))
+    rows = _front_rows(p, c, T, n_in, H)
     intra = H * nc * (2 * L * L * dk + 2 * 2 * L * L * dv)  # q k^T; (P W_re) v, (P W_im) v
     states = H * nc * 2 * (2 * dk) * L * dv  # [Re c k, Im c k]^T v
     # chunk-to-chunk propagation, a complex product: counted as FlopCounterMode counts it
@@ -110,13 +117,7 @@ def bk_flops(config: Any, T: int) -> list[LayerFlops]:
         elif c.layer == "selective":
             S = C * c.n_energies
             n_in = 3 * C if c.selective else C
-            rows.append(LayerFlops(p + "bk.in_proj", _linear(T, d, n_in), note=f"d->{n_in}"))
-            if c.conv_size:
-                k = c.conv_size
-                rows.append(LayerFlops(p + "bk.conv", 2 * n_in * k * (T + k - 1),
-                                       note=f"depthwise, width {k}"))
-            rows.append(LayerFlops(p + "bk.scan", 0, SCAN_FLOPS_PER_STEP * T * S,
-                                   note=f"{S} chains, elementwise"))
+            rows += _front_rows(p, c, T, n_in, S)
             if c.output_gate:
                 rows.append(LayerFlops(p + "bk.gate", _linear(T, d, 2 * S)))
             rows.append(LayerFlops(p + "bk.out", _linear(T, 2 * S, d)))

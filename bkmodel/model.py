@@ -438,21 +438,26 @@ class SelectiveBKLayer(_GuardedLayer):
         g = torch.complex(g_re[:, -1].double(), g_im[:, -1].double())
         return y, g_re, g_im, None, {"g": g, "conv": tail}
 
+    def _step_input(self, h: torch.Tensor, state: dict | None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One token's convolved projections x (B, n_in) and the new convolution tail
+        (B, n_in, k - 1) (None without a convolution), continuing ``state["conv"]``."""
+        u = self.in_proj(h)  # (B, n_in)
+        if self.conv is None:
+            return u, None
+        prev = (state or {}).get("conv")
+        if prev is None:
+            prev = u.new_zeros(u.shape[0], self.n_in, self.config.conv_size - 1)
+        window = torch.cat([prev, u[:, :, None]], dim=-1)  # (B, n_in, k)
+        x = (window * self.conv.weight[:, 0]).sum(-1)
+        if self.conv.bias is not None:
+            x = x + self.conv.bias
+        return x, window[:, :, 1:]
+
     def step(self, h: torch.Tensor, state: dict | None) -> tuple[torch.Tensor, dict, Any]:
         """One decoding step: h (B, d) -> (y (B, d), new state, None); the state holds
         ``g`` (B, S) complex128 and the convolution's last inputs ``conv`` (B, n_in, k-1)."""
-        u = self.in_proj(h)  # (B, n_in)
-        x, tail = u, None
-        k = self.config.conv_size
-        if self.conv is not None:
-            prev = (state or {}).get("conv")
-            if prev is None:
-                prev = u.new_zeros(u.shape[0], self.n_in, k - 1)
-            window = torch.cat([prev, u[:, :, None]], dim=-1)  # (B, n_in, k)
-            x = (window * self.conv.weight[:, 0]).sum(-1)
-            if self.conv.bias is not None:
-                x = x + self.conv.bias
-            tail = window[:, :, 1:]
+        x, tail = self._step_input(h, state)
         v, eta, b = self._operator(x)
         g = bk_step(v, self.lam, eta, b, None if state is None else state["g"])
         self.guard.check_step(g, eta.expand_as(v), layer=self.name)
@@ -571,18 +576,7 @@ class GreenBKLayer(SelectiveBKLayer):
 
     def step(self, h: torch.Tensor, state: dict | None) -> tuple[torch.Tensor, dict, Any]:
         """One decoding step h (B, d) -> (out (B, d), new state, None)."""
-        u = self.in_proj(h)
-        x, tail = u, None
-        k_conv = self.config.conv_size
-        if self.conv is not None:
-            prev = (state or {}).get("conv")
-            if prev is None:
-                prev = u.new_zeros(u.shape[0], self.n_in, k_conv - 1)
-            window = torch.cat([prev, u[:, :, None]], dim=-1)
-            x = (window * self.conv.weight[:, 0]).sum(-1)
-            if self.conv.bias is not None:
-                x = x + self.conv.bias
-            tail = window[:, :, 1:]
+        x, tail = self._step_input(h, state)
         op, q, k, v = self._split(x)
         pot, eta, b = self._operator(op)
         b = b.expand_as(pot)
