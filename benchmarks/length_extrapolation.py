@@ -34,17 +34,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import math
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def bucket_edges(base: int, max_length: int) -> list[int]:
@@ -75,6 +71,7 @@ def main() -> int:
     import numpy as np
     import torch
 
+    from benchmarks._results import run_header, write_result
     from bkmodel.checkpoint import load_run
     from bkmodel.data import load_split, tile_stream
     from bkmodel.evaluate import evaluate_carried, evaluate_sliding
@@ -106,15 +103,7 @@ def main() -> int:
     amp = torch.bfloat16 if args.bf16 else None
     edges = bucket_edges(args.bucket_base, args.max_length)
     doc: dict = {
-        "benchmark": "length_extrapolation", "label": args.label,
-        "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "date": _dt.datetime.now().isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                    "python": platform.python_version(), "torch": torch.__version__,
-                    "device": args.device,
-                    "cuda": torch.cuda.get_device_name() if args.device.startswith("cuda")
-                    else None},
-        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "benchmark": "length_extrapolation", "label": args.label, **run_header(args),
         "buckets": [[lo, hi - 1] for lo, hi in zip(edges[:-1], edges[1:], strict=True)],
         "models": {}, "curves": {}, "tokens_per_bucket": {}, "overall_ppl": {},
         "seconds": {},
@@ -165,9 +154,8 @@ def main() -> int:
                   + f"   ({doc['seconds'][mode]:.1f} s)", flush=True)
         del model
     print("buckets (context length): " + ", ".join(f"{a}-{b}" for a, b in doc["buckets"]))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = args.out or RESULTS / f"length_extrapolation_{args.label}_{_dt.date.today()}.json"
-    out.write_text(json.dumps(doc, indent=1) + "\n")
+    out = write_result(doc, args.out, f"length_extrapolation_{args.label}_{_dt.date.today()}.json",
+                       indent=1)
     print(f"wrote {out}")
     return 0
 

@@ -50,7 +50,7 @@ import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT))  # run from a checkout
 CHUNK = 256
 BK_CFG = dict(d_model=64, n_layers=2, n_seq=CHUNK, n_channels=16, ffn="mlp",
               layer="selective", scan_backend="torch")
@@ -193,6 +193,8 @@ def main() -> int:
                   f"({r['n'] / ref['n']:.0f}x the tokens)")
     import torch
 
+    from benchmarks._results import write_result
+
     doc = {
         "benchmark": "long_context",
         "date": _dt.datetime.now().isoformat(timespec="seconds"),
@@ -206,9 +208,8 @@ def main() -> int:
         "analytic": _state_bytes(),
         "rows": rows,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = args.out or RESULTS / f"long_context_{_dt.date.today().isoformat()}.json"
-    out.write_text(json.dumps(doc, indent=2) + "\n")
+    out = write_result(doc, args.out, f"long_context_{_dt.date.today().isoformat()}.json",
+                       indent=2)
     print(f"\nwrote {out}")
     return 0
 

@@ -27,16 +27,12 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime as _dt
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def _table(rows: list[dict], key: str) -> str:
@@ -53,6 +49,7 @@ def main() -> int:
     import numpy as np
     import torch
 
+    from benchmarks._results import run_header, write_result
     from bkmodel.checkpoint import load_run
     from bkmodel.data import load_split
     from bkmodel.model import LanguageModel
@@ -88,15 +85,7 @@ def main() -> int:
     amp = torch.bfloat16 if args.bf16 else None
     say = lambda m: print(m, flush=True)  # noqa: E731
     t_start = time.perf_counter()
-    doc = {"benchmark": "passkey", "label": args.label,
-           "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-           "date": _dt.datetime.now().isoformat(timespec="seconds"),
-           "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                       "python": platform.python_version(), "torch": torch.__version__,
-                       "device": args.device,
-                       "cuda": torch.cuda.get_device_name() if args.device.startswith("cuda")
-                       else None},
-           "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    doc = {"benchmark": "passkey", "label": args.label, **run_header(args),
            "task": "5-digit key at depth d in held-out filler (validation plays); fine-tune "
                    "filler from the training plays", "models": {}, "rows": [], "finetune": {}}
     ft_length = args.finetune_length or min(args.lengths)
@@ -154,10 +143,9 @@ def main() -> int:
                     print(f"\n{name} {stage} {mode}: {key} "
                           f"(chance rank1 {rows[0]['chance_rank1']:.2f})")
                     print(_table(rows, key))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = args.out or RESULTS / f"passkey_{args.label}_{_dt.date.today().isoformat()}.json"
-    out.write_text(json.dumps(doc, indent=1, default=lambda x: x.item()
-                              if isinstance(x, np.generic) else str(x)) + "\n")
+    out = write_result(doc, args.out, f"passkey_{args.label}_{_dt.date.today().isoformat()}.json",
+                       indent=1, default=lambda x: x.item() if isinstance(x, np.generic)
+                       else str(x))
     print(f"\nwrote {out} ({doc['seconds']:.0f} s)")
     return 0
 

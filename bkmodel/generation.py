@@ -299,6 +299,19 @@ def _prompt_ids(tokenizer, prompt: str, max_new_tokens: int) -> list[int]:
     return tokenizer.encode(prompt) or [tokenizer.eot_id]
 
 
+def _sample_text(sample: Callable[[torch.Tensor], tuple[torch.Tensor, Any]], tokenizer,
+                 prompt: str, max_new_tokens: int, seed: int,
+                 device: str | torch.device) -> tuple[str, Any]:
+    """``prompt`` and the decoded new tokens of ``sample(input_ids)`` (``(tokens, extra)``),
+    run under ``seed`` with the global RNG restored afterwards, and ``extra``."""
+    ids = _prompt_ids(tokenizer, prompt, max_new_tokens)
+    x = torch.tensor([ids], dtype=torch.long, device=device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        y, extra = sample(x)
+    return prompt + tokenizer.decode(y[0, len(ids):].tolist()), extra
+
+
 def generate_text(
     model: torch.nn.Module,
     tokenizer,
@@ -314,12 +327,11 @@ def generate_text(
 
     An empty prompt starts from the end-of-text token. ``temperature = 0`` is greedy.
     """
-    ids = _prompt_ids(tokenizer, prompt, max_new_tokens)
-    x = torch.tensor([ids], dtype=torch.long, device=device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        y = model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k)
-    return prompt + tokenizer.decode(y[0, len(ids):].tolist())
+    text, _ = _sample_text(
+        lambda x: (model.generate(x, max_new_tokens, temperature=temperature, top_k=top_k),
+                   None),
+        tokenizer, prompt, max_new_tokens, seed, device)
+    return text
 
 
 def generate_text_with_stats(
@@ -335,13 +347,10 @@ def generate_text_with_stats(
 ) -> tuple[str, GenerationStats]:
     """:func:`generate_text` (the same text for the same arguments) and its
     :class:`GenerationStats` (:func:`timed_generate`)."""
-    ids = _prompt_ids(tokenizer, prompt, max_new_tokens)
-    x = torch.tensor([ids], dtype=torch.long, device=device)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        y, stats = timed_generate(model, x, max_new_tokens, temperature=temperature,
-                                  top_k=top_k)
-    return prompt + tokenizer.decode(y[0, len(ids):].tolist()), stats
+    return _sample_text(
+        lambda x: timed_generate(model, x, max_new_tokens, temperature=temperature,
+                                 top_k=top_k),
+        tokenizer, prompt, max_new_tokens, seed, device)
 
 
 # --------------------------------------------------------------------------------------------

@@ -50,19 +50,11 @@ def _quick_results(ctx: FigureContext) -> dict[str, Any]:
     from bkmodel.early_exit import EarlyExit, HaltingRule, evaluate_early_exit
     from bkmodel.presets import TrainConfig
     from bkmodel.tokenizer import encode_documents
-    from bkmodel.train import train
 
-    assert ctx.work is not None
     models = {}
     for kind in ctx.progress(["bk", "transformer"], "tiny early-exit runs"):
         cfg = TrainConfig.from_preset("ci", model=kind, n_layers=3, max_steps=30)
-        run = ctx.work / f"act-ci-{kind}"
-        if run.exists():
-            import shutil
-
-            shutil.rmtree(run)
-        train(cfg, run, progress=False, log=lambda msg: None)
-        model, tok, _ = load_run(run)
+        model, tok, _ = load_run(ctx.tiny_run(f"act-ci-{kind}", cfg))
         tokens = encode_documents(tok, load_split("validation", cfg.corpus))
         rules = [HaltingRule("none"), HaltingRule("static", exit_layer=0),
                  HaltingRule("static", exit_layer=1)]

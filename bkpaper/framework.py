@@ -140,6 +140,21 @@ class FigureContext:
         """``quick`` in quick mode, else ``full``."""
         return quick if self.quick else full
 
+    def tiny_run(self, name: str, cfg: Any) -> Path:
+        """Train ``cfg`` (a :class:`bkmodel.presets.TrainConfig`) quietly into a fresh run
+        directory ``work / name`` (an old one is removed first) and return it: quick mode's
+        own tiny runs."""
+        import shutil
+
+        from bkmodel.train import train
+
+        assert self.work is not None
+        run = self.work / name
+        if run.exists():
+            shutil.rmtree(run)
+        train(cfg, run, progress=False, log=lambda msg: None)
+        return run
+
     def progress(self, iterable: Iterable[T], desc: str, total: int | None = None) -> Iterator[T]:
         """An inner tqdm bar (cleared when done)."""
         from tqdm import tqdm

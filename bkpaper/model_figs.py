@@ -344,19 +344,11 @@ def _training_runs(ctx: FigureContext) -> tuple[dict[str, Any], str, dict[str, A
             "(or use `bk figures --quick`, which trains two tiny models itself)"
         )
     from bkmodel.presets import TrainConfig
-    from bkmodel.train import train
 
     paths = {}
-    assert ctx.work is not None
     for m in ctx.progress(["bk", "transformer"], "tiny training runs"):
         cfg = TrainConfig.from_preset("ci", model=m, max_steps=40, eval_every=5)
-        run_dir = ctx.work / f"ci-{m}"
-        if run_dir.exists():
-            import shutil
-
-            shutil.rmtree(run_dir)
-        train(cfg, run_dir, progress=False, log=lambda msg: None)
-        paths[m] = run_dir / "metrics.jsonl"
+        paths[m] = ctx.tiny_run(f"ci-{m}", cfg) / "metrics.jsonl"
     return paths, ("bk figures --quick --only 7 (two `bk train --preset ci` runs, 40 steps)"), {}
 
 

@@ -1,4 +1,5 @@
-"""Small helpers shared by the check modules: certificate building, convergence rates, EPS."""
+"""Small helpers shared by the check modules: certificate building, convergence rates,
+adaptive integrals against a spectral measure, EPS."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 
 from bkmath.certificate import Certificate, Kind, Status
 
-__all__ = ["make_cert", "loglog_rate", "EPS"]
+__all__ = ["make_cert", "loglog_rate", "adaptive_integral", "EPS"]
 
 EPS = float(np.finfo(np.float64).eps)
 
@@ -54,3 +55,19 @@ def loglog_rate(h: np.ndarray, err: np.ndarray) -> float:
     if ok.sum() < 2:
         return float("nan")
     return float(np.polyfit(np.log(h[ok]), np.log(err[ok]), 1)[0])
+
+
+def adaptive_integral(m: Any, f: Any, n0: int = 256, tol: float = 1e-14, nmax: int = 2**16,
+                      **kw: Any) -> tuple[Any, int]:
+    """``(∫ f dμ, n)`` with the θ-midpoint rule ``m.integrate(f, n=n, **kw)`` of a measure
+    (:class:`bkmath.mfunction.SpectralMeasure`: Clark and half-line measures), doubling
+    n from ``n0`` until two values agree to ``tol`` (relative to ``1 + |value|``) or n reaches
+    ``nmax``."""
+    a, n = m.integrate(f, n=n0, **kw), n0
+    while n < nmax:
+        n *= 2
+        b = m.integrate(f, n=n, **kw)
+        if abs(b - a) <= tol * (1 + abs(b)):
+            return b, n
+        a = b
+    return a, n

@@ -22,11 +22,11 @@ from fractions import Fraction
 import numpy as np
 
 from bkmath.certificate import Certificate, Kind, timed
+from bkmath.checks._support import EPS, adaptive_integral
 from bkmath.checks.profile import Profile
 
 __all__ = ["check_clark"]
 
-EPS = float(np.finfo(np.float64).eps)
 SEED = 2027
 
 
@@ -37,18 +37,6 @@ def _cases(rng: np.random.Generator, n: int) -> list[tuple[np.ndarray, int]]:
         L = int(rng.integers(1, 7))
         out.append((rng.uniform(-3, 3, L), int(rng.integers(0, L))))
     return out
-
-
-def _adaptive(m, f, n0=256, tol=1e-14, nmax=2**16, **kw):
-    """∫ f dμ with the θ-midpoint rule, doubling n until two values agree to ``tol``."""
-    a, n = m.integrate(f, n=n0, **kw), n0
-    while n < nmax:
-        n *= 2
-        b = m.integrate(f, n=n, **kw)
-        if abs(b - a) <= tol * (1 + abs(b)):
-            return b, n
-        a = b
-    return a, n
 
 
 def _adaptive_many(m, fs, n0=256, tol=1e-14, nmax=2**16):
@@ -233,7 +221,7 @@ def check_clark(profile: Profile) -> list[Certificate]:
         zh = np.array([0.5 + 0.8j, 2.0 + 1.0j, -1.0 + 0.6j, 5.0 + 1.0j])
         for v, s in cases:
             for a, m in zip(alphas, clark_measures(v, alphas, site=s), strict=True):
-                mass, n = _adaptive(m, np.ones_like)
+                mass, n = adaptive_integral(m, np.ones_like)
                 nmax3 = max(nmax3, n)
                 worst_m = max(worst_m, abs(mass - 1.0))
                 ref = np.asarray(clark_borel(v, a, zh, site=s))

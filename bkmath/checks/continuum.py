@@ -29,7 +29,6 @@ from bkmath.checks.profile import Profile
 
 __all__ = ["check_continuum", "bump", "bump_mp"]
 
-EPS = float(np.finfo(np.float64).eps)
 SEED = 1919
 
 

@@ -19,12 +19,11 @@ from fractions import Fraction
 import numpy as np
 
 from bkmath.certificate import Certificate, Kind, timed
-from bkmath.checks.clark import _adaptive
+from bkmath.checks._support import EPS, adaptive_integral
 from bkmath.checks.profile import Profile
 
 __all__ = ["check_mfunction"]
 
-EPS = float(np.finfo(np.float64).eps)
 SEED = 2028
 
 
@@ -103,7 +102,7 @@ def check_mfunction(profile: Profile) -> list[Certificate]:
         zh = np.array([0.5 + 0.8j, 2.0 + 1.0j, -1.0 + 0.6j, 5.0 + 1.0j])
         for a, b in ops:
             mu = half_line_measure(a, b)
-            mass, n = _adaptive(mu, np.ones_like, nmax=2**18)
+            mass, n = adaptive_integral(mu, np.ones_like, nmax=2**18)
             nmax2 = max(nmax2, n)
             worst_mass = max(worst_mass, abs(mass - 1))
             ref = np.asarray(m_function(zh, a, b))

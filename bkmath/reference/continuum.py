@@ -23,6 +23,17 @@ __all__ = ["step_scattering_mp", "jost_ode_mp", "fine_lattice_transmission",
            "fine_lattice_bound_states", "lattice_samples"]
 
 
+def _step_cells_mp(k, es, values):
+    """Per cell ``[es[j], es[j+1]]`` of the step potential, at the current mpmath precision:
+    ``(q², cos qL, sin(qL)/q)`` with ``q² = k² − V_j`` (``sin(qL)/q = L`` at ``q = 0``), the
+    entries of the exact cell matrix ``[[cos qL, sin(qL)/q], [−q² sin(qL)/q, cos qL]]``."""
+    for j, vj in enumerate(values):
+        L = es[j + 1] - es[j]
+        q2 = k * k - mpmath.mpf(float(vj))
+        q = mpmath.sqrt(q2)
+        yield q2, mpmath.cos(q * L), (mpmath.sin(q * L) / q if q != 0 else L)
+
+
 def step_scattering_mp(k: complex, edges, values, *, dps: int = 40) -> dict:
     """``{"D", "t", "r", "r_prime"}`` (mpc) of the step potential, exact transfer matrices at
     ``dps`` digits; ``edges``/``values`` are read exactly as the binary floats they hold."""
@@ -31,12 +42,7 @@ def step_scattering_mp(k: complex, edges, values, *, dps: int = 40) -> dict:
         ik = 1j * k
         P = mpmath.eye(2)
         es = [mpmath.mpf(float(e)) for e in edges]
-        for j, vj in enumerate(values):
-            L = es[j + 1] - es[j]
-            q2 = k * k - mpmath.mpf(float(vj))
-            q = mpmath.sqrt(q2)
-            c = mpmath.cos(q * L)
-            s = mpmath.sin(q * L) / q if q != 0 else L
+        for q2, c, s in _step_cells_mp(k, es, values):
             P = mpmath.matrix([[c, s], [-q2 * s, c]]) * P
         a, b = es[0], es[-1]
         p11, p12, p21, p22 = P[0, 0], P[0, 1], P[1, 0], P[1, 1]

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import mpmath
 
+from bkmath.reference.continuum import _step_cells_mp
+
 __all__ = ["jost_mp", "line_zero_mp", "square_well_condition_mp", "square_well_zero_mp",
            "delta_zero"]
 
@@ -28,12 +30,7 @@ def jost_mp(k, edges, values):
     ik = 1j * k
     es = [mpmath.mpf(float(e)) for e in edges]
     p11, p12, p21, p22 = mpmath.mpf(1), mpmath.mpf(0), mpmath.mpf(0), mpmath.mpf(1)
-    for j, vj in enumerate(values):
-        L = es[j + 1] - es[j]
-        q2 = k * k - mpmath.mpf(float(vj))
-        q = mpmath.sqrt(q2)
-        c = mpmath.cos(q * L)
-        s = mpmath.sin(q * L) / q if q != 0 else L
+    for q2, c, s in _step_cells_mp(k, es, values):
         p11, p12, p21, p22 = (c * p11 + s * p21, c * p12 + s * p22,
                               -q2 * s * p11 + c * p21, -q2 * s * p12 + c * p22)
     return mpmath.exp(ik * (es[-1] - es[0])) * (p11 - ik * p12 - p21 / ik + p22) / 2
