@@ -82,6 +82,8 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "green-h8-f12-noconv": ("bk", {**GREEN, "ffn_mult": 12, "n_channels": 8, "conv_size": 0}),
     "green-edge": ("bk", {**GREEN, "lam_init_center": 2.5, "lam_init_range": 0.5}),
     "selective-edge": ("bk", {**SELECTIVE, "lam_init_center": 2.5, "lam_init_range": 0.5}),
+    "green-edge-h8": ("bk", {**GREEN, "n_channels": 8, "lam_init_center": 2.5,
+                             "lam_init_range": 0.5}),
     "green-edge-f12": ("bk", {**GREEN, "ffn_mult": 12, "lam_init_center": 2.5,
                               "lam_init_range": 0.5}),
     "green-h8-edge": ("bk", {**GREEN, "ffn_mult": 12, "n_channels": 8, "conv_size": 0,
