@@ -225,6 +225,20 @@ class ScanGuard:
                                 None if g0 is None else g0.detach())
         return (~(r <= self.config.tol)).sum().reshape(1).to(stats.device, stats.dtype)
 
+    def _assert_in_graph(self, layer, v, lam, eta, b, g_re, g_im, stats, g0=None) -> None:
+        """The check while ``torch.compile`` traces (a host read or a fresh ``Generator``
+        would break the graph): the violation count (non-finite, Herglotz, bound and, when
+        ``sample_rate > 0``, sampled residuals at positions from the device's generator on
+        every scan) becomes an in-graph ``torch._assert_async``, so a violation raises a
+        ``RuntimeError`` naming the layer when the compiled graph runs — the ``raise`` action
+        whatever ``action`` is, and the event counters are not updated."""
+        n = stats.reshape(-1).sum()
+        if self.config.sample_rate > 0.0:
+            n = n + self._residual_count(v, lam, eta, b, g_re, g_im, stats.reshape(-1), None,
+                                         g0).sum()
+        torch._assert_async(n == 0, f"BK scan certificate violated in layer {layer} "
+                            "(checked inside the compiled graph)")
+
     def _defer_counts(self, layer, v, lam, eta, b, g_re, g_im, stats, g0=None) -> None:
         """Append (layer, [nonfinite, herglotz, bound, residual, residual checked]) as a
         device tensor: no host synchronisation (the residual is sampled on every scan, at
@@ -269,6 +283,9 @@ class ScanGuard:
                                     tol=cfg.tol, **kw)
         if self.deferred is not None:
             self._defer_counts(layer, v, lam, eta, b, g_re, g_im, stats, g0)
+            return g_re, g_im
+        if torch.compiler.is_compiling():
+            self._assert_in_graph(layer, v, lam, eta, b, g_re, g_im, stats, g0)
             return g_re, g_im
         self.counters["scans"] += 1
         residual = cfg.sample_rate >= 1.0 or self.rng.random() < cfg.sample_rate

@@ -153,3 +153,33 @@ def test_layer_fullgraph_forward_backward(layer):
     ye = bk(x)[0]
     (ge,) = torch.autograd.grad(ye.square().sum(), x)
     assert _rel(yc, ye) < 1e-5 and _rel(gc, ge) < 1e-4
+
+
+@pytest.mark.parametrize("layer", ["selective", "green"])
+def test_guarded_model_compiles_without_graph_break(layer):
+    """With the runtime guard on (the trainer's default: every scan checked, residuals
+    sampled), tracing would read counters on the host and create a ``Generator``: under
+    compile the guard asserts in the graph instead (``ScanGuard._assert_in_graph``) — no graph
+    break, the same logits as eager, and a violation still raises when the graph runs."""
+    torch.manual_seed(0)
+    m = LanguageModel(vocab_size=32, d_model=16, n_layers=2, n_seq=12, n_channels=2,
+                      layer=layer, scan_backend="torch", dropout=0.0, ffn="mlp", ffn_mult=2,
+                      conv_size=0, guard={"enabled": True, "sample_rate": 1.0})
+    ids = torch.randint(0, 32, (2, 12), generator=torch.Generator().manual_seed(3))
+    torch._dynamo.reset()
+    ex = torch._dynamo.explain(m)(ids, ids)
+    assert ex.graph_break_count == 0, [r.reason for r in ex.break_reasons]
+    torch._dynamo.reset()
+    cm = torch.compile(m, backend="aot_eager", fullgraph=True)
+    logits_c, _ = cm(ids, ids)
+    logits_e, _ = m(ids, ids)
+    assert _rel(logits_c, logits_e) < 1e-5
+    # a tolerance below float32 rounding: the sampled residuals must fail, in the graph
+    torch.manual_seed(0)
+    strict = LanguageModel(vocab_size=32, d_model=16, n_layers=2, n_seq=12, n_channels=2,
+                           layer=layer, scan_backend="torch", dropout=0.0, ffn="mlp",
+                           ffn_mult=2, conv_size=0,
+                           guard={"enabled": True, "sample_rate": 1.0, "tol": 1e-30})
+    torch._dynamo.reset()
+    with pytest.raises(RuntimeError, match="BK scan certificate violated in layer"):
+        torch.compile(strict, backend="aot_eager", fullgraph=True)(ids, ids)
