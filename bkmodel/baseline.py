@@ -9,14 +9,26 @@ so that the parameter count matches a given budget at the same ``d_model`` and d
 
 Per token and layer the attention costs O(T·d) (O(T²·d) per sequence), against O(d) per token
 for a BK scan layer.
+
+Document masking (``forward(..., reset=...)``, the ``reset`` mask ResNet-BK takes, True at a
+document's first token; ``bk train --reset-at-documents true``): attention is then
+block-diagonal causal, so no document attends to the one before it (:func:`document_mask`).
+On CPU, and wherever flex attention is not available, it is SDPA with a boolean
+(B, 1, T, T) mask: O(B·T²) bytes per forward, shared by the layers. On CUDA, where
+``torch.nn.attention.flex_attention`` exists, it is a compiled flex attention with a block
+mask (:func:`document_block_mask`), which skips fully masked tiles and never builds the T × T
+mask (:data:`USE_FLEX_ATTENTION` turns it off). Without ``reset`` the attention is the
+``is_causal=True`` SDPA call, unchanged.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -25,7 +37,19 @@ import torch.nn.functional as F
 from bkmodel import lm_base
 from bkmodel.tt_embedding import make_token_embedding
 
-__all__ = ["TransformerBaseline", "TransformerConfig", "matched_config"]
+try:  # torch >= 2.5
+    from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
+except ImportError:  # pragma: no cover - older torch: the SDPA mask everywhere
+    BlockMask = create_block_mask = flex_attention = None  # type: ignore[assignment,misc]
+
+__all__ = ["TransformerBaseline", "TransformerConfig", "document_block_mask", "document_mask",
+           "matched_config"]
+
+#: Document masks on CUDA use flex attention (a block mask) when torch has it; set False to
+#: use the SDPA boolean mask there too (the CPU path).
+USE_FLEX_ATTENTION: bool = True
+_compiled_flex: Callable[..., torch.Tensor] | None = None  # torch.compile(flex_attention)
+_compiled_block_mask: Callable[..., Any] | None = None  # torch.compile(create_block_mask)
 
 
 @dataclass
@@ -112,6 +136,109 @@ def matched_config(target_params: int, **kwargs) -> TransformerConfig:
     return cfg
 
 
+def _check_reset(reset: Any, input_ids: torch.Tensor) -> None:
+    """``ValueError`` unless ``reset`` is a bool tensor shaped like ``input_ids``, on its device
+    (the checks and messages of ResNet-BK's ``LanguageModel`` forward)."""
+    if not isinstance(reset, torch.Tensor) or reset.dtype != torch.bool:
+        raise ValueError(f"reset must be a bool tensor (True at a document's first "
+                         f"token), got {getattr(reset, 'dtype', type(reset).__name__)}")
+    if reset.shape != input_ids.shape:
+        raise ValueError(f"reset must have the shape of input_ids "
+                         f"{tuple(input_ids.shape)}, got {tuple(reset.shape)}")
+    if reset.device != input_ids.device:
+        raise ValueError(f"reset must be on the device of input_ids ({input_ids.device}), "
+                         f"got {reset.device}")
+
+
+def document_mask(reset: torch.Tensor) -> torch.Tensor:
+    """The block-diagonal causal attention mask of a batch of document starts.
+
+    Parameters
+    ----------
+    reset : torch.Tensor
+        (B, T) bool, True at a document's first token.
+
+    Returns
+    -------
+    torch.Tensor
+        (B, 1, T, T) bool, True where query ``i`` may attend to key ``j``: ``j <= i`` and
+        no document starts in ``(j, i]`` (the same entry of ``reset.cumsum(1)``). The tokens
+        before a row's first reset are one document (the one the window cut). Every row has
+        its diagonal, so no softmax is empty. Memory O(B·T²) bytes.
+
+    Examples
+    --------
+    >>> document_mask(torch.tensor([[False, False, True, False]]))[0, 0].int()
+    tensor([[1, 0, 0, 0],
+            [1, 1, 0, 0],
+            [0, 0, 1, 0],
+            [0, 0, 1, 1]], dtype=torch.int32)
+    """
+    doc = reset.long().cumsum(1)  # (B, T): document index inside the window
+    T = reset.shape[1]
+    causal = torch.ones(T, T, dtype=torch.bool, device=reset.device).tril()
+    return ((doc[:, :, None] == doc[:, None, :]) & causal)[:, None]
+
+
+def document_block_mask(reset: torch.Tensor) -> BlockMask:
+    """The flex-attention :class:`~torch.nn.attention.flex_attention.BlockMask` of
+    :func:`document_mask` (same pattern, one head broadcast to all).
+
+    Parameters
+    ----------
+    reset : torch.Tensor
+        (B, T) bool, True at a document's first token.
+
+    Returns
+    -------
+    BlockMask
+        Built with ``create_block_mask`` on ``reset``'s device; on CUDA through
+        ``torch.compile(create_block_mask)`` (compiled once), so the T × T mask is never
+        materialised (the 128 × 128 tiles are classified from the ``mask_mod``); eagerly
+        elsewhere. Requires ``torch.nn.attention.flex_attention`` (torch >= 2.5).
+    """
+    global _compiled_block_mask
+    if create_block_mask is None:
+        raise RuntimeError("document_block_mask needs torch.nn.attention.flex_attention "
+                           "(torch >= 2.5)")
+    doc = reset.long().cumsum(1)
+    B, T = reset.shape
+
+    def mask_mod(b: torch.Tensor, h: torch.Tensor, q_idx: torch.Tensor,
+                 kv_idx: torch.Tensor) -> torch.Tensor:
+        return (kv_idx <= q_idx) & (doc[b, q_idx] == doc[b, kv_idx])
+
+    make = create_block_mask
+    if reset.is_cuda:
+        if _compiled_block_mask is None:
+            _compiled_block_mask = torch.compile(create_block_mask)
+        make = _compiled_block_mask
+    return make(mask_mod, B, None, T, T, device=reset.device)
+
+
+def _use_flex(device: torch.device, dropout: bool) -> bool:
+    """Whether a document mask on ``device`` takes the flex-attention path: CUDA, flex
+    attention importable, :data:`USE_FLEX_ATTENTION`, and no attention dropout (flex
+    attention has none)."""
+    return (USE_FLEX_ATTENTION and flex_attention is not None and device.type == "cuda"
+            and not dropout)
+
+
+def _flex(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_mask: BlockMask
+          ) -> torch.Tensor:
+    """Flex attention of (B, H, T, h) ``q, k, v`` under ``block_mask``; compiled on CUDA (the
+    eager version materialises the scores), eager elsewhere (tests). Computed in ``v``'s
+    dtype (the autocast dtype under autocast, as SDPA's), outside autocast."""
+    global _compiled_flex
+    fn = flex_attention
+    if q.is_cuda:
+        if _compiled_flex is None:
+            _compiled_flex = torch.compile(flex_attention, dynamic=False)
+        fn = _compiled_flex
+    with torch.autocast(q.device.type, enabled=False):
+        return fn(q.to(v.dtype), k.to(v.dtype), v, block_mask=block_mask)
+
+
 def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate channel pairs (i, i + h/2) of ``x`` (B, H, T, h) by the angles t·θ_i."""
     x1, x2 = x.chunk(2, dim=-1)
@@ -126,14 +253,24 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         self.dropout = cfg.dropout
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                mask: torch.Tensor | BlockMask | None = None) -> torch.Tensor:
+        """Attention of ``x`` (B, T, D): causal (``mask`` None), or under a document mask
+        (a (B, 1, T, T) bool tensor for SDPA, or a flex-attention block mask)."""
         B, T, D = x.shape
         q, k, v = self.qkv(x).split(D, dim=-1)
         q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))
         q, k = _rope(q, cos, sin), _rope(k, cos, sin)  # (B, H, T, h)
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
-        )
+        if mask is None:
+            y = F.scaled_dot_product_attention(
+                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+            )
+        elif isinstance(mask, torch.Tensor):
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+            )
+        else:
+            y = _flex(q, k, v, mask)
         return self.proj(y.transpose(1, 2).reshape(B, T, D))
 
 
@@ -147,8 +284,9 @@ class Block(nn.Module):
         self.out = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.ln1(x), cos, sin))
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                mask: torch.Tensor | BlockMask | None = None) -> torch.Tensor:
+        x = x + self.drop(self.attn(self.ln1(x), cos, sin, mask))
         return x + self.drop(self.out(F.gelu(self.fc(self.ln2(x)))))
 
 
@@ -200,12 +338,44 @@ class TransformerBaseline(nn.Module):
         return ang.cos().to(dtype), ang.sin().to(dtype)
 
     def forward(
-        self, input_ids: torch.Tensor, targets: torch.Tensor | None = None
+        self, input_ids: torch.Tensor, targets: torch.Tensor | None = None, *,
+        reset: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (B, T, V) of the next token at every position; mean cross-entropy if
-        ``targets`` (B, T) is given (entries ``-100`` are ignored). Any length T: RoPE has
-        no position table (``max_seq_len`` only crops :meth:`generate`'s context)."""
+        """Logits of the next token at every position, and the loss.
+
+        Parameters
+        ----------
+        input_ids : torch.Tensor
+            (B, T) token ids. Any length T: RoPE has no position table (``max_seq_len``
+            only crops :meth:`generate`'s context).
+        targets : torch.Tensor, optional
+            (B, T) next-token ids; entries ``-100`` are ignored.
+        reset : torch.Tensor, optional
+            (B, T) bool, True at the first token of a document (the keyword and checks of
+            ResNet-BK's forward; :func:`bkmodel.data.batch_resets`). Token ``i`` then attends
+            to ``j`` only if ``j <= i`` and ``j`` is in its document (:func:`document_mask`),
+            so every document's logits equal those of the document run alone, up to
+            rounding. Positions do not restart at a document: RoPE scores depend only on
+            ``i - j``, so the absolute offset of a document changes nothing but rounding.
+            SDPA with a (B, 1, T, T) bool mask (O(B·T²) memory), or flex attention on CUDA
+            (module docstring). None: plain causal attention, exactly as without the
+            argument.
+
+        Returns
+        -------
+        tuple of torch.Tensor
+            ``(logits (B, T, V), loss)``: the mean cross-entropy over the non-ignored
+            targets, None without ``targets``.
+
+        Raises
+        ------
+        ValueError
+            For bad ids or targets, or a ``reset`` that is not a bool tensor of the shape
+            and device of ``input_ids`` (the message names ``reset``).
+        """
         lm_base.check_ids(input_ids, self.config.vocab_size, None, "input_ids")
+        if reset is not None:
+            _check_reset(reset, input_ids)
         if targets is not None:  # checked before any work is queued, as ResNet-BK does
             lm_base.check_ids(targets, self.config.vocab_size, None, "targets",
                               allow_ignore=True)
@@ -216,8 +386,13 @@ class TransformerBaseline(nn.Module):
         B, T = input_ids.shape
         x = self.drop(self.embed(input_ids.long()))  # (B, T, D)
         cos, sin = self._rope_tables(T, x.device, x.dtype)
+        mask: torch.Tensor | BlockMask | None = None
+        if reset is not None:  # one mask for all layers
+            dropout = self.training and self.config.dropout > 0
+            mask = (document_block_mask(reset) if _use_flex(reset.device, dropout)
+                    else document_mask(reset))
         for block in self.blocks:
-            x = block(x, cos, sin)
+            x = block(x, cos, sin, mask)
         logits = self.logits(x)  # (B, T, V)
         loss = None
         if targets is not None:

@@ -19,17 +19,17 @@ One loop, no framework. Per optimizer step (:meth:`Trainer.step`):
 Long-context switches (``TrainConfig.reset_at_documents``, ``TrainConfig.tbptt``; both off by
 default, docs/tutorials/long_context.md): with ``reset_at_documents`` the forward gets the
 ``reset`` mask of the batch (:func:`bkmodel.data.batch_resets`: True at every document's
-first token), so no BK chain carries one play into the next. With ``tbptt`` the batch of
-data index ``k = s + skip`` is :func:`bkmodel.data.tbptt_starts` instead of the shuffled
+first token), so no BK chain carries one play into the next and no Transformer token attends
+across a document start (block-diagonal causal attention). With ``tbptt`` the batch of data
+index ``k = s + skip`` is :func:`bkmodel.data.tbptt_starts` instead of the shuffled
 sampler: row ``r`` reads window ``k mod shard`` of its own contiguous shard, and the model
 state returned by the forward of step ``s`` is detached and passed as ``state`` to step
 ``s + 1`` (gradients stop at the window edge; the forward still continues the stream
 exactly). The state starts fresh at ``k mod shard == 0`` (the shard wraps around), after a
 skipped step and after a rollback (the data position jumps); it is saved in the checkpoint,
 so ``--resume`` continues it exactly (one process; under DDP a resume restarts it). The
-Transformer baseline has no state: ``tbptt`` only changes its data order, and
-``reset_at_documents`` does nothing for it (attention is not masked at document starts).
-The CUDA-graph step supports neither (``TrainConfig`` refuses the combination).
+Transformer baseline has no state: ``tbptt`` only changes its data order. The CUDA-graph
+step supports neither switch, for either model (``TrainConfig`` refuses the combination).
 
 Checkpoints (:mod:`bkmodel.checkpoint`) are written by rank 0 every ``ckpt_every`` steps and
 at exit, atomically and with a SHA-256, so a torn or altered file is detected and the previous
@@ -308,14 +308,15 @@ class Trainer:
         self._build_model()
         self.sampler = ChunkSampler(len(self.train_tokens), cfg.seq_len, cfg.seed)
         self.rows = rank_rows(cfg.batch_size, dist.rank, dist.world)
-        # long-context switches: a carried state only where the model has one (ResNet-BK)
+        # long-context switches: resets for both models (the Transformer masks attention),
+        # a carried state only where the model has one (ResNet-BK)
         is_bk = isinstance(self.raw, LanguageModel)
-        self.use_resets = cfg.reset_at_documents and is_bk
+        self.use_resets = cfg.reset_at_documents
         self.carry = cfg.tbptt and is_bk
         self.carried: Any = None  # the detached state after the last applied step (tbptt)
-        if not is_bk and (cfg.tbptt or cfg.reset_at_documents):
+        if not is_bk and cfg.tbptt:
             say("transformer: no carried state; tbptt only sets the data order (contiguous "
-                "windows per row) and reset_at_documents has no effect")
+                "windows per row)")
         self.state = TrainState()
         self._start(saved_state)
 
@@ -563,7 +564,7 @@ class Trainer:
         return self.sampler.starts(k * cfg.batch_size, cfg.batch_size)[self.rows]
 
     def _reset_mask(self, starts: np.ndarray) -> torch.Tensor | None:
-        """The batch's ``reset`` mask (``reset_at_documents``, ResNet-BK), else None."""
+        """The batch's ``reset`` mask (``reset_at_documents``, either model), else None."""
         if not self.use_resets:
             return None
         mask = batch_resets(self.train_tokens, starts, self.cfg.seq_len, self.tok.eot_id)
@@ -588,8 +589,8 @@ class Trainer:
                           ) -> tuple[float, float, str | None, Any]:  # fmt: skip
         """Gradients of ``batch`` (clipped); returns ``(loss, grad norm, skip reason, new
         state)``, the reason None for a good step and the same on every rank; the new state
-        (detached) only with ``tbptt`` on ResNet-BK, else None. ``reset`` and ``state`` go to
-        the model's forward (ResNet-BK only)."""
+        (detached) only with ``tbptt`` on ResNet-BK, else None. ``reset`` (either model) and
+        ``state`` (ResNet-BK only) go to the model's forward."""
         dist, amp_dtype = self.dist, self.amp_dtype
         guard_error: Exception | None = None
         backward_done = False
@@ -935,7 +936,8 @@ FIELD_HELP: dict[str, str] = {
     "parallel": "under torchrun: ddp (replicated model) or fsdp (FSDP2 fully_shard: "
                 "parameters, gradients and AdamW state sharded; checkpoints stay full)",
     "reset_at_documents": "restart the ResNet-BK chains at every document start of the "
-                          "training stream (no effect on the Transformer)",
+                          "training stream (the Transformer: attention masked to the "
+                          "document)",
     "tbptt": "truncated BPTT: contiguous windows per batch row, the ResNet-BK state carried "
              "(detached) from step to step",
     "seed": "seed of every RNG (model initialisation, data order, dropout)",
