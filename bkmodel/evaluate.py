@@ -213,7 +213,8 @@ def evaluate_sliding(
 
     Every token but the first is scored once; after the first window each has at least
     ``window - stride + 1`` and at most ``window`` tokens of context (no resets: documents
-    before it inside the window are visible, as in training). Cost ``window / stride`` times
+    before it inside the window are visible, as in a run trained without
+    ``reset_at_documents``). Cost ``window / stride`` times
     the non-overlapping evaluation's forward work (2x at the default stride; attention
     O(window^2) per window); memory one window, flat in the stream length. Returns
     ``{"loss", "ppl", "tokens", "tokens_per_s", "mode": "sliding", "window", "stride"}``,

@@ -54,7 +54,8 @@ class TrainConfig:
     batch row read its own contiguous shard of the stream window after window
     (:func:`bkmodel.data.tbptt_starts`) and carries the model state, detached, from one step
     to the next. The Transformer baseline has no state: for it ``tbptt`` only changes the data
-    order and ``reset_at_documents`` has no effect (attention is not masked at documents).
+    order, and ``reset_at_documents`` masks its attention at document starts (a token sees
+    only earlier tokens of its own document; ``TransformerBaseline.forward``'s ``reset``).
     Neither is supported by the CUDA-graph step (``cuda_graph=True`` with either is a
     ``ValueError``).
 

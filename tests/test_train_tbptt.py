@@ -197,4 +197,5 @@ class TestTBPTT:
         train_mod.train(_cfg(model="transformer", tbptt=True, reset_at_documents=True),
                         tmp_path / "t", progress=False, log=msgs.append, fault=spy.fault)
         assert any("no carried state" in m for m in msgs)
-        assert all(set(c) == {"ids"} for c in spy.calls)
+        # no state (tbptt is ResNet-BK's); the document mask does reach the Transformer
+        assert spy.calls and all(set(c) == {"ids", "reset"} for c in spy.calls)
