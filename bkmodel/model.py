@@ -51,7 +51,7 @@ from bkmodel.guards import ScanGuard
 from bkmodel.lm_base import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME  # noqa: F401 (re-exported)
 from bkmodel.moe import MLP, MoE
 from bkmodel.ops.bk_scan.torch_scan import bk_step
-from bkmodel.ops.green_attn import green_attention, green_step
+from bkmodel.ops.green_attn import green_attention, green_step, resolve_green_backend
 from bkmodel.tt_embedding import make_token_embedding
 
 __all__ = ["BKLayer", "SelectiveBKLayer", "GreenBKLayer", "Block", "BKEncoder",
@@ -563,7 +563,9 @@ class GreenBKLayer(SelectiveBKLayer):
         a = -b_scan.to(g.real.dtype) * g
         y, S = green_attention(q, k, v, g, a, reset=reset,
                                initial_state=None if state is None else state["S"],
-                               chunk_size=self.config.chunk_size)
+                               chunk_size=self.config.chunk_size,
+                               backend=resolve_green_backend(self.config.scan_backend,
+                                                             h.device))
         out = self._mix_out(h, y)
         if not return_state:
             return out, g_re, g_im, None

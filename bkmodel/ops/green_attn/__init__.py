@@ -5,18 +5,63 @@ entries of the truncated resolvent of each head's Jacobi operator (``naive.py`` 
 identity; docs/theory.md proves the bound ``|G(i, j)| <= 1/eta_min``). Backends:
 
 * ``naive`` — the token-by-token recurrence (reference, ``naive.py``);
-* ``chunk`` — the chunked matmul form (``chunk.py``), used by the model.
+* ``chunk`` — the chunked matmul form with complex tensors (``chunk.py``);
+* ``real``  — the same chunks in real arithmetic only (``real.py``): two real scalar-decay
+  linear attentions sharing K and V, friendly to ``torch.compile``;
+* ``triton`` — fused Triton kernels of the real form, forward and backward
+  (``triton_chunk.py``); float32 accumulation, dk and dv powers of two >= 16.
+
+Every backend takes and returns complex ``g, a, y, S`` here; the real and Triton forms are
+split into real parts at this boundary. The model picks one with
+:func:`resolve_green_backend` from its ``scan_backend`` setting.
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 import torch
 
 from bkmodel.ops.green_attn.chunk import green_attention_chunked
 from bkmodel.ops.green_attn.naive import green_attention_naive
+from bkmodel.ops.green_attn.real import green_attention_real
 
 __all__ = ["green_attention", "green_attention_chunked", "green_attention_naive",
-           "green_step"]
+           "green_attention_real", "green_step", "resolve_green_backend"]
+
+_GREEN_BACKENDS = ("naive", "chunk", "real", "triton")
+_SCAN_TO_GREEN = {"torch": "chunk", "naive": "naive"}
+
+
+# Looked up once, without importing triton (resolve_green_backend runs inside forward, also
+# under torch.compile, where an import would break the graph).
+_HAS_TRITON = importlib.util.find_spec("triton") is not None
+
+
+def _triton_available() -> bool:
+    """True when the ``triton`` package is installed."""
+    return _HAS_TRITON
+
+
+def resolve_green_backend(scan_backend: str, device: torch.device | str) -> str:
+    """The Green's-attention backend that matches a model's ``scan_backend`` setting.
+
+    ``"auto"`` -> ``"triton"`` on CUDA when Triton imports, else ``"chunk"``;
+    ``"torch"`` -> ``"chunk"``; ``"triton"`` -> ``"triton"`` (``ValueError`` naming
+    ``scan_backend`` when Triton does not import); ``"naive"`` -> ``"naive"``.
+    """
+    dev = torch.device(device)
+    if scan_backend == "auto":
+        return "triton" if dev.type == "cuda" and _triton_available() else "chunk"
+    if scan_backend == "triton":
+        if not _triton_available():
+            raise ValueError("scan_backend='triton' needs the triton package, which is not "
+                             "installed here")
+        return "triton"
+    if scan_backend in _SCAN_TO_GREEN:
+        return _SCAN_TO_GREEN[scan_backend]
+    raise ValueError(f"scan_backend must be one of 'auto', 'torch', 'triton', 'naive', got "
+                     f"{scan_backend!r}")
 
 
 def green_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
@@ -26,7 +71,10 @@ def green_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.
     """Green's-function attention (see the package docstring); returns (y, S_T).
 
     Shapes: q, k (B, T, H, dk); v (B, T, H, dv); g, a (B, T, H) complex; reset (B, T) bool;
-    initial_state (B, H, dk, dv) complex. ``ValueError`` naming the argument on a mismatch.
+    initial_state (B, H, dk, dv) complex. ``backend`` is one of ``"naive"``, ``"chunk"``,
+    ``"real"``, ``"triton"`` (see the package docstring); y and S_T are complex whatever the
+    backend (the real and Triton forms are split and recombined here). ``ValueError``
+    naming the argument on a mismatch.
     """
     if q.ndim != 4 or k.shape != q.shape:
         raise ValueError(f"q and k must have the same shape (B, T, H, dk), got "
@@ -55,7 +103,16 @@ def green_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.
             raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
         return green_attention_chunked(q, k, v, g, a, reset=reset, initial_state=initial_state,
                                        chunk_size=chunk_size)
-    raise ValueError(f"backend must be 'naive' or 'chunk', got {backend!r}")
+    if backend in ("real", "triton"):
+        s0 = None if initial_state is None else (initial_state.real, initial_state.imag)
+        if backend == "real":
+            fn = green_attention_real
+        else:
+            from bkmodel.ops.green_attn.triton_chunk import green_attention_triton as fn
+        y_re, y_im, (s_re, s_im) = fn(q, k, v, g.real, g.imag, a.real, a.imag, reset=reset,
+                                      initial_state=s0, chunk_size=chunk_size)
+        return torch.complex(y_re, y_im), torch.complex(s_re, s_im)
+    raise ValueError(f"backend must be one of {_GREEN_BACKENDS}, got {backend!r}")
 
 
 def green_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
