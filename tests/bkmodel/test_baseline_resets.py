@@ -221,6 +221,32 @@ class TestFlexPath:
         assert not baseline._use_flex(cuda, False)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU-only: flex attention compiled "
+                    "on CUDA (its CPU counterpart, run eagerly, is TestFlexPath)")
+def test_flex_path_on_cuda_matches_sdpa_mask(model, ids,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CUDA path as training runs it (compiled flex attention and block mask, float32 and
+    bf16 autocast, forward and backward) against the SDPA mask on the same GPU."""
+    m = TransformerBaseline(model.config).cuda().train()
+    m.load_state_dict(model.state_dict())
+    for mod in m.modules():  # dropout off, so both paths are deterministic
+        if isinstance(mod, torch.nn.Dropout):
+            mod.p = 0.0
+    x, reset = ids.cuda(), _resets([0, 20], [7, 31]).cuda()
+    out = {}
+    for flex in (False, True):
+        monkeypatch.setattr(baseline, "_use_flex", lambda device, dropout, f=flex: f)
+        for amp in (False, True):
+            m.zero_grad()
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+                logits, loss = m(x, x, reset=reset)
+            loss.backward()
+            out[flex, amp] = (logits.float(), next(iter(m.parameters())).grad.clone())
+    for amp, tol in ((False, 1e-4), (True, 5e-2)):  # bf16: 8 mantissa bits on O(1) logits
+        torch.testing.assert_close(out[True, amp][0], out[False, amp][0], rtol=0, atol=tol)
+        torch.testing.assert_close(out[True, amp][1], out[False, amp][1], rtol=tol, atol=tol)
+
+
 # -- bk train --model transformer --reset-at-documents true -----------------------------------
 EOT = ByteTokenizer.eot_id
 
