@@ -1,0 +1,318 @@
+"""The real-arithmetic and Triton forms of Green's-function attention
+(``bkmodel/ops/green_attn/{real,triton_chunk}.py``) against the sequential reference
+``naive.py`` in float64: values, final state and every gradient, with resets and an initial
+state; the backend resolver; bad input.
+
+Without CUDA the Triton kernels run in the interpreter (``tests/conftest.py`` sets
+``TRITON_INTERPRET=1`` before anything imports Triton); they are never skipped: a failing
+``import triton`` fails the Triton tests with that message.
+
+Tolerances.
+
+* real, float64: it forms the same sums of <= T products of <= T factors as the reference,
+  so the error is a few T eps of the output's scale: 64 T eps64 (as ``test_green.py``).
+* triton, float32: the kernel and the torch real form on float32 input evaluate the same
+  sums in a different order (both errors are dominated by the float32 rounding of the
+  inputs; measured ratio 0.3-2), so the kernel's relative-RMS error against float64 must be
+  within 4x the torch real form's float32 error plus ``T eps32`` (a floor for cases where
+  the torch error happens to be ~0). Gradients: the same rule, gradient by gradient.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import bkmodel.ops.green_attn as green_ops
+from bkmodel.ops.green_attn import green_attention, resolve_green_backend
+from bkmodel.ops.green_attn.real import green_attention_real
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+EPS64 = torch.finfo(torch.float64).eps
+EPS32 = torch.finfo(torch.float32).eps
+NAMES = ("q", "k", "v", "g", "a", "S0")
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _inputs(B, T, H, dk, dv, seed, reset_p=0.0, decay=0.95, dtype=torch.float64):
+    """Random q, k, v, Herglotz-like g, transfer factors |a| <= decay, resets, S_0."""
+    gen = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=gen, dtype=dtype)  # noqa: E731
+    u = lambda *s: torch.rand(*s, generator=gen, dtype=dtype)  # noqa: E731
+    q, k, v = r(B, T, H, dk) / math.sqrt(dk), r(B, T, H, dk), r(B, T, H, dv)
+    g = torch.complex(r(B, T, H), u(B, T, H) + 0.1)
+    a = decay * (0.05 + 0.95 * u(B, T, H)) * torch.exp(1j * 6.3 * u(B, T, H))
+    reset = u(B, T) < reset_p
+    S0 = torch.complex(r(B, H, dk, dv), r(B, H, dk, dv))
+    return q, k, v, g, a, reset, S0
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Relative RMS error ||a - b|| / ||b|| in float64 (complex allowed)."""
+    a, b = a.detach().to(torch.complex128), b.detach().to(torch.complex128)
+    return float((a - b).norm() / b.norm().clamp_min(1e-300))
+
+
+def _run(backend, xs, reset, L, weights):
+    """Outputs and all six gradients of sum Re(conj(W_y) y) + Re(conj(W_s) S) (complex API)."""
+    xs = [x.detach().clone().requires_grad_() for x in xs]
+    y, s = green_attention(*xs[:5], reset=reset, initial_state=xs[5], backend=backend,
+                           chunk_size=L)
+    Wy, Ws = weights
+    loss = (y.to(torch.complex128) * Wy.conj()).real.sum() + \
+        (s.to(torch.complex128) * Ws.conj()).real.sum()
+    grads = torch.autograd.grad(loss, xs)
+    return [y.detach(), s.detach(), *grads]
+
+
+def _weights(B, T, H, dv, dk, seed):
+    gen = torch.Generator().manual_seed(seed + 1)
+    c = lambda *s: torch.complex(torch.randn(*s, generator=gen, dtype=torch.float64),  # noqa: E731
+                                 torch.randn(*s, generator=gen, dtype=torch.float64))
+    return c(B, T, H, dv), c(B, H, dk, dv)
+
+
+def _to32(xs):
+    """complex -> complex64, float -> float32, bool unchanged."""
+    return [x.to(torch.complex64) if x.is_complex() else x if x.dtype == torch.bool
+            else x.float() for x in xs]
+
+
+@pytest.fixture(scope="module")
+def triton_backend():
+    """Import the Triton module, failing (never skipping) with the reason when it cannot."""
+    try:
+        from bkmodel.ops.green_attn import triton_chunk
+    except ImportError as e:  # pragma: no cover - CI installs triton
+        pytest.fail(f"the Triton kernels cannot be tested: importing them failed ({e}); "
+                    f"install triton (CPU CI runs them with TRITON_INTERPRET=1)")
+    return triton_chunk
+
+
+@pytest.fixture
+def poisoned_empty(monkeypatch):
+    """``torch.empty`` returns NaN-filled float tensors: uninitialised outputs show up."""
+    orig = torch.empty
+
+    def empty(*args, **kwargs):
+        t = orig(*args, **kwargs)
+        return t.fill_(float("nan")) if t.is_floating_point() else t
+
+    monkeypatch.setattr(torch, "empty", empty)
+
+
+# ----------------------------------------------------------------------------- real form
+
+
+class TestReal:
+    @settings(max_examples=40, deadline=None)
+    @given(B=st.integers(1, 2), T=st.integers(1, 70), H=st.integers(1, 2),
+           dk=st.sampled_from([16, 32]), dv=st.sampled_from([16, 32]),
+           L=st.sampled_from([1, 5, 16, 64]), reset_p=st.sampled_from([0.0, 0.1]),
+           carry=st.booleans(), decay=st.sampled_from([0.5, 0.99, 1.3]),
+           seed=st.integers(0, 10**6))
+    def test_equals_sequential_reference(self, B, T, H, dk, dv, L, reset_p, carry, decay,
+                                         seed):
+        q, k, v, g, a, reset, S0 = _inputs(B, T, H, dk, dv, seed, reset_p, decay)
+        rs = reset if reset_p else None
+        s0 = S0 if carry else None
+        y1, s1 = green_attention(q, k, v, g, a, reset=rs, initial_state=s0, backend="naive")
+        yr, yi, (sr, si) = green_attention_real(
+            q, k, v, g.real, g.imag, a.real, a.imag, reset=rs,
+            initial_state=None if s0 is None else (s0.real, s0.imag), chunk_size=L)
+        assert yr.dtype == torch.float64 and sr.dtype == torch.float64
+        scale = 1.0 + float(y1.abs().max())
+        assert float((torch.complex(yr, yi) - y1).abs().max()) <= 64 * T * EPS64 * scale
+        sscale = 1.0 + float(s1.abs().max())
+        assert float((torch.complex(sr, si) - s1).abs().max()) <= 64 * T * EPS64 * sscale
+
+    def test_gradcheck_all_inputs(self):
+        # every real input, resets (one inside a chunk, one at a chunk start) and S_0
+        q, k, v, g, a, _, S0 = _inputs(1, 8, 2, 2, 3, seed=3)
+        reset = torch.zeros(1, 8, dtype=torch.bool)
+        reset[0, 3] = reset[0, 6] = True
+        xs = tuple(t.clone().requires_grad_() for t in
+                   (q, k, v, g.real, g.imag, a.real, a.imag, S0.real, S0.imag))
+
+        def f(*x):
+            yr, yi, (sr, si) = green_attention_real(*x[:7], reset=reset,
+                                                    initial_state=(x[7], x[8]), chunk_size=3)
+            return yr, yi, sr, si
+
+        assert torch.autograd.gradcheck(f, xs, eps=1e-6, atol=1e-7)
+
+    def test_gradcheck_complex_boundary(self):
+        # the "real" backend behind the complex API: gradients reach complex g, a and S_0
+        q, k, v, g, a, reset, S0 = _inputs(1, 7, 1, 2, 2, seed=6, reset_p=0.2)
+        xs = tuple(t.clone().requires_grad_() for t in (q, k, v, g, a, S0))
+
+        def f(*x):
+            y, s = green_attention(*x[:5], reset=reset, initial_state=x[5], backend="real",
+                                   chunk_size=3)
+            return torch.view_as_real(y), torch.view_as_real(s)
+
+        assert torch.autograd.gradcheck(f, xs, eps=1e-6, atol=1e-7)
+
+    def test_gradients_match_chunk_backend(self):
+        q, k, v, g, a, reset, S0 = _inputs(2, 29, 2, 16, 16, seed=5, reset_p=0.1)
+        W = _weights(2, 29, 2, 16, 16, seed=5)
+        ref = _run("chunk", (q, k, v, g, a, S0), reset, 8, W)
+        out = _run("real", (q, k, v, g, a, S0), reset, 8, W)
+        for name, x, y in zip(("y", "S", *NAMES), out, ref, strict=True):
+            assert rel(x, y) <= 1e-12, name
+
+    def test_long_stream_phases_stay_accurate(self):
+        # |a| ~ 1 and fast rotation: the phase sums grow like T (here ~ 1e4 rad) while the
+        # state remembers the whole stream; float32 must stay near float32 accuracy.
+        B, T, H, dk, dv = 1, 4000, 1, 2, 2
+        gen = torch.Generator().manual_seed(9)
+        q, k, v = (torch.randn(B, T, H, d, generator=gen, dtype=torch.float64)
+                   for d in (dk, dk, dv))
+        g = torch.complex(torch.randn(B, T, H, generator=gen, dtype=torch.float64),
+                          torch.ones(B, T, H, dtype=torch.float64))
+        a = 0.9995 * torch.exp(1j * (2.5 + 0.1 * torch.rand(B, T, H, generator=gen,
+                                                              dtype=torch.float64)))
+        y1, s1 = green_attention(q, k, v, g, a, backend="naive")
+        y2, s2 = green_attention(*_to32([q, k, v, g, a]), backend="real")
+        # measured: 5e-7 (the sequential loop in complex64: 1e-6; chunk.py: 2e-4, its
+        # float32 log|a| and angle sums drift)
+        assert rel(y2, y1) < 3e-6 and rel(s2, s1) < 3e-6
+
+    def test_bf16_autocast(self):
+        # matmuls may run in bf16; outputs and state are float32 and near the float32 result
+        q, k, v, g, a, reset, S0 = _to32(_inputs(1, 40, 2, 16, 16, seed=4, reset_p=0.1))
+        args = (q, k, v, g.real, g.imag, a.real, a.imag)
+        kw = dict(reset=reset, initial_state=(S0.real, S0.imag), chunk_size=16)
+        yr, yi, (sr, si) = green_attention_real(*args, **kw)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            br, bi, (tr, ti) = green_attention_real(*args, **kw)
+        assert br.dtype == bi.dtype == tr.dtype == torch.float32
+        assert rel(torch.complex(br, bi), torch.complex(yr, yi)) < 3e-2
+        assert rel(torch.complex(tr, ti), torch.complex(sr, si)) < 3e-2
+
+    @pytest.mark.parametrize("bad,match", [
+        (dict(k=torch.zeros(1, 4, 2, 3)), "q and k"),
+        (dict(v=torch.zeros(1, 4, 1, 3)), "v must"),
+        (dict(g_re=torch.zeros(1, 4, 1)), "g_re must"),
+        (dict(a_im=torch.zeros(1, 4, 2, dtype=torch.complex64)), "a_im must"),
+        (dict(reset=torch.zeros(1, 4)), "reset must"),
+        (dict(initial_state=torch.zeros(1, 2, 2, 3)), "initial_state must"),
+        (dict(initial_state=(torch.zeros(1, 2, 2, 3), torch.zeros(1, 2, 3, 3))),
+         "initial_state must"),
+        (dict(chunk_size=0), "chunk_size must"),
+    ], ids=lambda x: "-".join(x) if isinstance(x, dict) else None)
+    def test_bad_input(self, bad, match):
+        kw = dict(q=torch.zeros(1, 4, 2, 2), k=torch.zeros(1, 4, 2, 2), v=torch.zeros(1, 4, 2, 3),
+                  g_re=torch.zeros(1, 4, 2), g_im=torch.zeros(1, 4, 2),
+                  a_re=torch.zeros(1, 4, 2), a_im=torch.zeros(1, 4, 2))
+        kw.update(bad)
+        with pytest.raises(ValueError, match=match):
+            green_attention_real(**kw)
+
+
+# ----------------------------------------------------------------------------- Triton
+
+
+def _check_triton(B, T, H, dk, dv, L, reset_p, carry, decay, seed):
+    """Triton (float32) vs naive (float64), judged against the torch real form in float32."""
+    q, k, v, g, a, reset, S0 = _inputs(B, T, H, dk, dv, seed, reset_p, decay)
+    rs = reset if reset_p else None
+    xs = (q, k, v, g, a, S0 if carry else torch.zeros_like(S0))
+    W = _weights(B, T, H, dv, dk, seed)
+    ref = _run("naive", xs, rs, L, W)
+    real32 = _run("real", _to32(xs), rs, L, W)
+    tri = _run("triton", _to32(xs), rs, L, W)
+    assert tri[0].dtype == torch.complex64 and tri[1].dtype == torch.complex64
+    for name, x, y, z in zip(("y", "S", *NAMES), tri, real32, ref, strict=True):
+        assert torch.isfinite(x).all(), name
+        err, base = rel(x, z), rel(y, z)
+        assert err <= 4 * base + T * EPS32, (name, err, base)
+
+
+class TestTriton:
+    @settings(max_examples=15, deadline=None)
+    @given(B=st.integers(1, 2), T=st.integers(1, 70), H=st.integers(1, 2),
+           dk=st.sampled_from([16, 32]), dv=st.sampled_from([16, 32]),
+           L=st.sampled_from([16, 32, 64]), reset_p=st.sampled_from([0.0, 0.1]),
+           carry=st.booleans(), decay=st.sampled_from([0.5, 0.99, 1.3]),
+           seed=st.integers(0, 10**6))
+    def test_values_and_gradients_equal_reference(self, triton_backend, B, T, H, dk, dv, L,
+                                                  reset_p, carry, decay, seed):
+        _check_triton(B, T, H, dk, dv, L, reset_p, carry, decay, seed)
+
+    def test_odd_length_many_chunks_resets_state(self, triton_backend, poisoned_empty):
+        # T = 67: four full chunks and a partial one, resets inside and at a chunk start,
+        # two value blocks (dv = 64, BV = 32); NaN-poisoned torch.empty
+        _check_triton(2, 67, 2, 16, 64, 16, 0.1, True, 0.99, seed=11)
+
+    def test_reset_at_chunk_start_and_first_token(self, triton_backend):
+        q, k, v, g, a, _, S0 = _inputs(1, 40, 1, 16, 16, seed=12)
+        reset = torch.zeros(1, 40, dtype=torch.bool)
+        reset[0, 0] = reset[0, 16] = reset[0, 31] = True
+        y1, s1 = green_attention(q, k, v, g, a, reset=reset, initial_state=S0, backend="naive")
+        y2, s2 = green_attention(*_to32([q, k, v, g, a]), reset=reset,
+                                 initial_state=S0.to(torch.complex64), backend="triton",
+                                 chunk_size=16)
+        assert rel(y2, y1) < 1e-5 and rel(s2, s1) < 1e-5
+
+    def test_bf16_inputs(self, triton_backend):
+        # bf16 q, k, v: float32 outputs near the float32 run on the same (rounded) values
+        q, k, v, g, a, reset, S0 = _to32(_inputs(1, 33, 2, 16, 32, seed=13))
+        qb, kb, vb = (x.bfloat16() for x in (q, k, v))
+        y1, s1 = green_attention(qb.float(), kb.float(), vb.float(), g, a, initial_state=S0,
+                                 backend="real")
+        xs = [t.clone().requires_grad_() for t in (qb, kb, vb)]
+        y2, s2 = green_attention(*xs, g, a, initial_state=S0, backend="triton")
+        assert y2.dtype == torch.complex64
+        assert rel(y2, y1) < 2e-2 and rel(s2, s1) < 2e-2
+        (y2.abs().square().sum()).backward()
+        assert all(x.grad is not None and x.grad.dtype == torch.bfloat16 for x in xs)
+
+    @pytest.mark.parametrize("dk,dv,L,match", [
+        (8, 16, 16, "dk a power of two"), (24, 16, 16, "dk a power of two"),
+        (16, 48, 16, "dv a power of two"), (16, 16, 48, "chunk_size must"),
+        (16, 16, 8, "chunk_size must")], ids=lambda x: str(x))
+    def test_bad_input(self, triton_backend, dk, dv, L, match):
+        z = torch.zeros(1, 4, 1)
+        with pytest.raises(ValueError, match=match):
+            triton_backend.green_attention_triton(
+                torch.zeros(1, 4, 1, dk), torch.zeros(1, 4, 1, dk), torch.zeros(1, 4, 1, dv),
+                z, z, z, z, chunk_size=L)
+        with pytest.raises(ValueError, match="g_re must"):
+            triton_backend.green_attention_triton(
+                torch.zeros(1, 4, 1, 16), torch.zeros(1, 4, 1, 16), torch.zeros(1, 4, 1, 16),
+                torch.zeros(1, 5, 1), z, z, z)
+
+
+# ----------------------------------------------------------------------------- resolver
+
+
+class TestResolveBackend:
+    @pytest.mark.parametrize("scan,device,want", [
+        ("auto", "cpu", "chunk"), ("torch", "cpu", "chunk"), ("torch", "cuda", "chunk"),
+        ("naive", "cpu", "naive"), ("auto", "cuda", "triton"), ("triton", "cpu", "triton")])
+    def test_mapping(self, scan, device, want):
+        assert resolve_green_backend(scan, device) == want
+
+    def test_without_triton(self, monkeypatch):
+        monkeypatch.setattr(green_ops, "_HAS_TRITON", False)
+        assert resolve_green_backend("auto", "cuda") == "chunk"
+        with pytest.raises(ValueError, match="scan_backend='triton'"):
+            resolve_green_backend("triton", "cuda")
+
+    def test_bad_value(self):
+        with pytest.raises(ValueError, match="scan_backend must be"):
+            resolve_green_backend("fast", "cpu")
+
+    def test_unknown_backend_names_argument(self):
+        z = torch.zeros(1, 3, 1, 2)
+        c = torch.zeros(1, 3, 1, dtype=torch.complex64)
+        with pytest.raises(ValueError, match="backend must be one of"):
+            green_attention(z, z, z, c, c, backend="fast")
