@@ -1,5 +1,5 @@
 """Decode speed and memory against prompt length: ResNet-BK's O(1) state vs the Transformer
-baseline (issue 18).
+baseline with a KV cache (issue 18).
 
 What runs
 ---------
@@ -7,27 +7,37 @@ What runs
   (selective layer, d = 64, 2 layers, 16 chains, conv 4, MLP, ``n_seq`` = 1,024: the prompt
   is prefilled in chunks of 1,024 with the state carried, as ``generate`` does) and the
   Transformer baseline (d = 64, 2 layers, 4 heads, d_ff = 256) with ``max_seq_len`` set to
-  the prompt length plus the new tokens, so that its ``generate`` attends to the whole
-  prompt instead of cropping it. ``--d-model`` / ``--n-layers`` change both.
+  the prompt length plus the new tokens plus the 8 check tokens (below), so that its cache
+  holds the whole context and nothing is cropped. ``--d-model`` / ``--n-layers`` change both.
 * Prompt: random ids (vocabulary 257), batch 1, lengths 1k, 4k, 16k, 64k
   (``--quick``: 256, 1k, 4k; ``--lengths`` to choose).
-* ResNet-BK: ``_prefill`` (timed alone), then greedy decoding, one ``_decode_step`` per token
-  (one recurrence step per layer), exactly ``LanguageModel.generate``'s loop. The runtime
-  guards are off (their per-step host read cannot sit in a CUDA graph; the same setting on
-  CPU). On CUDA with ``--cuda-graph`` (default on CUDA) the whole step, argmax and state
-  update included, is one CUDA graph replayed per token; its tokens are checked against the
-  eager loop's before anything is reported.
-* Transformer: **the baseline has no KV cache.** ``TransformerBaseline.generate`` re-runs the
-  forward over the whole context for every new token (``bkmodel/baseline.py``), so its time
-  per token grows with the prompt. That is what is measured (``generate`` itself, greedy);
-  nothing is added to or removed from it. The analytic size a float32 KV cache would have is
-  reported next to it (``kv_cache_bytes_if_cached``).
+* Both models get the same treatment: a prefill (timed alone), then greedy decoding, one
+  model step per token, exactly their ``generate`` loop. ResNet-BK: ``_prefill``, then
+  ``_decode_step`` (one recurrence step per layer); its runtime guards are off (their
+  per-step host read cannot sit in a CUDA graph; the same setting on CPU). Transformer:
+  ``TransformerBaseline.prefill`` into a static (preallocated) KV cache of
+  ``prompt + new + 8`` positions, then ``step`` (per layer one query against the whole
+  K/V buffer under the mask ``slot < length + 1``, RoPE from the cache's cos/sin tables at a
+  device-side position, the new K/V written in place): O(T·d) per token and layer, so its
+  time per token still grows with the prompt, but linearly, not by a forward over the
+  context. On CUDA with ``--cuda-graph`` (default on CUDA) the whole step of either model,
+  argmax and state/cache update included, is one CUDA graph replayed per token (the same
+  helper, :func:`_graph_decoder`, for both); its first 8 tokens are checked against the
+  eager loop's before anything is reported, then the timed tokens follow (the Transformer's
+  cache has room for both).
+* ``--tf-no-cache``: the Transformer rows measure the old cacheless generate instead
+  (``generate(..., use_cache=False)``: every new token re-runs the forward over the whole
+  context; ``--tf-new-tokens`` then defaults to 4), with the analytic size a float32 KV
+  cache would have (``kv_cache_bytes_if_cached``) and ``state_bytes`` 0.
 * Memory. CPU: each (model, length) runs in a fresh subprocess; the peak resident set
   (``VmHWM``) is reset (``/proc/self/clear_refs``) before the prefill and again before the
   decoding, and each phase's peak RSS is read back with its growth above the RSS before it.
   CUDA: ``torch.cuda.max_memory_allocated`` per phase (peak reset before each), and its growth
   above the allocation before it. ``state_bytes``: the carried decoding state measured from
-  the tensors (ResNet-BK), 0 for the baseline (it carries none).
+  the tensors: ResNet-BK's per-layer states (constant in the prompt length); the
+  Transformer's KV cache, which grows with the prompt (every tensor of it: K and V, its
+  position and RoPE tables; ``kv_bytes``: K and V alone, ``2·L·S·d`` values for
+  ``cache_positions`` S).
 
 * ``--hf`` adds two rows per length on the same ResNet-BK model: ``gen``, the project's
   ``LanguageModel.generate`` (greedy) as a whole, and ``hf``, ``model.generate`` through
@@ -40,9 +50,9 @@ What runs
   machinery costs per token. Needs ``pip install resnet-bk[hf]``.
 
 Usage: ``python benchmarks/decode_speed.py [--quick] [--device cpu|cuda] [--lengths ...]
-[--tf-max-len N] [--hf]``; writes ``benchmarks/results/decode_speed_<device>_<date>.json``
-(``decode_speed_hf_<device>_<date>.json`` with ``--hf``) and prints a table with ratios
-against the shortest prompt.
+[--tf-max-len N] [--tf-no-cache] [--hf]``; writes
+``benchmarks/results/decode_speed_<device>_<date>.json`` (``decode_speed_hf_<device>_<date>.json``
+with ``--hf``) and prints a table with ratios against the shortest prompt.
 """
 
 from __future__ import annotations
@@ -62,6 +72,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 VOCAB = 257
+CHECK_STEPS = 8  # CUDA graph: tokens checked against the eager loop before the timing
 
 
 def _bk_cfg(d: int, layers: int) -> dict:
@@ -128,9 +139,13 @@ def _sync(device: str) -> None:
 # --------------------------------------------------------------------------------------------
 # one measurement (in a fresh process)
 # --------------------------------------------------------------------------------------------
-def _static_step(model, tok, states: dict):
+def _static_step(decode, tok, states: dict):
     """One greedy step on static buffers: ``step()`` reads the static token and state and
     writes the next token and the new state back into them (what a CUDA graph replays).
+
+    ``decode(token (B,), states) -> logits (B, V)``: ResNet-BK's ``_decode_step`` (it
+    replaces the entries of ``states``) or the baseline's KV-cache step (it writes into the
+    cache's tensors in place; the copy back is then a copy of a tensor onto itself, a no-op).
     Returns (step, static token, static states)."""
     static_tok = tok.clone()
     static = {k: ({kk: vv.clone() for kk, vv in s.items() if vv is not None}
@@ -138,7 +153,7 @@ def _static_step(model, tok, states: dict):
 
     def step():
         st = {k: (dict(s) if isinstance(s, dict) else s) for k, s in static.items()}
-        logits = model._decode_step(static_tok, st)
+        logits = decode(static_tok, st)
         for k, s in st.items():
             if isinstance(s, dict):
                 for kk, vv in s.items():
@@ -151,11 +166,11 @@ def _static_step(model, tok, states: dict):
     return step, static_tok, static
 
 
-def _graph_decoder(model, tok, states: dict):
+def _graph_decoder(decode, tok, states: dict):
     """A CUDA graph of :func:`_static_step`. Returns (replay, static token, static states)."""
     import torch
 
-    step, static_tok, static = _static_step(model, tok, states)
+    step, static_tok, static = _static_step(decode, tok, states)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):  # warm-up on a side stream, as torch.cuda.graphs asks
@@ -213,8 +228,14 @@ def _generate_row(kind: str, model, prompt, n_new: int) -> dict:
     return row | (st_row if kind == "hf" else {})
 
 
+def _state_bytes(states: dict) -> int:
+    """Bytes of every tensor of a decoding state (a dict of tensors or of dicts of them)."""
+    return sum(t.numel() * t.element_size() for s in states.values()
+               for t in (s.values() if isinstance(s, dict) else [s]) if t is not None)
+
+
 def child(kind: str, L: int, n_new: int, device: str, d: int, layers: int, threads: int,
-          cuda_graph: bool) -> dict:
+          cuda_graph: bool, tf_cache: bool = True) -> dict:
     import torch
 
     from bkmodel.baseline import TransformerBaseline, TransformerConfig
@@ -222,10 +243,11 @@ def child(kind: str, L: int, n_new: int, device: str, d: int, layers: int, threa
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
+    max_len = L + n_new + CHECK_STEPS  # the Transformer's cache: prompt, check, decoding
     if kind in ("bk", "gen", "hf"):
         model = LanguageModel(**_bk_cfg(d, layers))
     else:
-        model = TransformerBaseline(TransformerConfig(**_tf_cfg(d, layers, L + n_new)))
+        model = TransformerBaseline(TransformerConfig(**_tf_cfg(d, layers, max_len)))
     model = model.to(device).eval()
     g = torch.Generator().manual_seed(L)
     prompt = torch.randint(0, VOCAB, (1, L), generator=g).to(device)
@@ -234,37 +256,71 @@ def child(kind: str, L: int, n_new: int, device: str, d: int, layers: int, threa
         return _generate_row(kind, model, prompt, n_new)
     row: dict = {"model": kind, "prompt_len": L, "new_tokens": n_new}
     with torch.no_grad():
-        if kind == "bk":
-            model.generate(prompt[:, :64], 4, temperature=0)  # warm-up
+        if kind == "tf" and not tf_cache:  # the cacheless generate (--tf-no-cache)
+            model.generate(prompt[:, :64], 2, temperature=0, use_cache=False)  # warm-up
             peak.start()
             t0 = time.perf_counter()
-            states = model._prefill(prompt)
+            model(prompt)
             _sync(device)
             row["prefill_s"] = time.perf_counter() - t0
             row["prefill_mem"] = peak.stop()
-            logits = states.pop("logits")
-            row["state_bytes"] = sum(t.numel() * t.element_size() for s in states.values()
-                                     for t in (s.values() if isinstance(s, dict) else [s])
-                                     if t is not None)
+            row["state_bytes"] = 0
+            row["kv_cache"] = False
+            row["kv_cache_bytes_if_cached"] = 2 * layers * d * (L + n_new) * 4
+            row["cuda_graph"] = False
+            peak.start()
+            t0 = time.perf_counter()
+            model.generate(prompt, n_new, temperature=0, use_cache=False)
+            _sync(device)
+            dt = time.perf_counter() - t0
+        else:
+            if kind == "bk":
+                model.generate(prompt[:, :64], 4, temperature=0)  # warm-up
+                decode = model._decode_step  # replaces the entries of the state dict
+
+                def prefill():
+                    states = model._prefill(prompt)
+                    return states.pop("logits"), states
+            else:
+                model.generate(prompt[:, :64], 4, temperature=0, use_cache=True)  # warm-up
+                row["kv_cache"] = True
+
+                def decode(t, cache):  # writes into the cache in place
+                    return model.step(t, cache)[0]
+
+                def prefill():
+                    return model.prefill(prompt, max_len)
+            peak.start()
+            t0 = time.perf_counter()
+            logits, states = prefill()
+            _sync(device)
+            row["prefill_s"] = time.perf_counter() - t0
+            row["prefill_mem"] = peak.stop()
+            row["state_bytes"] = _state_bytes(states)
+            if kind == "tf":
+                row["kv_bytes"] = sum(states[str(i)][k].numel() * states[str(i)][k].element_size()
+                                      for i in range(layers) for k in ("k", "v"))
+                row["cache_positions"] = max_len
             tok = logits.argmax(-1)  # (1,)
             use_graph = cuda_graph and device.startswith("cuda")
             row["cuda_graph"] = use_graph
             if use_graph:
                 ref_states = {k: (dict(s) if isinstance(s, dict) else s)
                               for k, s in states.items()}
-                replay, static_tok, _ = _graph_decoder(model, tok, states)
+                replay, static_tok, _ = _graph_decoder(decode, tok, states)
                 # check: the graph's first tokens equal the eager loop's
                 eager, t = [], tok
-                for _ in range(8):
-                    t = model._decode_step(t, ref_states).argmax(-1)
+                for _ in range(CHECK_STEPS):
+                    t = decode(t, ref_states).argmax(-1)
                     eager.append(int(t))
                 got = []
-                for _ in range(8):
+                for _ in range(CHECK_STEPS):
                     replay()
                     got.append(int(static_tok))
                 if got != eager:
                     raise RuntimeError(f"CUDA-graph decode disagrees with eager: {got} vs "
                                        f"{eager}")
+                del ref_states
                 peak.start()
                 t0 = time.perf_counter()
                 for _ in range(n_new):
@@ -274,25 +330,9 @@ def child(kind: str, L: int, n_new: int, device: str, d: int, layers: int, threa
                 peak.start()
                 t0 = time.perf_counter()
                 for _ in range(n_new):
-                    logits = model._decode_step(tok, states)
+                    logits = decode(tok, states)
                     tok = logits.argmax(-1)
                 _sync(device)
-            dt = time.perf_counter() - t0
-        else:
-            model.generate(prompt[:, :64], 2, temperature=0)  # warm-up
-            peak.start()
-            t0 = time.perf_counter()
-            model(prompt)
-            _sync(device)
-            row["prefill_s"] = time.perf_counter() - t0
-            row["prefill_mem"] = peak.stop()
-            row["state_bytes"] = 0
-            row["kv_cache_bytes_if_cached"] = 2 * layers * d * (L + n_new) * 4
-            row["cuda_graph"] = False
-            peak.start()
-            t0 = time.perf_counter()
-            model.generate(prompt, n_new, temperature=0)
-            _sync(device)
             dt = time.perf_counter() - t0
         row["decode_mem"] = peak.stop()
     row["decode_s"] = dt
@@ -330,8 +370,13 @@ def main() -> int:
                     help="prompt lengths (default 1024 4096 16384 65536)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
     ap.add_argument("--new-tokens", type=int, default=64, help="ResNet-BK decoded tokens")
-    ap.add_argument("--tf-new-tokens", type=int, default=4,
-                    help="Transformer decoded tokens (each one is a forward over the context)")
+    ap.add_argument("--tf-new-tokens", type=int, default=None,
+                    help="Transformer decoded tokens (default: --new-tokens with the KV "
+                         "cache, 4 with --tf-no-cache, where each is a forward over the "
+                         "context)")
+    ap.add_argument("--tf-no-cache", action="store_true",
+                    help="Transformer rows: the old cacheless generate (use_cache=False), "
+                         "every token a forward over the whole context")
     ap.add_argument("--tf-max-len", type=int, default=None,
                     help="skip the Transformer above this prompt length (time)")
     ap.add_argument("--d-model", type=int, default=64)
@@ -348,7 +393,7 @@ def main() -> int:
     if args.child:
         kind, L, n = args.child[0], int(args.child[1]), int(args.child[2])
         print(json.dumps(child(kind, L, n, args.device, args.d_model, args.n_layers,
-                               args.threads, graph)))
+                               args.threads, graph, tf_cache=not args.tf_no_cache)))
         return 0
     if args.device.startswith("cuda"):
         import torch
@@ -360,12 +405,14 @@ def main() -> int:
     plan = [("bk", L, args.new_tokens) for L in lengths]
     if args.hf:
         plan += [(k, L, args.new_tokens) for k in ("gen", "hf") for L in lengths]
-    plan += [("tf", L, args.tf_new_tokens) for L in lengths
+    tf_new = args.tf_new_tokens or (4 if args.tf_no_cache else args.new_tokens)
+    plan += [("tf", L, tf_new) for L in lengths
              if args.tf_max_len is None or L <= args.tf_max_len]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "PYTHONPATH": str(ROOT)}
     common = ["--device", args.device, "--d-model", str(args.d_model), "--n-layers",
               str(args.n_layers), "--threads", str(args.threads)]
     common += ["--no-cuda-graph"] if not graph else []
+    common += ["--tf-no-cache"] if args.tf_no_cache else []
     rows = []
     for kind, L, n in plan:
         p = subprocess.run([sys.executable, __file__, "--child", kind, str(L), str(n), *common],
@@ -407,9 +454,9 @@ def main() -> int:
         "machine": _machine(args.device, args.threads),
         "models": {"bk": _bk_cfg(args.d_model, args.n_layers),
                    "transformer": _tf_cfg(args.d_model, args.n_layers, 0)
-                   | {"max_seq_len": "prompt_len + new_tokens"},
+                   | {"max_seq_len": "prompt_len + new_tokens + 8"},
                    "init": "fresh, seed 0", "batch": 1, "decoding": "greedy",
-                   "transformer_kv_cache": False}
+                   "transformer_kv_cache": not args.tf_no_cache}
         | ({"gen": "LanguageModel.generate (greedy) on the bk model",
             "hf": "bkmodel.hf.ResNetBKForCausalLM.generate (greedy, recurrent cache) on the "
                   "bk model; tokens checked equal to gen"} if args.hf else {}),

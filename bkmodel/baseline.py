@@ -10,6 +10,17 @@ so that the parameter count matches a given budget at the same ``d_model`` and d
 Per token and layer the attention costs O(T·d) (O(T²·d) per sequence), against O(d) per token
 for a BK scan layer.
 
+Decoding (:meth:`TransformerBaseline.generate`) goes through a static KV cache
+(:meth:`~TransformerBaseline.new_cache`, :meth:`~TransformerBaseline.prefill`,
+:meth:`~TransformerBaseline.step`): per layer K and V buffers (B, H, S, h) preallocated for the
+S = prompt + new positions, the current length a device tensor, RoPE from precomputed cos/sin
+tables. A step attends over the whole buffer under the mask ``slot < length + 1`` and writes its
+K/V in place, so its shapes never change and it can be captured in a CUDA graph
+(``benchmarks/decode_speed.py`` does). Cost O(L·S·d) per decoded token (O(T) in the context
+length), memory O(L·S·d) for the cache; without it (``use_cache=False``, and past
+``max_seq_len``) every token is a forward over the context. Decoding has no document mask:
+the cached context is one document (``reset`` is refused with a cache).
+
 Document masking (``forward(..., reset=...)``, the ``reset`` mask ResNet-BK takes, True at a
 document's first token; ``bk train --reset-at-documents true``): attention is then
 block-diagonal causal, so no document attends to the one before it (:func:`document_mask`).
@@ -56,12 +67,13 @@ _compiled_block_mask: Callable[..., Any] | None = None  # torch.compile(create_b
 class TransformerConfig:
     """Hyper-parameters of :class:`TransformerBaseline`.
 
-    ``max_seq_len`` bounds the context used by :meth:`TransformerBaseline.generate`; RoPE
-    itself has no position table. Parameter count (no biases except LayerNorm, tied
-    embeddings): ``V·d + 2d + L·(4d² + 2·d·d_ff + 4d)``. ``embedding``: ``"dense"`` (tied
-    to the output head), or a tensor-train embedding of rank ``tt_rank`` (``"tt"``,
-    ``"tt_phase"``: :mod:`bkmodel.tt_embedding`), which is untied — the head is then its own
-    dense V × d matrix, and :meth:`param_count` (the dense formula) does not apply.
+    ``max_seq_len`` bounds the context used by :meth:`TransformerBaseline.generate` (and the
+    positions of its KV cache); RoPE itself has no position table. Parameter count (no
+    biases except LayerNorm, tied embeddings): ``V·d + 2d + L·(4d² + 2·d·d_ff + 4d)``.
+    ``embedding``: ``"dense"`` (tied to the output head), or a tensor-train embedding of rank
+    ``tt_rank`` (``"tt"``, ``"tt_phase"``: :mod:`bkmodel.tt_embedding`), which is untied —
+    the head is then its own dense V × d matrix, and :meth:`param_count` (the dense formula)
+    does not apply.
     """
 
     vocab_size: int = 2048
@@ -253,14 +265,20 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         self.dropout = cfg.dropout
 
+    def _qkv(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys, values (B, H, T, h) of ``x`` (B, T, D); queries and keys rotated."""
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=-1)
+        q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        return _rope(q, cos, sin), _rope(k, cos, sin), v
+
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 mask: torch.Tensor | BlockMask | None = None) -> torch.Tensor:
         """Attention of ``x`` (B, T, D): causal (``mask`` None), or under a document mask
         (a (B, 1, T, T) bool tensor for SDPA, or a flex-attention block mask)."""
         B, T, D = x.shape
-        q, k, v = self.qkv(x).split(D, dim=-1)
-        q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in (q, k, v))
-        q, k = _rope(q, cos, sin), _rope(k, cos, sin)  # (B, H, T, h)
+        q, k, v = self._qkv(x, cos, sin)  # (B, H, T, h)
         if mask is None:
             y = F.scaled_dot_product_attention(
                 q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
@@ -271,6 +289,27 @@ class CausalSelfAttention(nn.Module):
             )
         else:
             y = _flex(q, k, v, mask)
+        return self.proj(y.transpose(1, 2).reshape(B, T, D))
+
+    def cached(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_buf: torch.Tensor,
+               v_buf: torch.Tensor, pos: torch.Tensor, key_mask: torch.Tensor | None
+               ) -> torch.Tensor:
+        """Attention of ``x`` (B, T, D) at positions ``pos`` (T,) through a KV cache.
+
+        The new keys and values are written into ``k_buf``/``v_buf`` (B, H, S, h) at ``pos``
+        (in place). ``key_mask`` (T, S) bool, True where a query may see a slot: the queries
+        attend to the whole buffer under it (fixed shapes). None: the cache held nothing
+        before, so the T tokens attend causally among themselves (the forward's SDPA call).
+        """
+        B, T, D = x.shape
+        q, k, v = self._qkv(x, cos, sin)
+        k_buf.index_copy_(2, pos, k.to(k_buf.dtype))
+        v_buf.index_copy_(2, pos, v.to(v_buf.dtype))
+        if key_mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q.to(k_buf.dtype), k_buf, v_buf,
+                                               attn_mask=key_mask)
         return self.proj(y.transpose(1, 2).reshape(B, T, D))
 
 
@@ -287,6 +326,13 @@ class Block(nn.Module):
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
                 mask: torch.Tensor | BlockMask | None = None) -> torch.Tensor:
         x = x + self.drop(self.attn(self.ln1(x), cos, sin, mask))
+        return x + self.drop(self.out(F.gelu(self.fc(self.ln2(x)))))
+
+    def cached(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_buf: torch.Tensor,
+               v_buf: torch.Tensor, pos: torch.Tensor, key_mask: torch.Tensor | None
+               ) -> torch.Tensor:
+        """:meth:`forward` through a KV cache (:meth:`CausalSelfAttention.cached`)."""
+        x = x + self.drop(self.attn.cached(self.ln1(x), cos, sin, k_buf, v_buf, pos, key_mask))
         return x + self.drop(self.out(F.gelu(self.fc(self.ln2(x)))))
 
 
@@ -339,7 +385,7 @@ class TransformerBaseline(nn.Module):
 
     def forward(
         self, input_ids: torch.Tensor, targets: torch.Tensor | None = None, *,
-        reset: torch.Tensor | None = None,
+        reset: torch.Tensor | None = None, cache: dict[str, Any] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Logits of the next token at every position, and the loss.
 
@@ -360,19 +406,34 @@ class TransformerBaseline(nn.Module):
             SDPA with a (B, 1, T, T) bool mask (O(B·T²) memory), or flex attention on CUDA
             (module docstring). None: plain causal attention, exactly as without the
             argument.
+        cache : dict, optional
+            A KV cache (:meth:`new_cache`, :meth:`prefill`): decode through it. The T tokens
+            continue the sequence held in the cache (their keys and values are written at
+            positions ``length .. length + T - 1``, in place, and ``cache["length"]``
+            advances by T); only the last position's logits are computed, so the logits are
+            (B, 1, V) and the loss None. Runs without autograd; meant for eval mode (the
+            attention has no dropout there). ``targets`` and ``reset`` are refused with it:
+            decoding has no document mask (the cached context is one document). See
+            :meth:`step` for the costs and for what is checked.
 
         Returns
         -------
         tuple of torch.Tensor
             ``(logits (B, T, V), loss)``: the mean cross-entropy over the non-ignored
-            targets, None without ``targets``.
+            targets, None without ``targets``. With ``cache``: ``(logits (B, 1, V), None)``.
 
         Raises
         ------
         ValueError
             For bad ids or targets, or a ``reset`` that is not a bool tensor of the shape
-            and device of ``input_ids`` (the message names ``reset``).
+            and device of ``input_ids`` (the message names ``reset``); with ``cache``, for
+            ``targets``/``reset`` given, or tokens that do not fit in it.
         """
+        if cache is not None:
+            if targets is not None or reset is not None:
+                raise ValueError("cache (KV-cache decoding) takes neither targets nor reset: "
+                                 "decoding has no document mask")
+            return self._forward_cached(input_ids, cache), None
         lm_base.check_ids(input_ids, self.config.vocab_size, None, "input_ids")
         if reset is not None:
             _check_reset(reset, input_ids)
@@ -401,6 +462,180 @@ class TransformerBaseline(nn.Module):
             )
         return logits, loss
 
+    # ----------------------------------------------------------------------------------------
+    # KV-cache decoding
+    # ----------------------------------------------------------------------------------------
+    def new_cache(self, batch_size: int, max_len: int | None = None, *,
+                  device: torch.device | str | None = None, dtype: torch.dtype | None = None
+                  ) -> dict[str, Any]:
+        """An empty, preallocated (static) KV cache for ``batch_size`` sequences.
+
+        Parameters
+        ----------
+        batch_size : int
+            B, the number of sequences decoded together.
+        max_len : int, optional
+            S, the positions the cache holds (prompt plus generated tokens); at most
+            ``config.max_seq_len``, which is the default.
+        device, dtype : optional
+            Of the buffers; default those of the model's parameters.
+
+        Returns
+        -------
+        dict
+            ``{"0": {"k": K, "v": V}, ..., str(L - 1): {...}, "length": n, "cos": c,
+            "sin": s}`` (the layer-keyed layout of ``LanguageModel``'s decoding states):
+            per layer K, V (B, H, S, h) zeros in ``dtype``; ``length`` the number of cached
+            positions, a 0-d long tensor on ``device`` (so a step never reads it on the
+            host); ``cos``/``sin`` (S, h / 2) the RoPE tables of positions 0 .. S - 1
+            (:meth:`_rope_tables`, the forward's values). Every tensor keeps its storage
+            for the cache's lifetime (decoding writes into it), which is what CUDA-graph
+            capture of :meth:`step` needs. Memory: ``2·L·B·S·d`` elements, O(L·T·d).
+        """
+        M = self.config.max_seq_len
+        max_len = M if max_len is None else max_len
+        for name, value in (("batch_size", batch_size), ("max_len", max_len)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if max_len > M:
+            raise ValueError(f"max_len={max_len} > max_seq_len={M} (config.max_seq_len): the "
+                             "KV cache holds at most max_seq_len positions")
+        ref = self.ln_f.weight
+        device = ref.device if device is None else torch.device(device)
+        dtype = ref.dtype if dtype is None else dtype
+        H = self.config.n_heads
+        shape = (batch_size, H, max_len, self.config.d_model // H)
+        cache: dict[str, Any] = {
+            str(i): {"k": torch.zeros(shape, device=device, dtype=dtype),
+                     "v": torch.zeros(shape, device=device, dtype=dtype)}
+            for i in range(self.config.n_layers)}  # zeros: masked slots must be finite
+        cos, sin = self._rope_tables(max_len, device, dtype)
+        cache.update(length=torch.zeros((), dtype=torch.long, device=device), cos=cos, sin=sin)
+        return cache
+
+    @torch.no_grad()
+    def prefill(self, input_ids: torch.Tensor, max_len: int | None = None
+                ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Run the prompt once into a new KV cache of ``max_len`` positions.
+
+        Parameters
+        ----------
+        input_ids : torch.Tensor
+            (B, T) prompt ids.
+        max_len : int, optional
+            Positions of the cache (:meth:`new_cache`): T plus the tokens to decode, at
+            most ``config.max_seq_len`` (the default).
+
+        Returns
+        -------
+        logits : torch.Tensor
+            (B, V), the next-token logits after the prompt (the forward's last position).
+        cache : dict
+            The cache (:meth:`new_cache`) holding the prompt's keys and values,
+            ``length = T``.
+
+        Notes
+        -----
+        The prompt's attention is the forward's ``is_causal`` SDPA call over its own keys
+        (O(T²·d) per layer); its keys and values are then written into the buffers. Call in
+        eval mode. No document mask (``reset``): see :meth:`forward`.
+
+        Raises
+        ------
+        ValueError
+            For bad ids, or ``T > max_len`` / ``max_len > max_seq_len`` (the messages name
+            them).
+        """
+        lm_base.check_ids(input_ids, self.config.vocab_size, None)
+        max_len = self.config.max_seq_len if max_len is None else max_len
+        T = input_ids.shape[1]
+        if isinstance(max_len, int) and not isinstance(max_len, bool) and T > max_len:
+            raise ValueError(f"input_ids has length T={T} > max_len={max_len} (the KV "
+                             "cache's positions)")
+        cache = self.new_cache(input_ids.shape[0], max_len, device=input_ids.device)
+        logits, _ = self(input_ids, cache=cache)
+        return logits[:, -1], cache
+
+    @torch.no_grad()
+    def step(self, token: torch.Tensor, cache: dict[str, Any]
+             ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Decode one token per sequence through the KV cache.
+
+        Parameters
+        ----------
+        token : torch.Tensor
+            (B,) integer ids, the tokens at position ``cache["length"]``.
+        cache : dict
+            From :meth:`prefill` (or :meth:`new_cache`); updated in place.
+
+        Returns
+        -------
+        logits : torch.Tensor
+            (B, V) next-token logits.
+        cache : dict
+            The same object: the token's keys and values written at ``length``, ``length``
+            advanced by one.
+
+        Notes
+        -----
+        Fixed shapes: the query attends over the whole (B, H, S, h) buffer under the mask
+        ``slot < length + 1`` (unwritten slots are zeros, masked out), RoPE takes row
+        ``length`` of the cache's cos/sin tables by a device-side index, and the buffers
+        are written in place (``index_copy_``): no host read, no allocation that depends on
+        the position, so the step can be captured in a CUDA graph and replayed. Cost
+        O(L·S·d) per token (S = the cache's positions; O(T) per decoded token in the
+        context length, against O(T²) for re-running the forward); memory O(L·S·d), the
+        cache. No document mask (``reset``).
+
+        On CPU the token ids are range-checked and a full cache is a ``ValueError``; on
+        CUDA only their shape and dtype are (a host read per token would serialise
+        decoding), so an id out of range or a step past ``max_len`` is a device-side
+        assertion there (:meth:`generate` checks both before it decodes).
+        """
+        if not isinstance(token, torch.Tensor) or token.ndim != 1:
+            got = (tuple(token.shape) if isinstance(token, torch.Tensor)
+                   else type(token).__name__)
+            raise ValueError(f"token must be a (B,) tensor of ids, got {got}")
+        logits, _ = self(token[:, None], cache=cache)
+        return logits[:, 0], cache
+
+    def _forward_cached(self, input_ids: torch.Tensor, cache: dict[str, Any]) -> torch.Tensor:
+        """Logits (B, 1, V) of the last of ``input_ids`` (B, T), continuing ``cache``."""
+        if not isinstance(cache, dict) or not {"length", "cos", "sin", "0"} <= set(cache):
+            raise ValueError("cache must be a KV cache from new_cache or prefill")
+        length = cache["length"]
+        device_step = (length.is_cuda and isinstance(input_ids, torch.Tensor)
+                       and input_ids.ndim == 2 and input_ids.shape[0] > 0
+                       and input_ids.shape[1] == 1 and input_ids.dtype in lm_base._INT_DTYPES)
+        if not device_step:  # a well-formed one-token step on CUDA reads nothing on the host
+            lm_base.check_ids(input_ids, self.config.vocab_size, None)
+        B, T = input_ids.shape
+        k0 = cache["0"]["k"]
+        S = k0.shape[2]
+        if B != k0.shape[0]:
+            raise ValueError(f"input_ids has batch {B}, the KV cache {k0.shape[0]}")
+        if input_ids.device != length.device:
+            raise ValueError(f"input_ids must be on the KV cache's device ({length.device}), "
+                             f"got {input_ids.device}")
+        fresh = False
+        if not device_step:
+            n = int(length)
+            if n + T > S:
+                raise ValueError(f"the KV cache is full: {n} cached + T={T} new tokens > "
+                                 f"max_len={S}")
+            fresh = n == 0 and T > 1  # a prompt: its own causal attention (the forward's)
+        with torch.no_grad():
+            pos = length + torch.arange(T, device=length.device)  # (T,)
+            cos, sin = cache["cos"].index_select(0, pos), cache["sin"].index_select(0, pos)
+            key_mask = (None if fresh else  # (T, S): slot j is visible to position p if j <= p
+                        torch.arange(S, device=length.device)[None, :] <= pos[:, None])
+            x = self.drop(self.embed(input_ids.long()))
+            for i, block in enumerate(self.blocks):
+                layer = cache[str(i)]
+                x = block.cached(x, cos, sin, layer["k"], layer["v"], pos, key_mask)
+            length.add_(T)
+            return self.logits(x[:, -1:])
+
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """LM head on the residual stream: (…, d) -> LN_f, then the tied embedding (or the
         untied head of a TT embedding) -> (…, V)."""
@@ -424,24 +659,71 @@ class TransformerBaseline(nn.Module):
         top_k: int | None = None,
         *,
         generator: torch.Generator | None = None,
+        use_cache: bool | None = None,
     ) -> torch.Tensor:
         """Append ``max_new_tokens`` sampled tokens to ``input_ids`` (B, T); returns (B, T + n).
 
         ``temperature = 0`` is greedy decoding; ``top_k`` keeps the k most likely tokens
-        (:func:`bkmodel.lm_base.sample`). Every token is a forward pass over the context,
-        cropped to the last ``max_seq_len`` tokens. Runs in eval mode (restored afterwards).
+        (:func:`bkmodel.lm_base.sample`). Runs in eval mode (restored afterwards).
+
+        Parameters
+        ----------
+        input_ids : torch.Tensor
+            (B, T) prompt ids.
+        max_new_tokens : int
+            n, the tokens to draw (0: ``input_ids`` is returned, no model step runs).
+        temperature, top_k, generator
+            Of the sampler (:func:`bkmodel.lm_base.sample`).
+        use_cache : bool or None
+            ``True``: decode through a static KV cache of ``T + n`` positions
+            (:meth:`prefill`, then one :meth:`step` per token): O(L·(T + n)·d) per token,
+            memory O(L·(T + n)·d). ``False``: the cacheless loop, every token a forward
+            over the context cropped to its last ``max_seq_len`` tokens (O((T + n)²·d) per
+            token). ``None`` (default): the cache when ``T + n <= max_seq_len``, else the
+            cropping loop (a cache cannot crop: the context of every token past
+            ``max_seq_len`` is a new window). Both give the same tokens where both apply,
+            up to float rounding of the logits (greedy: identical tokens but for
+            near-exact ties).
+
+        Raises
+        ------
+        ValueError
+            For bad arguments (:func:`bkmodel.lm_base.check_generate_args`, ids), and with
+            ``use_cache=True`` for ``T + max_new_tokens > max_seq_len`` (naming them).
         """
         lm_base.check_generate_args(max_new_tokens, temperature, top_k)
         lm_base.check_ids(input_ids, self.config.vocab_size, None)  # also when no token is drawn
+        if use_cache not in (None, True, False):
+            raise ValueError(f"use_cache must be None, True or False, got {use_cache!r}")
+        B, T = input_ids.shape
+        M = self.config.max_seq_len
+        fits = T + max_new_tokens <= M
+        if use_cache and not fits:
+            raise ValueError(f"input_ids has length T={T}, + max_new_tokens={max_new_tokens} "
+                             f"= {T + max_new_tokens} > max_seq_len={M} (config.max_seq_len):"
+                             " the KV cache holds max_seq_len positions (use_cache=False "
+                             "crops the context instead)")
+        if max_new_tokens == 0:
+            return input_ids
         was_training = self.training
         self.eval()
         try:
-            ids = input_ids
-            for _ in range(max_new_tokens):
-                logits, _ = self(ids[:, -self.config.max_seq_len:])
-                nxt = lm_base.sample(logits[:, -1, :], temperature, top_k, generator)  # (B, 1)
-                ids = torch.cat([ids, nxt], dim=1)
-            return ids
+            if not (fits if use_cache is None else use_cache):
+                ids = input_ids
+                for _ in range(max_new_tokens):
+                    logits, _ = self(ids[:, -M:])
+                    nxt = lm_base.sample(logits[:, -1, :], temperature, top_k, generator)
+                    ids = torch.cat([ids, nxt], dim=1)
+                return ids
+            out = input_ids.new_empty(B, T + max_new_tokens, dtype=torch.long)
+            out[:, :T] = input_ids
+            logits, cache = self.prefill(input_ids, T + max_new_tokens)
+            for i in range(max_new_tokens):
+                nxt = lm_base.sample(logits, temperature, top_k, generator)  # (B, 1)
+                out[:, T + i] = nxt[:, 0]
+                if i + 1 < max_new_tokens:  # the last token's logits are not needed
+                    logits, cache = self.step(nxt[:, 0], cache)
+            return out
         finally:
             self.train(was_training)
 
