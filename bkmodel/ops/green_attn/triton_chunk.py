@@ -8,10 +8,11 @@ tokens ``G(i, j) = exp(rho_i - rho_j) e^{i phi_i} c_j`` with chunk-local ``rho``
 
 Design (four tiers, as flash-linear-attention):
 
-* ``_green_fwd_kernel`` — one program per (value block, batch * head); it walks the chunks
-  in order with the state block ``(Re S, Im S)[:, value block]`` (dk x BV, float32) in
-  registers: per chunk the ``L x L`` decayed, phased ``q k^T`` (two real matrices), the
-  output, then ``S <- A_c S + U_c``. With ``STORE_STATES`` it writes the state entering
+* ``_green_fwd_kernel`` — one program per (value block of BV = 16 or 32 columns,
+  batch * head); it walks the chunks in order with the state block
+  ``(Re S, Im S)[:, value block]`` (dk x BV, float32) in registers: per chunk the
+  ``L x L`` decayed, phased ``q k^T`` (two real matrices), the output, then
+  ``S <- A_c S + U_c``. With ``STORE_STATES`` it writes the state entering
   every chunk (used by the backward) instead of the output.
 * ``_green_bwd_kernel`` — the same programs walking the chunks backwards with ``dS`` in
   registers; it reads the chunk states that the backward recomputes with the forward
@@ -30,8 +31,10 @@ float32 for every input dtype (the interpreter's bf16 dots are wrong), so CI che
 bf16 path's loads, casts and stores but not its tensor-core dots.
 
 Limits: dk and dv powers of two with ``16 <= dk <= 256`` and ``dv >= 16``; ``chunk_size`` a
-power of two in [16, 128] (``ValueError`` otherwise). T is arbitrary (only the phases are
-padded to a multiple of L; loads and stores are masked).
+power of two in [16, 128] (``ValueError`` otherwise). Under ``torch.compile`` the public
+function is excluded from tracing (``torch.compiler.disable``): a graph break per call,
+until it is registered as a ``torch.library`` custom op as the BK scan is. T is arbitrary
+(only the phases are padded to a multiple of L; loads and stores are masked).
 
 Complexity per head: O(T L (dk + dv) + T dk dv) work, sequential in T / L chunks per
 program; memory O(B H T) besides inputs and outputs, plus the (B, H, T/L, dk, dv) chunk
@@ -310,9 +313,13 @@ def _dot_f32(q: torch.Tensor) -> bool:
     return q.dtype == torch.float32 or os.environ.get("TRITON_INTERPRET") == "1"
 
 
-def _block_v(dv: int) -> int:
-    """Value-block width BV: 32 (dv >= 32) or 16; more programs for small batch x heads."""
-    return min(dv, 32)
+def _block_v(dv: int, n_bh: int, device: torch.device) -> int:
+    """Value-block width BV (programs = B H dv / BV): 32, or 16 when B H dv / 32 programs
+    would not fill the GPU's multiprocessors twice (untuned heuristic; each value block
+    recomputes its chunk's ``q k^T``)."""
+    n_sm = (torch.cuda.get_device_properties(device).multi_processor_count
+            if device.type == "cuda" else 1)
+    return min(dv, 32 if n_bh * dv // 32 >= 2 * n_sm else 16)
 
 
 def _forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: torch.Tensor,
@@ -324,7 +331,7 @@ def _forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: torch.Tens
     B, T, H, DK = q.shape
     DV = v.shape[-1]
     NC = rho.shape[-1] // BT
-    BV = _block_v(DV)
+    BV = _block_v(DV, B * H, q.device)
     f32 = dict(dtype=torch.float32, device=q.device)
     sT_re, sT_im = torch.empty(B, H, DK, DV, **f32), torch.empty(B, H, DK, DV, **f32)
     if store_states:
@@ -371,7 +378,7 @@ class _GreenAttentionTriton(torch.autograd.Function):
         DV = v.shape[-1]
         Tp = rho.shape[-1]
         NC = Tp // BT
-        BV = _block_v(DV)
+        BV = _block_v(DV, B * H, q.device)
         NV = DV // BV
         st_re, st_im = _forward(q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im, BT,
                                 store_states=True)
@@ -408,6 +415,7 @@ def _is_pow2(n: int) -> bool:
     return n >= 1 and (n & (n - 1)) == 0
 
 
+@torch.compiler.disable  # runs eagerly under torch.compile (one graph break; see Limits)
 def green_attention_triton(
     q: torch.Tensor,
     k: torch.Tensor,
