@@ -316,3 +316,28 @@ class TestResolveBackend:
         c = torch.zeros(1, 3, 1, dtype=torch.complex64)
         with pytest.raises(ValueError, match="backend must be one of"):
             green_attention(z, z, z, c, c, backend="fast")
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def test_model_triton_backend_matches_torch(triton_backend):
+    # GreenBKLayer with scan_backend="triton" (BK scan and Green attention in the
+    # interpreter) against scan_backend="torch": logits and the loss gradient
+    from bkmodel.model import LanguageModel
+
+    cfg = dict(vocab_size=29, d_model=32, n_layers=1, n_seq=64, n_channels=2, ffn="mlp",
+               layer="green", chunk_size=16)
+    x = torch.randint(0, 29, (2, 21), generator=torch.Generator().manual_seed(3))
+    reset = torch.zeros(2, 21, dtype=torch.bool)
+    reset[1, 9] = True
+    out = []
+    for backend in ("torch", "triton"):
+        torch.manual_seed(0)
+        m = LanguageModel(**cfg, scan_backend=backend)
+        logits, loss = m(x[:, :-1], x[:, 1:], reset=reset[:, :-1])
+        loss.backward()
+        out.append((logits.detach(), [p.grad for p in m.parameters()]))
+    assert rel(out[1][0], out[0][0]) < 1e-5
+    for g1, g0 in zip(out[1][1], out[0][1], strict=True):
+        assert rel(g1, g0) < 1e-4
