@@ -8,7 +8,8 @@ What is written
 * **Transformer baseline**: ``forward.onnx``, ``input_ids (B, T) -> logits (B, T, V)`` at the
   example's shape (onnxruntime agrees with eager to ~1e-7). It has no KV cache, so there is no
   decode function to export: a new token is a forward over the context.
-* **ResNet-BK** (``layer="classic"`` and ``"selective"``, with or without ``conv_size``):
+* **ResNet-BK** (``layer="classic"``, ``"selective"`` and ``"green"``, with or without
+  ``conv_size``):
 
   - ``forward.onnx``: ``input_ids (B, T) -> logits (B, T, V)`` and the decoding state after
     the prompt (what :meth:`~bkmodel.model.LanguageModel._prefill` carries);
@@ -18,8 +19,10 @@ What is written
   Batch B and length T are symbolic: one graph serves every prompt length. ONNX has no
   complex type, so each layer's complex state ``g`` (B, S) is two float64 tensors,
   ``state.{i}.g_re`` and ``state.{i}.g_im`` (the eager state is complex128), plus
-  ``state.{i}.conv`` (B, n_in, conv_size - 1) float32 for a selective layer with
-  ``conv_size > 1``; the outputs carry the same names with ``new_state.`` in front.
+  ``state.{i}.conv`` (B, n_in, conv_size - 1) float32 for a selective or green layer with
+  ``conv_size > 1``, and for a green layer its complex chain state ``S`` (B, H, dk, dv) as
+  ``state.{i}.S_re``, ``state.{i}.S_im`` float64; the outputs carry the same names with
+  ``new_state.`` in front.
   :func:`state_names` lists them, :func:`state_to_onnx` / :func:`state_from_onnx` convert
   from and to the eager state, :class:`OnnxBK` runs the pair with onnxruntime.
 
@@ -34,8 +37,21 @@ float64 through torch's ``scan`` higher-order op, which the exporter writes as o
 decomposition into plain torch ops over an onnxscript translation of the custom op keeps one
 source of the maths in torch (tested against ``bk_scan_naive``) and needs no hand-written ONNX.
 
+The green layer
+---------------
+Its Green's-function attention (``S_i = a_i S_{i-1} + g_i k_i v_i^T``, ``y_i = q_i^T S_i``,
+complex ``g``, ``a = -b g``) is written by
+:mod:`~bkmodel.ops.green_attn.export_green` in real arithmetic: the prompt in the exact
+quadratic (T x T) masked form, O(T^2) per head (fine for an inference graph; training keeps
+the O(T) chunked form), one token as the recurrence. Both run in float64 (the prefill's
+``arg a`` through float32 ``Atan`` plus one float64 Newton step: onnxruntime has no float64
+``Atan``); in float32, onnxruntime's ``CumSum`` of the phases (it accumulates in float32,
+torch's CPU cumsum in double) lost up to 7e-5 of ``S`` on a model layer at T = 512. The
+layer's output map is the layer's own ``_mix_out`` (given the (Re, Im) pair).
+
 The exported layers are written here from the layers' own pieces (``potentials``,
-``features``, ``_operator``, ``_features``, the convolution's weights, ``Block._ffn``) for the
+``features``, ``_operator``, ``_features``, ``_split``, ``_mix_out``, the convolution's
+weights, ``Block._ffn``) for the
 two paths that matter for inference (a fresh prompt, one step), because the eager layers
 carry complex state; the test compares both graphs with eager outputs. The runtime guards
 are not in the graph (they read counters on the host); the MoE runs its dense dispatch (the
@@ -55,7 +71,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -66,7 +82,7 @@ from bkmodel import lm_base
 __all__ = ["EXPORT_LAYERS", "OnnxBK", "check_onnx", "export_onnx", "export_onnx_decode",
            "export_run", "state_from_onnx", "state_names", "state_to_onnx"]
 
-EXPORT_LAYERS = ("classic", "selective")  # BK layers with an exported inference path
+EXPORT_LAYERS = ("classic", "selective", "green")  # BK layers with an exported inference path
 META_NAME = "onnx_export.json"
 _F64 = torch.float64
 
@@ -93,15 +109,19 @@ def _architecture(model: Any) -> str:
 
 def _layer_state_names(cfg: Any, i: int) -> list[str]:
     names = [f"state.{i}.g_re", f"state.{i}.g_im"]
-    if cfg.layer == "selective" and cfg.conv_size > 1:
+    if cfg.layer == "green":
+        names += [f"state.{i}.S_re", f"state.{i}.S_im"]
+    if cfg.layer in ("selective", "green") and cfg.conv_size > 1:
         names.append(f"state.{i}.conv")
     return names
 
 
 def state_names(model: nn.Module) -> list[str]:
     """Names of the exported decoding state of a ResNet-BK model, in signature order:
-    ``state.{i}.g_re``, ``state.{i}.g_im`` (float64 (B, S)) and, for a selective layer with
-    ``conv_size > 1``, ``state.{i}.conv`` (float32 (B, n_in, conv_size - 1)), per layer i."""
+    ``state.{i}.g_re``, ``state.{i}.g_im`` (float64 (B, S)), for a green layer
+    ``state.{i}.S_re``, ``state.{i}.S_im`` (float64 (B, H, dk, dv)) and, for a selective or
+    green layer with ``conv_size > 1``, ``state.{i}.conv`` (float32 (B, n_in,
+    conv_size - 1)), per layer i."""
     _architecture(model)
     return [n for i in range(model.config.n_layers)
             for n in _layer_state_names(model.config, i)]
@@ -114,6 +134,8 @@ def _state_shapes(model: nn.Module, batch: int) -> dict[str, tuple[int, ...]]:
         bk = block.bk
         S = cfg.n_channels * (cfg.n_energies if cfg.layer == "selective" else 1)
         out[f"state.{i}.g_re"] = out[f"state.{i}.g_im"] = (batch, S)
+        if cfg.layer == "green":
+            out[f"state.{i}.S_re"] = out[f"state.{i}.S_im"] = (batch, S, bk.dk, bk.dv)
         if f"state.{i}.conv" in _layer_state_names(cfg, i):
             out[f"state.{i}.conv"] = (batch, bk.n_in, cfg.conv_size - 1)
     return out
@@ -137,6 +159,12 @@ def state_to_onnx(model: nn.Module, state: Any, batch: int) -> dict[str, np.ndar
             g = torch.zeros(shapes[f"state.{i}.g_re"], dtype=torch.complex128)
         out[f"state.{i}.g_re"] = g.real.to(_F64).numpy(force=True)
         out[f"state.{i}.g_im"] = g.imag.to(_F64).numpy(force=True)
+        if f"state.{i}.S_re" in shapes:
+            chain = s.get("S") if isinstance(s, Mapping) else None
+            if chain is None:
+                chain = torch.zeros(shapes[f"state.{i}.S_re"], dtype=torch.complex128)
+            out[f"state.{i}.S_re"] = chain.real.to(_F64).numpy(force=True)
+            out[f"state.{i}.S_im"] = chain.imag.to(_F64).numpy(force=True)
         if f"state.{i}.conv" in shapes:
             if tail is None:
                 tail = torch.zeros(shapes[f"state.{i}.conv"])
@@ -147,16 +175,20 @@ def state_to_onnx(model: nn.Module, state: Any, batch: int) -> dict[str, np.ndar
 def state_from_onnx(model: nn.Module, arrays: Mapping[str, np.ndarray]) -> list:
     """The eager state (list of layer states) from the named arrays of :func:`state_names`
     (``state.`` or ``new_state.`` prefixed): complex128 ``g``, and for the selective layer
-    ``{"g": g, "conv": tail or None}``."""
+    ``{"g": g, "conv": tail or None}``, for the green layer also ``"S"`` (complex128)."""
     cfg = model.config
     pre = "new_state." if any(k.startswith("new_state.") for k in arrays) else "state."
     out: list = []
     for i in range(cfg.n_layers):
         g = torch.complex(torch.from_numpy(np.asarray(arrays[f"{pre}{i}.g_re"])),
                           torch.from_numpy(np.asarray(arrays[f"{pre}{i}.g_im"])))
-        if cfg.layer == "selective":
+        if cfg.layer in ("selective", "green"):
             tail = arrays.get(f"{pre}{i}.conv")
-            out.append({"g": g, "conv": None if tail is None else torch.from_numpy(tail)})
+            st = {"g": g, "conv": None if tail is None else torch.from_numpy(np.asarray(tail))}
+            if cfg.layer == "green":
+                st["S"] = torch.complex(torch.from_numpy(np.asarray(arrays[f"{pre}{i}.S_re"])),
+                                        torch.from_numpy(np.asarray(arrays[f"{pre}{i}.S_im"])))
+            out.append(st)
         else:
             out.append(g)
     return out
@@ -190,46 +222,110 @@ def _classic_step(bk: nn.Module, h: torch.Tensor, state: list[torch.Tensor]):
     return (y if u is None else y + u), g_re, g_im, [n_re, n_im]
 
 
+def _conv_prefill(bk: nn.Module, u: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """A selective or green layer's causal convolution of a fresh prompt u (B, T, n_in):
+    (x (B, T, n_in), [tail (B, n_in, k - 1)] or [] when ``conv_size <= 1``)."""
+    T, k = u.shape[1], bk.config.conv_size
+    x = u
+    if bk.conv is not None:
+        x = bk.conv(u.transpose(1, 2))[..., :T].transpose(1, 2)  # causal (B, T, n_in)
+    if k <= 1:
+        return x, []
+    ut = u.transpose(1, 2)  # (B, n_in, T): the last k - 1 inputs, zeros left of a short prompt
+    return x, [torch.cat([ut.new_zeros(ut.shape[0], bk.n_in, k - 1), ut], dim=-1)[..., -(k - 1):]]
+
+
+def _conv_step(bk: nn.Module, u: torch.Tensor, prev: torch.Tensor | None
+               ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """One token u (B, n_in) through the convolution continuing ``prev`` (B, n_in, k - 1):
+    (x (B, n_in), [new tail] or [])."""
+    k = bk.config.conv_size
+    if bk.conv is None:
+        return u, []
+    if prev is None:
+        prev = u.new_zeros(u.shape[0], bk.n_in, 0)
+    window = torch.cat([prev.to(u.dtype), u[:, :, None]], dim=-1)  # (B, n_in, k)
+    x = (window * bk.conv.weight[:, 0]).sum(-1)
+    if bk.conv.bias is not None:
+        x = x + bk.conv.bias
+    return x, ([window[:, :, 1:]] if k > 1 else [])
+
+
 def _selective_prefill(bk: nn.Module, h: torch.Tensor):
     """SelectiveBKLayer.forward from a fresh chain (no reset), real form."""
     from bkmodel.ops.bk_scan.export_scan import bk_scan_real
 
-    T, k = h.shape[1], bk.config.conv_size
-    u = bk.in_proj(h)  # (B, T, n_in)
-    x = u
-    if bk.conv is not None:
-        x = bk.conv(u.transpose(1, 2))[..., :T].transpose(1, 2)  # causal (B, T, n_in)
+    x, tail = _conv_prefill(bk, bk.in_proj(h))  # (B, T, n_in)
     v, eta, b = bk._operator(x)
     out_dt = torch.promote_types(v.dtype, torch.float32)
     g_re, g_im = (t.to(out_dt) for t in bk_scan_real(v, bk.lam, eta, b))
     y = bk._features(h, g_re, g_im, eta, b)
-    state = [g_re[:, -1].to(_F64), g_im[:, -1].to(_F64)]
-    if k > 1:  # the last k - 1 inputs, zeros on the left of a shorter prompt
-        ut = u.transpose(1, 2)  # (B, n_in, T)
-        state.append(torch.cat([ut.new_zeros(ut.shape[0], bk.n_in, k - 1), ut],
-                               dim=-1)[..., -(k - 1):])
-    return y, g_re, g_im, state
+    return y, g_re, g_im, [g_re[:, -1].to(_F64), g_im[:, -1].to(_F64), *tail]
 
 
 def _selective_step(bk: nn.Module, h: torch.Tensor, state: list[torch.Tensor]):
     """SelectiveBKLayer.step, real form."""
     from bkmodel.ops.bk_scan.export_scan import bk_step_real
 
-    k = bk.config.conv_size
-    u = bk.in_proj(h)  # (B, n_in)
-    x, tail = u, []
-    if bk.conv is not None:
-        prev = state[2] if k > 1 else u.new_zeros(u.shape[0], bk.n_in, 0)
-        window = torch.cat([prev.to(u.dtype), u[:, :, None]], dim=-1)  # (B, n_in, k)
-        x = (window * bk.conv.weight[:, 0]).sum(-1)
-        if bk.conv.bias is not None:
-            x = x + bk.conv.bias
-        tail = [window[:, :, 1:]] if k > 1 else []
+    x, tail = _conv_step(bk, bk.in_proj(h), state[2] if len(state) > 2 else None)
     v, eta, b = bk._operator(x)
     n_re, n_im = bk_step_real(v, bk.lam, eta, b, state[0], state[1])
     g_re, g_im = n_re.to(h.dtype), n_im.to(h.dtype)
     y = bk._features(h, g_re, g_im, eta, b)
     return y, g_re, g_im, [n_re, n_im, *tail]
+
+
+class _Pair(NamedTuple):
+    """(Re, Im) of a complex tensor, read by ``GreenBKLayer._mix_out`` as ``y.real``,
+    ``y.imag`` (the only attributes it reads), so the exported path uses the layer's own
+    output map without a complex tensor."""
+
+    real: torch.Tensor
+    imag: torch.Tensor
+
+
+def _green_prefill(bk: nn.Module, h: torch.Tensor):
+    """GreenBKLayer.forward from a fresh chain (no reset), real form: the BK scan and the
+    quadratic masked form of the Green's-function attention
+    (:func:`~bkmodel.ops.green_attn.export_green.green_prefill_real`) in float64; the layer's
+    output map and the g passed on to the feed-forward in float32, as in the eager layer."""
+    from bkmodel.ops.bk_scan.export_scan import bk_scan_real
+    from bkmodel.ops.green_attn.export_green import green_prefill_real
+
+    x, tail = _conv_prefill(bk, bk.in_proj(h))  # (B, T, n_in)
+    op, q, k, v = bk._split(x)
+    pot, eta, b = bk._operator(op)
+    b = b.expand_as(pot)
+    g_re, g_im = bk_scan_real(pot, bk.lam, eta, b)  # (B, T, H) float64
+    nb = -b.to(_F64)
+    y_re, y_im, s_re, s_im = green_prefill_real(q.to(_F64), k.to(_F64), v.to(_F64), g_re,
+                                                g_im, nb * g_re, nb * g_im)
+    out = bk._mix_out(h, _Pair(y_re.to(h.dtype), y_im.to(h.dtype)))
+    out_dt = torch.promote_types(pot.dtype, torch.float32)
+    state = [g_re[:, -1], g_im[:, -1], s_re, s_im]
+    return out, g_re.to(out_dt), g_im.to(out_dt), [*state, *tail]
+
+
+def _green_step(bk: nn.Module, h: torch.Tensor, state: list[torch.Tensor]):
+    """GreenBKLayer.step, real form, float64 like the eager step (g complex128)."""
+    from bkmodel.ops.bk_scan.export_scan import bk_step_real
+    from bkmodel.ops.green_attn.export_green import green_step_real
+
+    x, tail = _conv_step(bk, bk.in_proj(h), state[4] if len(state) > 4 else None)
+    op, q, k, v = bk._split(x)
+    pot, eta, b = bk._operator(op)
+    b = b.expand_as(pot)
+    n_re, n_im = bk_step_real(pot, bk.lam, eta, b, state[0], state[1])  # (B, H) float64
+    nb = -b.to(_F64)
+    y_re, y_im, s_re, s_im = green_step_real(q, k, v, n_re, n_im, nb * n_re, nb * n_im,
+                                             state[2], state[3])
+    out = bk._mix_out(h, _Pair(y_re, y_im))
+    return out, n_re.to(h.dtype), n_im.to(h.dtype), [n_re, n_im, s_re, s_im, *tail]
+
+
+_PREFILL = {"classic": _classic_prefill, "selective": _selective_prefill,
+            "green": _green_prefill}
+_STEP = {"classic": _classic_step, "selective": _selective_step, "green": _green_step}
 
 
 class _BKForward(nn.Module):
@@ -238,8 +334,7 @@ class _BKForward(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.prefill = _selective_prefill if model.config.layer == "selective" \
-            else _classic_prefill
+        self.prefill = _PREFILL[model.config.layer]
 
     def forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, ...]:
         m = self.model
@@ -258,7 +353,7 @@ class _BKDecode(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
-        self.step = _selective_step if model.config.layer == "selective" else _classic_step
+        self.step = _STEP[model.config.layer]
         self.sizes = [len(_layer_state_names(model.config, i))
                       for i in range(model.config.n_layers)]
 
