@@ -10,7 +10,14 @@ windows spread evenly) with :func:`bkmodel.early_exit.evaluate_early_exit`:
 * ``none`` (the full model) and ``static@l`` (every token exits after block l);
 * ResNet-BK only: ``scattering`` with the ``coherence`` and ``phase`` statistics of the BK
   layers' g, thresholds at quantiles of the statistic (so the points spread over the range);
-* both: ``confidence`` (max softmax probability of the exit), thresholds likewise.
+* both: ``confidence`` (max softmax probability of the exit), thresholds likewise;
+* both: ``ponder``, the learned (PonderNet) halting heads of :mod:`bkmodel.early_exit`,
+  trained by :func:`~bkmodel.early_exit.train_ponder_halting` on the *frozen* model (so every
+  rule is a halting policy on the same trained model) for ``--ponder-steps`` full-batch Adam
+  steps on ``--ponder-windows`` windows of the training split (KL weight ``--ponder-beta``,
+  geometric prior ``--ponder-lambda-p``); thresholds on ``lambda_n`` at quantiles likewise.
+
+``--rules`` picks the families (``none`` is always evaluated).
 
 FLOPs are :mod:`bkmodel.flops`' analytic per-layer counts charged per token as
 :mod:`bkmodel.early_exit` states (copied-state convention; exits, halting statistics and the
@@ -43,7 +50,13 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 from bkmodel.checkpoint import load_run  # noqa: E402
 from bkmodel.data import load_split  # noqa: E402
-from bkmodel.early_exit import EarlyExit, HaltingRule, evaluate_early_exit  # noqa: E402
+from bkmodel.early_exit import (  # noqa: E402
+    EarlyExit,
+    HaltingRule,
+    PonderHalting,
+    evaluate_early_exit,
+    train_ponder_halting,
+)
 from bkmodel.presets import TrainConfig  # noqa: E402
 from bkmodel.tokenizer import encode_documents  # noqa: E402
 from bkmodel.train import Trainer  # noqa: E402
@@ -51,6 +64,7 @@ from bkmodel.train import Trainer  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 QUANTILES = (0.1, 0.3, 0.5, 0.7, 0.9, 0.97, 0.99)
 TOLERANCES = (0.01, 0.02, 0.05, 0.10)
+RULE_FAMILIES = ("static", "scattering", "confidence", "ponder")
 
 
 def _machine() -> dict:
@@ -64,7 +78,7 @@ class _Trainer(Trainer):
     2-core CPU that pass over the ~200k validation tokens costs more than the training; the
     benchmarks evaluate ``--max-tokens`` tokens themselves)."""
 
-    def _finish(self) -> dict:
+    def _finish(self, model: torch.nn.Module | None = None) -> dict:
         return {"steps": self.state.step}
 
 
@@ -104,13 +118,15 @@ def _family(p: dict) -> str:
     return f"scattering-{p['statistic']}" if p["kind"] == "scattering" else p["kind"]
 
 
-def _scores(model, tokens: np.ndarray, seq_len: int, max_tokens: int) -> dict[str, np.ndarray]:
+def _scores(model, tokens: np.ndarray, seq_len: int, max_tokens: int,
+            halting: PonderHalting | None = None) -> dict[str, np.ndarray]:
     """The halting statistics of every non-final block over the evaluation windows (rule
-    ``none``), for choosing thresholds at quantiles."""
+    ``none``), for choosing thresholds at quantiles (``ponder``: the heads' ``lambda_n``,
+    when ``halting`` is given)."""
     from bkmodel.data import batch_from_stream, eval_windows
 
-    ee = EarlyExit(model)
-    out: dict[str, list] = {"coherence": [], "phase": [], "confidence": []}
+    ee = EarlyExit(model, halting)
+    out: dict[str, list] = {"coherence": [], "phase": [], "confidence": [], "ponder": []}
     starts = eval_windows(len(tokens), seq_len, max_tokens)
     with torch.no_grad():
         for i in range(0, len(starts), 16):
@@ -119,6 +135,8 @@ def _scores(model, tokens: np.ndarray, seq_len: int, max_tokens: int) -> dict[st
             for layer in range(ee.n_layers - 1):
                 x, g = ee._block(layer, x, ctx)
                 out["confidence"].append(ee._score(HaltingRule("confidence", 0.5), x, g))
+                if halting is not None:
+                    out["ponder"].append(ee._score(HaltingRule("ponder", 0.5), x, g, layer))
                 if g is not None:
                     for s in ("coherence", "phase"):
                         out[s].append(ee._score(HaltingRule("scattering", 0.5, s), x, g))
@@ -134,18 +152,37 @@ def curve(kind: str, args) -> dict:
     model, tok, info = _train_or_load(kind, args)
     seq_len = model.config.n_seq if kind == "bk" else model.config.max_seq_len
     tokens = encode_documents(tok, load_split("validation", "shakespeare"))
+    families = set(args.rules.split(","))
     L = len(model.blocks)
-    rules = [HaltingRule("none")] + [HaltingRule("static", exit_layer=e) for e in range(L - 1)]
-    scores = _scores(model, tokens, seq_len, args.max_tokens)
-    if kind == "bk":
+    halting = None
+    if "ponder" in families:  # the learned halting heads, on the frozen model
+        t0 = time.perf_counter()
+        train_tokens = encode_documents(tok, load_split("train", "shakespeare"))
+        halting, pinfo = train_ponder_halting(
+            model, train_tokens, seq_len=seq_len, steps=args.ponder_steps,
+            windows=args.ponder_windows, beta=args.ponder_beta, lambda_p=args.ponder_lambda_p,
+            lr=args.ponder_lr)
+        info["ponder_training"] = {**pinfo, "wall_s": time.perf_counter() - t0}
+        print(f"{kind:12s} ponder heads: loss {pinfo['loss_init']:.4f} -> "
+              f"{pinfo['loss_final']:.4f}, expected exit {pinfo['expected_exit_init']:.3f} -> "
+              f"{pinfo['expected_exit_final']:.3f} ({pinfo['steps']} steps, "
+              f"{pinfo['tokens']} tokens)", flush=True)
+    rules = [HaltingRule("none")]
+    if "static" in families:
+        rules += [HaltingRule("static", exit_layer=e) for e in range(L - 1)]
+    scores = _scores(model, tokens, seq_len, args.max_tokens, halting)
+    if kind == "bk" and "scattering" in families:
         for stat in ("coherence", "phase"):
             rules += [HaltingRule("scattering", t, stat) for t in _thresholds(scores[stat])]
-    rules += [HaltingRule("confidence", t) for t in _thresholds(scores["confidence"])]
+    if "confidence" in families:
+        rules += [HaltingRule("confidence", t) for t in _thresholds(scores["confidence"])]
+    if halting is not None:
+        rules += [HaltingRule("ponder", t) for t in _thresholds(scores["ponder"])]
     points = []
     t0 = time.perf_counter()
     for rule in rules:
         r = evaluate_early_exit(model, tokens, rule, seq_len=seq_len,
-                                max_tokens=args.max_tokens)
+                                max_tokens=args.max_tokens, halting=halting)
         points.append(r)
         print(f"{kind:12s} {r['rule']:32s} ppl {r['ppl']:8.2f}  FLOPs/token "
               f"{r['flops_per_token']:12,.0f} ({r['flops_fraction']:.3f})", flush=True)
@@ -184,9 +221,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-tokens", type=int, default=4096)
     p.add_argument("--tolerance", type=float, default=0.01)
     p.add_argument("--models", default="bk,transformer")
+    p.add_argument("--rules", default=",".join(RULE_FAMILIES),
+                   help="rule families besides none (default: %(default)s)")
+    p.add_argument("--ponder-steps", type=int, default=200,
+                   help="Adam steps of the halting heads (frozen model)")
+    p.add_argument("--ponder-windows", type=int, default=128,
+                   help="training-split windows the heads are trained on")
+    p.add_argument("--ponder-beta", type=float, default=0.01, help="KL weight")
+    p.add_argument("--ponder-lambda-p", type=float, default=0.2,
+                   help="geometric prior's halting probability (and the heads' initial one)")
+    p.add_argument("--ponder-lr", type=float, default=0.05)
     p.add_argument("--out-dir", default="runs/act")
     p.add_argument("--results", default=str(RESULTS))
     args = p.parse_args(argv)
+    unknown = set(args.rules.split(",")) - set(RULE_FAMILIES)
+    if unknown:
+        p.error(f"--rules: unknown {', '.join(sorted(unknown))} (choose from "
+                f"{', '.join(RULE_FAMILIES)})")
     torch.manual_seed(0)
     t0 = time.perf_counter()
     models = {k: curve(k, args) for k in args.models.split(",")}
@@ -199,10 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists():  # the same day's other models (run separately) are kept
         old = json.loads(out.read_text())
-        result["models"] = {**{k: v for k, v in old.get("models", {}).items()
-                               if k not in models}, **models}
-        result["commands"] = sorted({*old.get("commands", [old.get("command", "")]),
-                                     result["command"]})
+        kept = {k: v for k, v in old.get("models", {}).items() if k not in models}
+        result["models"] = {**kept, **models}
+        if kept:  # the commands that produced the kept entries, and this one
+            result["commands"] = sorted({*old.get("commands", [old.get("command", "")]),
+                                         result["command"]})
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {out}")
     for k, m in models.items():

@@ -114,6 +114,8 @@ def figure_act(ctx: FigureContext) -> FigureResult:
     import numpy as np
 
     d, source = _results(ctx)
+    families = {**_FAMILIES,  # the learned baseline (absent from files older than it)
+                "ponder": ("learned halting: PonderNet head (frozen model)", "v-", "C9")}
     checks: dict[str, bool] = {}
     titles = {"bk": "(a) ResNet-BK", "transformer": "(b) Transformer (matched params)"}
     fig, axes = new_figure(2)
@@ -136,7 +138,7 @@ def figure_act(ctx: FigureContext) -> FigureResult:
                all(math.isclose(sum(p["exit_fraction"]), 1.0, rel_tol=1e-9) for p in pts))
         ax = axes[0, k]
         full = none[0]
-        for fam, (label, style, colour) in _FAMILIES.items():
+        for fam, (label, style, colour) in families.items():
             fp = sorted((p for p in pts if _family(p) == fam), key=lambda p: p["flops_fraction"])
             if fam == "static":
                 fp = fp + [full]
@@ -167,7 +169,9 @@ def figure_act(ctx: FigureContext) -> FigureResult:
         r"model; exits through the final norm and LM head, halted tokens' states copied to "
         r"the deeper layers, which are charged their state updates; confidence exits pay a "
         r"head per block). Static: every token exits after the same block. Scattering: halt "
-        r"when a statistic of the block's Green's functions $g$ reaches a threshold. Dashed: "
+        r"when a statistic of the block's Green's functions $g$ reaches a threshold. "
+        r"PonderNet: halt when a learned halting head's $\lambda_n$ (trained with the "
+        r"PonderNet loss on the frozen model) reaches a threshold. Dashed: "
         r"the full model's perplexity $+1\,\%$; dotted: half the FLOPs, the seeds' claim."
     )
     return FigureResult(fig, caption, source, checks, numbers, data)
