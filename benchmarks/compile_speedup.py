@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown rows {unknown}; known: {', '.join(ROWS)}")
     doc: dict[str, Any] = {"benchmark": "compile_speedup", **run_header(args), "rows": []}
     gen = torch.Generator().manual_seed(0)
+    dev = doc["machine"]["cuda"] or "cpu"
+    name = f"compile_speedup_{dev.replace(' ', '-')}_{doc['date'][:10]}.json"
+    path = None
     for label in labels:
         arch, options = ROWS[label]
         cfg = TrainConfig.from_preset("small", model=arch, model_options=dict(options),
@@ -117,10 +120,8 @@ def main(argv: list[str] | None = None) -> int:
               + (f"x{t_e / t_c:.2f}" if agree else f"LOSSES DISAGREE {l_e:.4f} vs {l_c:.4f}")
               + f"  (compile warm-up {w_c:.0f} s)", flush=True)
         del eager, compiled, compiled_base
-    dev = doc["machine"]["cuda"] or "cpu"
-    path = write_result(doc, args.out, f"compile_speedup_{dev.replace(' ', '-')}_"
-                        f"{doc['date'][:10]}.json", indent=2)
-    print(f"wrote {path}")
+        path = write_result(doc, args.out, name, indent=2)  # after every row: a cut run
+    print(f"wrote {path}")                                   # keeps the rows it finished
     return 0
 
 
