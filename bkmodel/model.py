@@ -564,8 +564,9 @@ class GreenBKLayer(SelectiveBKLayer):
         y, S = green_attention(q, k, v, g, a, reset=reset,
                                initial_state=None if state is None else state["S"],
                                chunk_size=self.config.chunk_size,
-                               backend=resolve_green_backend(self.config.scan_backend,
-                                                             h.device))
+                               backend=resolve_green_backend(
+                                   self.config.scan_backend, h.device,
+                                   (q.shape[-1], v.shape[-1], self.config.chunk_size)))
         out = self._mix_out(h, y)
         if not return_state:
             return out, g_re, g_im, None

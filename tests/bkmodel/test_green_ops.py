@@ -302,6 +302,15 @@ class TestResolveBackend:
     def test_mapping(self, scan, device, want):
         assert resolve_green_backend(scan, device) == want
 
+    @pytest.mark.parametrize("sizes,want", [((64, 64, 64), "triton"), ((32, 16, 16), "triton"),
+                                            ((24, 64, 64), "chunk"), ((64, 8, 64), "chunk"),
+                                            ((64, 64, 256), "chunk"), ((512, 64, 64), "chunk")])
+    def test_auto_falls_back_on_unsupported_sizes(self, sizes, want):
+        # a model whose head sizes the kernel does not take still runs (chunk) under auto
+        assert resolve_green_backend("auto", "cuda", sizes) == want
+        assert resolve_green_backend("auto", "cpu", sizes) == "chunk"
+        assert resolve_green_backend("torch", "cuda", sizes) == "chunk"
+
     def test_without_triton(self, monkeypatch):
         monkeypatch.setattr(green_ops, "_HAS_TRITON", False)
         assert resolve_green_backend("auto", "cuda") == "chunk"

@@ -27,7 +27,7 @@ from bkmodel.ops.green_attn.naive import green_attention_naive
 from bkmodel.ops.green_attn.real import green_attention_real
 
 __all__ = ["green_attention", "green_attention_chunked", "green_attention_naive",
-           "green_attention_real", "green_step", "resolve_green_backend"]
+           "green_attention_real", "green_step", "resolve_green_backend", "triton_supports"]
 
 _GREEN_BACKENDS = ("naive", "chunk", "real", "triton")
 _SCAN_TO_GREEN = {"torch": "chunk", "naive": "naive"}
@@ -43,16 +43,29 @@ def _triton_available() -> bool:
     return _HAS_TRITON
 
 
-def resolve_green_backend(scan_backend: str, device: torch.device | str) -> str:
+def triton_supports(dk: int, dv: int, chunk_size: int) -> bool:
+    """Whether the Triton backend takes these sizes: dk a power of two in [16, 256], dv a
+    power of two >= 16, chunk_size a power of two in [16, 128]."""
+    def pow2(n: int) -> bool:
+        return isinstance(n, int) and n > 0 and n & (n - 1) == 0
+    return (pow2(dk) and 16 <= dk <= 256 and pow2(dv) and dv >= 16 and pow2(chunk_size)
+            and 16 <= chunk_size <= 128)
+
+
+def resolve_green_backend(scan_backend: str, device: torch.device | str,
+                          sizes: tuple[int, int, int] | None = None) -> str:
     """The Green's-attention backend that matches a model's ``scan_backend`` setting.
 
-    ``"auto"`` -> ``"triton"`` on CUDA when Triton imports, else ``"chunk"``;
+    ``"auto"`` -> ``"triton"`` on CUDA when Triton imports and (when ``sizes = (dk, dv,
+    chunk_size)`` is given) :func:`triton_supports` them, else ``"chunk"``;
     ``"torch"`` -> ``"chunk"``; ``"triton"`` -> ``"triton"`` (``ValueError`` naming
-    ``scan_backend`` when Triton does not import); ``"naive"`` -> ``"naive"``.
+    ``scan_backend`` when Triton does not import; unsupported sizes are the kernel's
+    ``ValueError``); ``"naive"`` -> ``"naive"``.
     """
     dev = torch.device(device)
     if scan_backend == "auto":
-        return "triton" if dev.type == "cuda" and _triton_available() else "chunk"
+        ok = sizes is None or triton_supports(*sizes)
+        return "triton" if dev.type == "cuda" and _triton_available() and ok else "chunk"
     if scan_backend == "triton":
         if not _triton_available():
             raise ValueError("scan_backend='triton' needs the triton package, which is not "
