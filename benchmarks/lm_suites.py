@@ -118,10 +118,31 @@ def warm_up(cfg: TrainConfig, vocab_size: int, steps: int = 3) -> float:
     """Seconds of ``steps`` forward + backward passes of a throw-away model of ``cfg`` at the
     suite's batch shape (bf16 autocast on CUDA): fla's kernels autotune on first use, for
     minutes; their autotuners cache per process, so the timed run that follows starts warm,
-    as the project's Triton kernels do after their first compilation."""
+    as the project's Triton kernels do after their first compilation.
+
+    On the H200 this warm-up outlasted 290-420 s calls three times with no output, so it now
+    says where the time goes: every ``BK_WARMUP_TRACE_S`` seconds (default 60; 0: off) the
+    Python stacks of all threads are dumped to stderr (:mod:`faulthandler`), and Triton prints
+    each autotuning result (``TRITON_PRINT_AUTOTUNING=1`` unless already set)."""
+    import faulthandler
+    import os
+
     from bkmodel.factory import build_model
 
+    os.environ.setdefault("TRITON_PRINT_AUTOTUNING", "1")
+    trace_s = float(os.environ.get("BK_WARMUP_TRACE_S", "60"))
+    if trace_s > 0:
+        faulthandler.dump_traceback_later(trace_s, repeat=True, file=sys.stderr)
+    try:
+        return _warm_up(cfg, vocab_size, steps, build_model)
+    finally:
+        if trace_s > 0:
+            faulthandler.cancel_dump_traceback_later()
+
+
+def _warm_up(cfg: TrainConfig, vocab_size: int, steps: int, build_model: Any) -> float:
     dev = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"  warm-up: building the model on {dev}", flush=True)
     model = build_model(cfg, vocab_size).to(dev)
     ids = torch.randint(0, vocab_size, (cfg.batch_size, cfg.seq_len + 1), device=dev)
     t0 = time.perf_counter()
