@@ -1,7 +1,8 @@
 """The real-arithmetic and Triton forms of Green's-function attention
 (``bkmodel/ops/green_attn/{real,triton_chunk}.py``) against the sequential reference
 ``naive.py`` in float64: values, final state and every gradient, with resets and an initial
-state; the backend resolver; bad input.
+state; the backend resolver; bad input; the Triton custom ops (``custom_op.py``):
+``opcheck``, no graph break under Dynamo, compiled (aot_eager, fullgraph) == eager.
 
 Without CUDA the Triton kernels run in the interpreter (``tests/conftest.py`` sets
 ``TRITON_INTERPRET=1`` before anything imports Triton); they are never skipped: a failing
@@ -351,3 +352,106 @@ def test_model_triton_backend_matches_torch(triton_backend):
     assert rel(out[1][0], out[0][0]) < 1e-5
     for g1, g0 in zip(out[1][1], out[0][1], strict=True):
         assert rel(g1, g0) < 1e-4
+
+
+# ----------------------------------------------------------------------------- custom op
+
+
+def _dev() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _op_args(with_s0: bool, B: int = 1, T: int = 5, H: int = 1, dk: int = 16, dv: int = 16,
+             L: int = 16) -> tuple:
+    """Tiny real arguments of ``bkmodel::green_triton`` (phases from ``real.chunk_phases``)."""
+    from bkmodel.ops.green_attn.real import chunk_phases
+
+    q, k, v, g, a, reset, S0 = _to32(_inputs(B, T, H, dk, dv, seed=21, reset_p=0.3))
+    rho, phi, seg = chunk_phases(a.real, a.imag, reset, L)
+    dev = _dev()
+    args = [x.contiguous().to(dev) for x in (q, k, v, g.real, g.imag, rho.reshape(B, H, -1),
+                                             phi.reshape(B, H, -1),
+                                             seg.reshape(B, -1).to(torch.int32))]
+    s0 = [S0.real.contiguous().to(dev), S0.imag.contiguous().to(dev)] if with_s0 else \
+        [None, None]
+    return (*args, *s0, L)
+
+
+_OPCHECK = ("test_schema", "test_autograd_registration", "test_faketensor")
+
+
+class TestGreenTritonOp:
+    """``bkmodel::green_triton`` / ``_bwd`` (``custom_op.py``): registration, no graph break
+    under Dynamo, compiled == eager. Under the interpreter (CPU) every check runs."""
+
+    @pytest.mark.parametrize("with_s0", [True, False], ids=["s0", "no_s0"])
+    def test_opcheck_forward(self, triton_backend, with_s0):
+        from bkmodel.ops.green_attn.custom_op import _green_triton
+
+        args = list(_op_args(with_s0))
+        for i in (0, 1, 2, 3, 4, 5, 6, 8, 9):  # every float input differentiable
+            if args[i] is not None:
+                args[i] = args[i].requires_grad_()
+        torch.library.opcheck(_green_triton, tuple(args), test_utils=_OPCHECK)
+
+    @pytest.mark.parametrize("with_s0", [True, False], ids=["s0", "no_s0"])
+    def test_opcheck_backward(self, triton_backend, with_s0):
+        from bkmodel.ops.green_attn.custom_op import _green_triton_bwd
+
+        *fwd, L = _op_args(with_s0)
+        B, T, H, dk = fwd[0].shape
+        dv = fwd[2].shape[-1]
+        gen = torch.Generator().manual_seed(22)
+        grads = [torch.randn(*s, generator=gen).to(fwd[0].device)
+                 for s in ((B, T, H, dv),) * 2 + ((B, H, dk, dv),) * 2]
+        torch.library.opcheck(_green_triton_bwd, (*fwd, *grads, L), test_utils=_OPCHECK)
+
+    @staticmethod
+    def _fn(q, k, v, g, a, S0, reset):
+        return green_attention(q, k, v, g, a, reset=reset, initial_state=S0, backend="triton",
+                               chunk_size=16)
+
+    def _xs(self):
+        q, k, v, g, a, reset, S0 = _to32(_inputs(2, 21, 2, 16, 32, seed=23, reset_p=0.1))
+        return [x.to(_dev()) for x in (q, k, v, g, a, S0)], reset.to(_dev())
+
+    def test_no_graph_break(self, triton_backend):
+        xs, reset = self._xs()
+        torch._dynamo.reset()
+        ex = torch._dynamo.explain(self._fn)(*xs, reset)
+        assert ex.graph_break_count == 0, [r.reason for r in ex.break_reasons]
+        assert ex.graph_count == 1
+
+    def test_fullgraph_matches_eager(self, triton_backend):
+        """aot_eager, ``fullgraph=True``: y, S_T and the gradients of q, k, v, g, a, S0."""
+        xs, reset = self._xs()
+        W = _weights(2, 21, 2, 32, 16, seed=23)
+        W = [w.to(torch.complex64).to(_dev()) for w in W]
+        torch._dynamo.reset()
+        fc = torch.compile(self._fn, backend="aot_eager", fullgraph=True)
+        out = []
+        for f in (fc, self._fn):
+            ins = [x.detach().clone().requires_grad_() for x in xs]
+            y, s = f(*ins, reset)
+            loss = (y * W[0].conj()).real.sum() + (s * W[1].conj()).real.sum()
+            out.append([y.detach(), s.detach(), *torch.autograd.grad(loss, ins)])
+        for name, c, e in zip(("y", "S", *NAMES), *out, strict=True):
+            assert c.dtype == e.dtype and c.shape == e.shape, name
+            assert rel(c, e) <= 4 * EPS32, (name, rel(c, e))
+
+    @pytest.mark.skipif(not torch.cuda.is_available(),
+                        reason="Inductor with the compiled Triton kernels needs CUDA; on CPU "
+                               "the op path under compile is covered by "
+                               "TestGreenTritonOp.test_fullgraph_matches_eager (aot_eager)")
+    def test_inductor_matches_eager_cuda(self, triton_backend):  # pragma: no cover - GPU only
+        xs, reset = self._xs()
+        torch._dynamo.reset()
+        fc = torch.compile(self._fn, fullgraph=True)
+        out = []
+        for f in (fc, self._fn):
+            ins = [x.detach().clone().requires_grad_() for x in xs]
+            y, s = f(*ins, reset)
+            loss = y.abs().square().sum() + s.abs().sum()
+            out.append([y.detach(), s.detach(), *torch.autograd.grad(loss, ins)])
+        for name, c, e in zip(("y", "S", *NAMES), *out, strict=True):
+            assert rel(c, e) <= 1e-5, (name, rel(c, e))

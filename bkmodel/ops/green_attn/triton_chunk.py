@@ -19,9 +19,11 @@ Design (four tiers, as flash-linear-attention):
   kernel (nothing but the inputs is kept between forward and backward), and writes exact
   gradients of q, k, v, g, of the chunk-local ``rho, phi`` and of ``S_0``. q, k, rho, phi
   and g gradients are partial sums over value blocks, added on the host.
-* ``_GreenAttentionTriton`` (autograd.Function) and the host wrappers that allocate and
-  launch; the chunk-local cumulative sums ``rho, phi`` (and their backward) are ordinary
-  torch ops of O(B T H) (``real.chunk_phases``).
+* the host wrappers ``_forward`` / ``_backward`` that allocate and launch, registered as
+  the ``torch.library`` custom ops ``bkmodel::green_triton`` and
+  ``bkmodel::green_triton_bwd`` (``custom_op.py``: fake implementations and autograd);
+  the chunk-local cumulative sums ``rho, phi`` (and their backward) are ordinary torch
+  ops of O(B T H) (``real.chunk_phases``).
 * :func:`green_attention_triton`, the public function.
 
 Precision: every accumulation (dots, state, gradients) is float32; dot operands are the
@@ -31,10 +33,11 @@ float32 for every input dtype (the interpreter's bf16 dots are wrong), so CI che
 bf16 path's loads, casts and stores but not its tensor-core dots.
 
 Limits: dk and dv powers of two with ``16 <= dk <= 256`` and ``dv >= 16``; ``chunk_size`` a
-power of two in [16, 128] (``ValueError`` otherwise). Under ``torch.compile`` the public
-function is excluded from tracing (``torch.compiler.disable``): a graph break per call,
-until it is registered as a ``torch.library`` custom op as the BK scan is. T is arbitrary
-(only the phases are padded to a multiple of L; loads and stores are masked).
+power of two in [16, 128] (``ValueError`` otherwise, raised in Python before the op).
+Under ``torch.compile`` the public function is traced: the checks and phases are ordinary
+ops, the kernels one custom-op node each way (no graph break; ``fullgraph=True`` works).
+T is arbitrary (only the phases are padded to a multiple of L; loads and stores are
+masked).
 
 Complexity per head: O(T L (dk + dv) + T dk dv) work, sequential in T / L chunks per
 program; memory O(B H T) besides inputs and outputs, plus the (B, H, T/L, dk, dv) chunk
@@ -49,6 +52,7 @@ import torch
 import triton
 import triton.language as tl
 
+from bkmodel.ops.green_attn.custom_op import green_triton_op
 from bkmodel.ops.green_attn.real import _check_real_args, chunk_phases
 
 __all__ = ["green_attention_triton"]
@@ -354,68 +358,61 @@ def _forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: torch.Tens
     return y_re, y_im, sT_re, sT_im
 
 
-class _GreenAttentionTriton(torch.autograd.Function):
-    """(q, k, v, g_re, g_im, rho, phi, seg, S0_re, S0_im) -> (y_re, y_im, S_re, S_im).
+def _backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: torch.Tensor,
+              g_im: torch.Tensor, rho: torch.Tensor, phi: torch.Tensor, seg: torch.Tensor,
+              s0_re: torch.Tensor | None, s0_im: torch.Tensor | None, dy_re: torch.Tensor,
+              dy_im: torch.Tensor, dsT_re: torch.Tensor, dsT_im: torch.Tensor, BT: int
+              ) -> tuple[torch.Tensor | None, ...]:
+    """Exact gradients of ``(y_re, y_im, S_re, S_im) = _forward(...)``.
 
-    ``rho, phi`` (B, H, Tp) are the chunk-local cumulative sums of ``log|a|`` and ``arg a``
-    (``real.chunk_phases``); their gradients are returned, the rest of the chain rule is
-    torch's. The backward recomputes the chunk states with the forward kernel.
+    Parameters
+    ----------
+    q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im, BT
+        The forward's inputs (contiguous; ``rho, phi`` (B, H, Tp) are the chunk-local
+        cumulative sums of ``log|a|`` and ``arg a``, ``real.chunk_phases``).
+    dy_re, dy_im : Tensor (B, T, H, dv); dsT_re, dsT_im : Tensor (B, H, dk, dv)
+        Incoming gradients (zeros for an unused output), float32, contiguous.
+
+    Returns
+    -------
+    tuple
+        ``(dq, dk, dv, dg_re, dg_im, drho, dphi, ds0_re, ds0_im)``: dq, dk, dv in the input
+        dtypes, the rest float32; dg (B, T, H), drho / dphi (B, H, Tp); ds0 None without an
+        initial state. The chunk states are recomputed with the forward kernel (nothing but
+        the inputs is kept between forward and backward); the rest of the chain rule
+        (``rho, phi`` from ``a``) is torch's.
     """
-
-    @staticmethod
-    def forward(ctx, q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im, BT):  # noqa: D102
-        y_re, y_im, sT_re, sT_im = _forward(q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im,
-                                            BT, store_states=False)
-        ctx.save_for_backward(q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im)
-        ctx.BT = BT
-        return y_re, y_im, sT_re, sT_im
-
-    @staticmethod
-    def backward(ctx, dy_re, dy_im, dsT_re, dsT_im):  # noqa: D102
-        q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im = ctx.saved_tensors
-        BT = ctx.BT
-        B, T, H, DK = q.shape
-        DV = v.shape[-1]
-        Tp = rho.shape[-1]
-        NC = Tp // BT
-        BV = _block_v(DV, B * H, q.device)
-        NV = DV // BV
-        st_re, st_im = _forward(q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im, BT,
-                                store_states=True)
-
-        def grad_or_zeros(x: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
-            if x is None:
-                return torch.zeros(shape, dtype=torch.float32, device=q.device)
-            return x.float().contiguous()
-
-        dy_re = grad_or_zeros(dy_re, (B, T, H, DV))
-        dy_im = grad_or_zeros(dy_im, (B, T, H, DV))
-        dsT_re = grad_or_zeros(dsT_re, (B, H, DK, DV))
-        dsT_im = grad_or_zeros(dsT_im, (B, H, DK, DV))
-        f32 = dict(dtype=torch.float32, device=q.device)
-        dq = torch.empty(NV, B, T, H, DK, **f32)
-        dk = torch.empty(NV, B, T, H, DK, **f32)
-        dv = torch.empty(B, T, H, DV, **f32)
-        part = [torch.empty(NV, B, H, Tp, **f32) for _ in range(4)]
-        ds0_re, ds0_im = torch.empty(B, H, DK, DV, **f32), torch.empty(B, H, DK, DV, **f32)
-        _green_bwd_kernel[(NV, B * H)](
-            q, k, v, g_re, g_im, rho, phi, seg, st_re, st_im, dy_re, dy_im, dsT_re, dsT_im,
-            dq, dk, dv, *part, ds0_re, ds0_im,
-            T, H, NC, B, DK=DK, DV=DV, BV=BV, BT=BT, DOT_F32=_dot_f32(q), num_warps=8,
-        )
-        dg_re, dg_im, drho, dphi = (x.sum(0) for x in part)  # (B, H, Tp)
-        dg_re = dg_re[..., :T].transpose(1, 2)  # (B, T, H)
-        dg_im = dg_im[..., :T].transpose(1, 2)
-        has_s0 = s0_re is not None
-        return (dq.sum(0).to(q.dtype), dk.sum(0).to(k.dtype), dv.to(v.dtype), dg_re, dg_im,
-                drho, dphi, None, ds0_re if has_s0 else None, ds0_im if has_s0 else None, None)
+    B, T, H, DK = q.shape
+    DV = v.shape[-1]
+    Tp = rho.shape[-1]
+    NC = Tp // BT
+    BV = _block_v(DV, B * H, q.device)
+    NV = DV // BV
+    st_re, st_im = _forward(q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im, BT,
+                            store_states=True)
+    f32 = dict(dtype=torch.float32, device=q.device)
+    dq = torch.empty(NV, B, T, H, DK, **f32)
+    dk = torch.empty(NV, B, T, H, DK, **f32)
+    dv = torch.empty(B, T, H, DV, **f32)
+    part = [torch.empty(NV, B, H, Tp, **f32) for _ in range(4)]
+    ds0_re, ds0_im = torch.empty(B, H, DK, DV, **f32), torch.empty(B, H, DK, DV, **f32)
+    _green_bwd_kernel[(NV, B * H)](
+        q, k, v, g_re, g_im, rho, phi, seg, st_re, st_im, dy_re, dy_im, dsT_re, dsT_im,
+        dq, dk, dv, *part, ds0_re, ds0_im,
+        T, H, NC, B, DK=DK, DV=DV, BV=BV, BT=BT, DOT_F32=_dot_f32(q), num_warps=8,
+    )
+    dg_re, dg_im, drho, dphi = (x.sum(0) for x in part)  # (B, H, Tp)
+    dg_re = dg_re[..., :T].transpose(1, 2)  # (B, T, H)
+    dg_im = dg_im[..., :T].transpose(1, 2)
+    has_s0 = s0_re is not None
+    return (dq.sum(0).to(q.dtype), dk.sum(0).to(k.dtype), dv.to(v.dtype), dg_re, dg_im,
+            drho, dphi, ds0_re if has_s0 else None, ds0_im if has_s0 else None)
 
 
 def _is_pow2(n: int) -> bool:
     return n >= 1 and (n & (n - 1)) == 0
 
 
-@torch.compiler.disable  # runs eagerly under torch.compile (one graph break; see Limits)
 def green_attention_triton(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -480,7 +477,7 @@ def green_attention_triton(
     s0_re = s0_im = None
     if initial_state is not None:
         s0_re, s0_im = (s.float().contiguous() for s in initial_state)
-    y_re, y_im, s_re, s_im = _GreenAttentionTriton.apply(
+    y_re, y_im, s_re, s_im = green_triton_op(
         q, k, v, g_re.float().contiguous(), g_im.float().contiguous(), rho, phi, seg,
         s0_re, s0_im, chunk_size)
     return y_re, y_im, (s_re, s_im)
