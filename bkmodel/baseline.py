@@ -148,18 +148,7 @@ def matched_config(target_params: int, **kwargs) -> TransformerConfig:
     return cfg
 
 
-def _check_reset(reset: Any, input_ids: torch.Tensor) -> None:
-    """``ValueError`` unless ``reset`` is a bool tensor shaped like ``input_ids``, on its device
-    (the checks and messages of ResNet-BK's ``LanguageModel`` forward)."""
-    if not isinstance(reset, torch.Tensor) or reset.dtype != torch.bool:
-        raise ValueError(f"reset must be a bool tensor (True at a document's first "
-                         f"token), got {getattr(reset, 'dtype', type(reset).__name__)}")
-    if reset.shape != input_ids.shape:
-        raise ValueError(f"reset must have the shape of input_ids "
-                         f"{tuple(input_ids.shape)}, got {tuple(reset.shape)}")
-    if reset.device != input_ids.device:
-        raise ValueError(f"reset must be on the device of input_ids ({input_ids.device}), "
-                         f"got {reset.device}")
+_check_reset = lm_base.check_reset  # the messages of ResNet-BK's forward (bkmodel.lm_base)
 
 
 def document_mask(reset: torch.Tensor) -> torch.Tensor:

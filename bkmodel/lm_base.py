@@ -88,6 +88,21 @@ def check_ids(ids: Any, vocab_size: int, max_len: int | None = None, name: str =
                          + f", got id {bad}")
 
 
+def check_reset(reset: Any, input_ids: torch.Tensor) -> None:
+    """``ValueError`` unless ``reset`` (the document-start mask of a forward: True at a
+    document's first token) is a bool tensor shaped like ``input_ids`` and on its device.
+    Shared by ResNet-BK's and the Transformer baseline's forward, so both say the same."""
+    if not isinstance(reset, torch.Tensor) or reset.dtype != torch.bool:
+        raise ValueError(f"reset must be a bool tensor (True at a document's first "
+                         f"token), got {getattr(reset, 'dtype', type(reset).__name__)}")
+    if reset.shape != input_ids.shape:
+        raise ValueError(f"reset must have the shape of input_ids "
+                         f"{tuple(input_ids.shape)}, got {tuple(reset.shape)}")
+    if reset.device != input_ids.device:
+        raise ValueError(f"reset must be on the device of input_ids ({input_ids.device}), "
+                         f"got {reset.device}")
+
+
 # --------------------------------------------------------------------------------------------
 # generation
 # --------------------------------------------------------------------------------------------

@@ -732,18 +732,7 @@ class _BKNetwork(nn.Module):
         for i, (block, s) in enumerate(zip(self.blocks, state, strict=True)):
             block.bk.check_state(s, input_ids.shape[0], input_ids.device, f"state[{i}]")
 
-    @staticmethod
-    def _check_reset(reset: Any, input_ids: torch.Tensor) -> None:
-        """``ValueError`` unless ``reset`` is a bool tensor shaped like ``input_ids``."""
-        if not isinstance(reset, torch.Tensor) or reset.dtype != torch.bool:
-            raise ValueError(f"reset must be a bool tensor (True at a document's first "
-                             f"token), got {getattr(reset, 'dtype', type(reset).__name__)}")
-        if reset.shape != input_ids.shape:
-            raise ValueError(f"reset must have the shape of input_ids "
-                             f"{tuple(input_ids.shape)}, got {tuple(reset.shape)}")
-        if reset.device != input_ids.device:
-            raise ValueError(f"reset must be on the device of input_ids ({input_ids.device}), "
-                             f"got {reset.device}")
+    _check_reset = staticmethod(lm_base.check_reset)
 
     def _hidden(self, input_ids: torch.Tensor, *, state: Any = None,
                 reset: torch.Tensor | None = None, return_state: bool = False):
