@@ -24,7 +24,7 @@ import torch
 
 from bkmodel.ops.green_attn.chunk import green_attention_chunked
 from bkmodel.ops.green_attn.naive import green_attention_naive
-from bkmodel.ops.green_attn.real import green_attention_real
+from bkmodel.ops.green_attn.real import check_qkv, green_attention_real
 
 __all__ = ["green_attention", "green_attention_chunked", "green_attention_naive",
            "green_attention_real", "green_step", "resolve_green_backend", "triton_supports"]
@@ -89,13 +89,7 @@ def green_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.
     backend (the real and Triton forms are split and recombined here). ``ValueError``
     naming the argument on a mismatch.
     """
-    if q.ndim != 4 or k.shape != q.shape:
-        raise ValueError(f"q and k must have the same shape (B, T, H, dk), got "
-                         f"{tuple(q.shape)} and {tuple(k.shape)}")
-    B, T, H, dk = q.shape
-    if v.ndim != 4 or v.shape[:3] != (B, T, H):
-        raise ValueError(f"v must have shape (B, T, H, dv) = ({B}, {T}, {H}, dv), got "
-                         f"{tuple(v.shape)}")
+    B, T, H, dk = check_qkv(q, k, v)
     for name, t in (("g", g), ("a", a)):
         if t.shape != (B, T, H) or not t.is_complex():
             raise ValueError(f"{name} must be a complex tensor of shape {(B, T, H)}, got "

@@ -242,11 +242,9 @@ def green_attention_real(
     return unchunk(y_re), unchunk(y_im), (S_at_re[:, :, -1], S_at_im[:, :, -1])
 
 
-def _check_real_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: torch.Tensor,
-                     g_im: torch.Tensor, a_re: torch.Tensor, a_im: torch.Tensor,
-                     reset: torch.Tensor | None,
-                     initial_state: tuple[torch.Tensor, torch.Tensor] | None) -> None:
-    """``ValueError`` naming the first argument of the real form with a wrong shape or dtype."""
+def check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[int, int, int, int]:
+    """(B, T, H, dk) of q, k (B, T, H, dk) and v (B, T, H, dv); ``ValueError`` naming the
+    argument otherwise (shared by every Green's-attention entry point)."""
     if q.ndim != 4 or k.shape != q.shape:
         raise ValueError(f"q and k must have the same shape (B, T, H, dk), got "
                          f"{tuple(q.shape)} and {tuple(k.shape)}")
@@ -254,6 +252,15 @@ def _check_real_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: to
     if v.ndim != 4 or v.shape[:3] != (B, T, H):
         raise ValueError(f"v must have shape (B, T, H, dv) = ({B}, {T}, {H}, dv), got "
                          f"{tuple(v.shape)}")
+    return B, T, H, dk
+
+
+def _check_real_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: torch.Tensor,
+                     g_im: torch.Tensor, a_re: torch.Tensor, a_im: torch.Tensor,
+                     reset: torch.Tensor | None,
+                     initial_state: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+    """``ValueError`` naming the first argument of the real form with a wrong shape or dtype."""
+    B, T, H, dk = check_qkv(q, k, v)
     for name, t in (("q", q), ("k", k), ("v", v), ("g_re", g_re), ("g_im", g_im),
                     ("a_re", a_re), ("a_im", a_im)):
         if not t.is_floating_point():
