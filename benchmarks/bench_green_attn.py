@@ -223,8 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", default=None,
                    help="'B,T,H,dk,dv;...' (default: the device's preset sizes)")
     p.add_argument("--backends", default=None,
-                   help="comma list of naive,chunk,real,triton,real+compile (default: all "
-                        "on cuda; naive,chunk,real,real+compile on cpu)")
+                   help="comma list of naive,chunk,real,triton,triton_par,real+compile "
+                        "(default: all on cuda; naive,chunk,real,real+compile on cpu)")
     p.add_argument("--no-compile", action="store_true", help="drop real+compile")
     p.add_argument("--chunk", type=int, default=64)
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
@@ -250,16 +250,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.backends:
         backends = args.backends.split(",")
     else:
-        backends = ["naive", "chunk", "real", "real+compile"] + (["triton"] if cuda else [])
+        backends = ["naive", "chunk", "real", "real+compile"] + (["triton", "triton_par"]
+                                                                 if cuda else [])
     unknown = [b for b in backends if b not in ("naive", "chunk", "real", "triton",
-                                                "real+compile")]
+                                                "triton_par", "real+compile")]
     if unknown:
         p.error(f"unknown backends {unknown}")
     if args.no_compile:
         backends = [b for b in backends if b != "real+compile"]
     if "chunk" not in backends:
         backends.insert(0, "chunk")  # the ratios' baseline
-    if "triton" in backends and not cuda:
+    if ("triton" in backends or "triton_par" in backends) and not cuda:
         os.environ.setdefault("TRITON_INTERPRET", "1")  # before anything imports triton
     if args.sizes:
         try:

@@ -9,7 +9,9 @@ identity; docs/theory.md proves the bound ``|G(i, j)| <= 1/eta_min``). Backends:
 * ``real``  — the same chunks in real arithmetic only (``real.py``): two real scalar-decay
   linear attentions sharing K and V, friendly to ``torch.compile``;
 * ``triton`` — fused Triton kernels of the real form, forward and backward
-  (``triton_chunk.py``); float32 accumulation, dk and dv powers of two >= 16.
+  (``triton_chunk.py``); float32 accumulation, dk and dv powers of two >= 16;
+* ``triton_par`` — the same maths by chunk-parallel Triton kernels (``triton_chunk_par.py``:
+  per-chunk states, a short sequential scan over chunks, per-chunk outputs and gradients).
 
 Every backend takes and returns complex ``g, a, y, S`` here; the real and Triton forms are
 split into real parts at this boundary. The model picks one with
@@ -29,7 +31,7 @@ from bkmodel.ops.green_attn.real import check_qkv, green_attention_real
 __all__ = ["green_attention", "green_attention_chunked", "green_attention_naive",
            "green_attention_real", "green_step", "resolve_green_backend", "triton_supports"]
 
-_GREEN_BACKENDS = ("naive", "chunk", "real", "triton")
+_GREEN_BACKENDS = ("naive", "chunk", "real", "triton", "triton_par")
 _SCAN_TO_GREEN = {"torch": "chunk", "naive": "naive"}
 
 
@@ -85,9 +87,9 @@ def green_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.
 
     Shapes: q, k (B, T, H, dk); v (B, T, H, dv); g, a (B, T, H) complex; reset (B, T) bool;
     initial_state (B, H, dk, dv) complex. ``backend`` is one of ``"naive"``, ``"chunk"``,
-    ``"real"``, ``"triton"`` (see the package docstring); y and S_T are complex whatever the
-    backend (the real and Triton forms are split and recombined here). ``ValueError``
-    naming the argument on a mismatch.
+    ``"real"``, ``"triton"``, ``"triton_par"`` (see the package docstring); y and S_T are
+    complex whatever the backend (the real and Triton forms are split and recombined here).
+    ``ValueError`` naming the argument on a mismatch.
     """
     B, T, H, dk = check_qkv(q, k, v)
     for name, t in (("g", g), ("a", a)):
@@ -110,10 +112,12 @@ def green_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.
             raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
         return green_attention_chunked(q, k, v, g, a, reset=reset, initial_state=initial_state,
                                        chunk_size=chunk_size)
-    if backend in ("real", "triton"):
+    if backend in ("real", "triton", "triton_par"):
         s0 = None if initial_state is None else (initial_state.real, initial_state.imag)
         if backend == "real":
             fn = green_attention_real
+        elif backend == "triton_par":
+            from bkmodel.ops.green_attn.triton_chunk_par import green_attention_triton_par as fn
         else:
             from bkmodel.ops.green_attn.triton_chunk import green_attention_triton as fn
         y_re, y_im, (s_re, s_im) = fn(q, k, v, g.real, g.imag, a.real, a.imag, reset=reset,

@@ -12,6 +12,9 @@ backward. As the BK scan (``bkmodel/ops/bk_scan/custom_op.py``), the kernels of
                                   chunk states, then the backward kernel):
                                   ``(dq, dk, dv, dg_re, dg_im, drho, dphi, dS0_re,
                                   dS0_im)``, ``dS0`` empty (0,) without an initial state
+``bkmodel::green_triton_par``     the same by the chunk-parallel kernels of
+                                  ``triton_chunk_par.py`` (same signatures and fakes);
+                                  its backward is ``bkmodel::green_triton_par_bwd``
 ================================  =====================================================
 
 The backward op is a custom op too, so AOTAutograd sees one node per call in the backward
@@ -33,7 +36,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["green_triton_op"]
+__all__ = ["green_triton_op", "green_triton_par_op"]
 
 _F32 = torch.float32
 
@@ -169,3 +172,98 @@ def green_triton_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: tor
     prepares them. Gradients flow to q, k, v, g, rho, phi and S0 (``register_autograd``).
     """
     return _green_triton(q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im, BT)
+
+
+# --------------------------------------------------------------------------------------------
+# the chunk-parallel kernels (triton_chunk_par.py): the same signatures and fakes
+# --------------------------------------------------------------------------------------------
+@torch.library.custom_op("bkmodel::green_triton_par", mutates_args=())
+def _green_triton_par(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: torch.Tensor,
+                      g_im: torch.Tensor, rho: torch.Tensor, phi: torch.Tensor,
+                      seg: torch.Tensor, s0_re: torch.Tensor | None,
+                      s0_im: torch.Tensor | None, BT: int
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    from bkmodel.ops.green_attn.triton_chunk_par import _forward
+
+    c = [x.contiguous() for x in (q, k, v, g_re, g_im, rho, phi, seg)]
+    s0 = [None if s is None else s.contiguous() for s in (s0_re, s0_im)]
+    y_re, y_im, s_re, s_im = _forward(*c, *s0, BT)
+    return y_re, y_im, s_re, s_im
+
+
+@_green_triton_par.register_fake
+def _(q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im, BT):
+    B, T, H, DK = q.shape
+    DV = v.shape[-1]
+    return (q.new_empty((B, T, H, DV), dtype=_F32), q.new_empty((B, T, H, DV), dtype=_F32),
+            q.new_empty((B, H, DK, DV), dtype=_F32), q.new_empty((B, H, DK, DV), dtype=_F32))
+
+
+@torch.library.custom_op("bkmodel::green_triton_par_bwd", mutates_args=())
+def _green_triton_par_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                          g_re: torch.Tensor, g_im: torch.Tensor, rho: torch.Tensor,
+                          phi: torch.Tensor, seg: torch.Tensor, s0_re: torch.Tensor | None,
+                          s0_im: torch.Tensor | None, dy_re: torch.Tensor,
+                          dy_im: torch.Tensor, dsT_re: torch.Tensor, dsT_im: torch.Tensor,
+                          BT: int
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                     torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                     torch.Tensor]:
+    from bkmodel.ops.green_attn.triton_chunk_par import _backward
+
+    c = [x.contiguous() for x in (q, k, v, g_re, g_im, rho, phi, seg)]
+    s0 = [None if s is None else s.contiguous() for s in (s0_re, s0_im)]
+    grads = _backward(*c, *s0, dy_re.contiguous(), dy_im.contiguous(), dsT_re.contiguous(),
+                      dsT_im.contiguous(), BT)
+    out = [_fresh(x) for x in grads[:7]]
+    ds0 = [q.new_empty(0, dtype=_F32) if x is None else x for x in grads[7:]]
+    return (*out, *ds0)
+
+
+@_green_triton_par_bwd.register_fake
+def _(q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im, dy_re, dy_im, dsT_re, dsT_im, BT):
+    B, T, H, DK = q.shape
+    DV = v.shape[-1]
+    Tp = rho.shape[-1]
+    ds0 = (B, H, DK, DV) if s0_re is not None else (0,)
+    return (q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape),
+            q.new_empty((B, T, H), dtype=_F32), q.new_empty((B, T, H), dtype=_F32),
+            q.new_empty((B, H, Tp), dtype=_F32), q.new_empty((B, H, Tp), dtype=_F32),
+            q.new_empty(ds0, dtype=_F32), q.new_empty(ds0, dtype=_F32))
+
+
+def _backward_fn_par(ctx, dy_re, dy_im, dsT_re, dsT_im):
+    """As ``_backward_fn``, through ``bkmodel::green_triton_par_bwd``."""
+    q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im = ctx.saved_tensors
+    B, T, H, DK = q.shape
+    DV = v.shape[-1]
+
+    def grad_or_zeros(x: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
+        if x is None:
+            return torch.zeros(shape, dtype=_F32, device=q.device)
+        return x.float().contiguous()
+
+    dy_re = grad_or_zeros(dy_re, (B, T, H, DV))
+    dy_im = grad_or_zeros(dy_im, (B, T, H, DV))
+    dsT_re = grad_or_zeros(dsT_re, (B, H, DK, DV))
+    dsT_im = grad_or_zeros(dsT_im, (B, H, DK, DV))
+    dq, dk, dv, dg_re, dg_im, drho, dphi, ds0_re, ds0_im = _green_triton_par_bwd(
+        q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im, dy_re, dy_im, dsT_re, dsT_im,
+        ctx.BT)
+    if s0_re is None:
+        ds0_re = ds0_im = None
+    return dq, dk, dv, dg_re, dg_im, drho, dphi, None, ds0_re, ds0_im, None
+
+
+_green_triton_par.register_autograd(_backward_fn_par, setup_context=_setup)
+
+
+def green_triton_par_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        g_re: torch.Tensor, g_im: torch.Tensor, rho: torch.Tensor,
+                        phi: torch.Tensor, seg: torch.Tensor, s0_re: torch.Tensor | None,
+                        s0_im: torch.Tensor | None, BT: int
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`green_triton_op` through the chunk-parallel kernels (``triton_chunk_par.py``):
+    the same arguments, returns and (unchecked) contract; ops ``bkmodel::green_triton_par``
+    and ``bkmodel::green_triton_par_bwd``."""
+    return _green_triton_par(q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im, BT)
