@@ -21,8 +21,6 @@ Tolerances.
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from hypothesis import given, settings
@@ -31,8 +29,21 @@ from hypothesis import strategies as st
 import bkmodel.ops.green_attn as green_ops
 from bkmodel.ops.green_attn import green_attention, resolve_green_backend
 from bkmodel.ops.green_attn.real import green_attention_real
+from tests.bkmodel import _green_helpers
+from tests.bkmodel._green_helpers import (
+    _dev,
+    _import_kernels,
+    _inputs,
+    _opcheck_backward,
+    _opcheck_forward,
+    _run,
+    _to32,
+    _weights,
+    rel,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+poisoned_empty = _green_helpers.poisoned_empty  # the fixture, for usefixtures
 
 EPS64 = torch.finfo(torch.float64).eps
 EPS32 = torch.finfo(torch.float32).eps
@@ -42,71 +53,10 @@ NAMES = ("q", "k", "v", "g", "a", "S0")
 # ----------------------------------------------------------------------------- helpers
 
 
-def _inputs(B, T, H, dk, dv, seed, reset_p=0.0, decay=0.95, dtype=torch.float64):
-    """Random q, k, v, Herglotz-like g, transfer factors |a| <= decay, resets, S_0."""
-    gen = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=gen, dtype=dtype)  # noqa: E731
-    u = lambda *s: torch.rand(*s, generator=gen, dtype=dtype)  # noqa: E731
-    q, k, v = r(B, T, H, dk) / math.sqrt(dk), r(B, T, H, dk), r(B, T, H, dv)
-    g = torch.complex(r(B, T, H), u(B, T, H) + 0.1)
-    a = decay * (0.05 + 0.95 * u(B, T, H)) * torch.exp(1j * 6.3 * u(B, T, H))
-    reset = u(B, T) < reset_p
-    S0 = torch.complex(r(B, H, dk, dv), r(B, H, dk, dv))
-    return q, k, v, g, a, reset, S0
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Relative RMS error ||a - b|| / ||b|| in float64 (complex allowed)."""
-    a, b = a.detach().to(torch.complex128), b.detach().to(torch.complex128)
-    return float((a - b).norm() / b.norm().clamp_min(1e-300))
-
-
-def _run(backend, xs, reset, L, weights):
-    """Outputs and all six gradients of sum Re(conj(W_y) y) + Re(conj(W_s) S) (complex API)."""
-    xs = [x.detach().clone().requires_grad_() for x in xs]
-    y, s = green_attention(*xs[:5], reset=reset, initial_state=xs[5], backend=backend,
-                           chunk_size=L)
-    Wy, Ws = weights
-    loss = (y.to(torch.complex128) * Wy.conj()).real.sum() + \
-        (s.to(torch.complex128) * Ws.conj()).real.sum()
-    grads = torch.autograd.grad(loss, xs)
-    return [y.detach(), s.detach(), *grads]
-
-
-def _weights(B, T, H, dv, dk, seed):
-    gen = torch.Generator().manual_seed(seed + 1)
-    c = lambda *s: torch.complex(torch.randn(*s, generator=gen, dtype=torch.float64),  # noqa: E731
-                                 torch.randn(*s, generator=gen, dtype=torch.float64))
-    return c(B, T, H, dv), c(B, H, dk, dv)
-
-
-def _to32(xs):
-    """complex -> complex64, float -> float32, bool unchanged."""
-    return [x.to(torch.complex64) if x.is_complex() else x if x.dtype == torch.bool
-            else x.float() for x in xs]
-
-
 @pytest.fixture(scope="module")
 def triton_backend():
     """Import the Triton module, failing (never skipping) with the reason when it cannot."""
-    try:
-        from bkmodel.ops.green_attn import triton_chunk
-    except ImportError as e:  # pragma: no cover - CI installs triton
-        pytest.fail(f"the Triton kernels cannot be tested: importing them failed ({e}); "
-                    f"install triton (CPU CI runs them with TRITON_INTERPRET=1)")
-    return triton_chunk
-
-
-@pytest.fixture
-def poisoned_empty(monkeypatch):
-    """``torch.empty`` returns NaN-filled float tensors: uninitialised outputs show up."""
-    orig = torch.empty
-
-    def empty(*args, **kwargs):
-        t = orig(*args, **kwargs)
-        return t.fill_(float("nan")) if t.is_floating_point() else t
-
-    monkeypatch.setattr(torch, "empty", empty)
+    return _import_kernels("triton_chunk", "the Triton kernels")
 
 
 # ----------------------------------------------------------------------------- real form
@@ -249,7 +199,8 @@ class TestTriton:
                                                   reset_p, carry, decay, seed):
         _check_triton(B, T, H, dk, dv, L, reset_p, carry, decay, seed)
 
-    def test_odd_length_many_chunks_resets_state(self, triton_backend, poisoned_empty):
+    @pytest.mark.usefixtures("poisoned_empty")
+    def test_odd_length_many_chunks_resets_state(self, triton_backend):
         # T = 67: four full chunks and a partial one, resets inside and at a chunk start,
         # two value blocks (dv = 64, BV = 32); NaN-poisoned torch.empty
         _check_triton(2, 67, 2, 16, 64, 16, 0.1, True, 0.99, seed=11)
@@ -357,29 +308,6 @@ def test_model_triton_backend_matches_torch(triton_backend):
 # ----------------------------------------------------------------------------- custom op
 
 
-def _dev() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def _op_args(with_s0: bool, B: int = 1, T: int = 5, H: int = 1, dk: int = 16, dv: int = 16,
-             L: int = 16) -> tuple:
-    """Tiny real arguments of ``bkmodel::green_triton`` (phases from ``real.chunk_phases``)."""
-    from bkmodel.ops.green_attn.real import chunk_phases
-
-    q, k, v, g, a, reset, S0 = _to32(_inputs(B, T, H, dk, dv, seed=21, reset_p=0.3))
-    rho, phi, seg = chunk_phases(a.real, a.imag, reset, L)
-    dev = _dev()
-    args = [x.contiguous().to(dev) for x in (q, k, v, g.real, g.imag, rho.reshape(B, H, -1),
-                                             phi.reshape(B, H, -1),
-                                             seg.reshape(B, -1).to(torch.int32))]
-    s0 = [S0.real.contiguous().to(dev), S0.imag.contiguous().to(dev)] if with_s0 else \
-        [None, None]
-    return (*args, *s0, L)
-
-
-_OPCHECK = ("test_schema", "test_autograd_registration", "test_faketensor")
-
-
 class TestGreenTritonOp:
     """``bkmodel::green_triton`` / ``_bwd`` (``custom_op.py``): registration, no graph break
     under Dynamo, compiled == eager. Under the interpreter (CPU) every check runs."""
@@ -388,23 +316,13 @@ class TestGreenTritonOp:
     def test_opcheck_forward(self, triton_backend, with_s0):
         from bkmodel.ops.green_attn.custom_op import _green_triton
 
-        args = list(_op_args(with_s0))
-        for i in (0, 1, 2, 3, 4, 5, 6, 8, 9):  # every float input differentiable
-            if args[i] is not None:
-                args[i] = args[i].requires_grad_()
-        torch.library.opcheck(_green_triton, tuple(args), test_utils=_OPCHECK)
+        _opcheck_forward(_green_triton, with_s0)
 
     @pytest.mark.parametrize("with_s0", [True, False], ids=["s0", "no_s0"])
     def test_opcheck_backward(self, triton_backend, with_s0):
         from bkmodel.ops.green_attn.custom_op import _green_triton_bwd
 
-        *fwd, L = _op_args(with_s0)
-        B, T, H, dk = fwd[0].shape
-        dv = fwd[2].shape[-1]
-        gen = torch.Generator().manual_seed(22)
-        grads = [torch.randn(*s, generator=gen).to(fwd[0].device)
-                 for s in ((B, T, H, dv),) * 2 + ((B, H, dk, dv),) * 2]
-        torch.library.opcheck(_green_triton_bwd, (*fwd, *grads, L), test_utils=_OPCHECK)
+        _opcheck_backward(_green_triton_bwd, with_s0)
 
     @staticmethod
     def _fn(q, k, v, g, a, S0, reset):

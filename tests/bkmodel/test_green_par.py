@@ -16,60 +16,31 @@ state recursion in the same order) within ``64 eps32``.
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bkmodel.ops.green_attn import green_attention
+from tests.bkmodel import _green_helpers
+from tests.bkmodel._green_helpers import (
+    _import_kernels,
+    _inputs,
+    _op_args,
+    _op_grads,
+    _opcheck_backward,
+    _opcheck_forward,
+    _run,
+    _to32,
+    _weights,
+    rel,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+poisoned_empty = _green_helpers.poisoned_empty  # the fixture, for usefixtures
 
 EPS32 = torch.finfo(torch.float32).eps
 NAMES = ("y", "S", "q", "k", "v", "g", "a", "S0")
-
-
-def _inputs(B: int, T: int, H: int, dk: int, dv: int, seed: int, reset_p: float = 0.0,
-            decay: float = 0.95) -> tuple[torch.Tensor, ...]:
-    """float64 q, k, v; complex128 g, a (|a| <= decay), S_0; bool resets."""
-    gen = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)  # noqa: E731
-    u = lambda *s: torch.rand(*s, generator=gen, dtype=torch.float64)  # noqa: E731
-    q, k, v = r(B, T, H, dk) / math.sqrt(dk), r(B, T, H, dk), r(B, T, H, dv)
-    g = torch.complex(r(B, T, H), u(B, T, H) + 0.1)
-    a = decay * (0.05 + 0.95 * u(B, T, H)) * torch.exp(1j * 6.3 * u(B, T, H))
-    reset = u(B, T) < reset_p
-    S0 = torch.complex(r(B, H, dk, dv), r(B, H, dk, dv))
-    return q, k, v, g, a, reset, S0
-
-
-def _to32(xs: list[torch.Tensor]) -> list[torch.Tensor]:
-    return [x.to(torch.complex64) if x.is_complex() else x.float() for x in xs]
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Relative RMS error ||a - b|| / ||b|| in complex128."""
-    a, b = a.detach().to(torch.complex128), b.detach().to(torch.complex128)
-    return float((a - b).norm() / b.norm().clamp_min(1e-300))
-
-
-def _run(backend: str, xs: list[torch.Tensor], reset: torch.Tensor | None, L: int,
-         seed: int) -> list[torch.Tensor]:
-    """y, S_T and the six gradients of ``sum Re(conj(W_y) y) + Re(conj(W_s) S_T)``."""
-    B, T, H, dk = xs[0].shape
-    dv = xs[2].shape[-1]
-    gen = torch.Generator().manual_seed(seed + 1)
-    c = lambda *s: torch.complex(torch.randn(*s, generator=gen, dtype=torch.float64),  # noqa: E731
-                                 torch.randn(*s, generator=gen, dtype=torch.float64))
-    Wy, Ws = c(B, T, H, dv), c(B, H, dk, dv)
-    xs = [x.detach().clone().requires_grad_() for x in xs]
-    y, s = green_attention(*xs[:5], reset=reset, initial_state=xs[5], backend=backend,
-                           chunk_size=L)
-    loss = (y.to(torch.complex128) * Wy.conj()).real.sum() + \
-        (s.to(torch.complex128) * Ws.conj()).real.sum()
-    return [y.detach(), s.detach(), *torch.autograd.grad(loss, xs)]
 
 
 def _check(B: int, T: int, H: int, dk: int, dv: int, reset: torch.Tensor | None, carry: bool,
@@ -77,10 +48,11 @@ def _check(B: int, T: int, H: int, dk: int, dv: int, reset: torch.Tensor | None,
     """triton_par (float32) vs naive (float64) and vs triton (float32), every quantity."""
     q, k, v, g, a, _, S0 = _inputs(B, T, H, dk, dv, seed, 0.0, decay)
     xs = [q, k, v, g, a, S0 if carry else torch.zeros_like(S0)]
-    ref = _run("naive", xs, reset, L, seed)
-    real32 = _run("real", _to32(xs), reset, L, seed)
-    tri = _run("triton", _to32(xs), reset, L, seed)
-    par = _run("triton_par", _to32(xs), reset, L, seed)
+    W = _weights(B, T, H, dv, dk, seed)
+    ref = _run("naive", xs, reset, L, W)
+    real32 = _run("real", _to32(xs), reset, L, W)
+    tri = _run("triton", _to32(xs), reset, L, W)
+    par = _run("triton_par", _to32(xs), reset, L, W)
     assert par[0].dtype == torch.complex64 and par[1].dtype == torch.complex64
     for name, x, y, z, w in zip(NAMES, par, real32, ref, tri, strict=True):
         assert x.shape == z.shape, name
@@ -93,24 +65,7 @@ def _check(B: int, T: int, H: int, dk: int, dv: int, reset: torch.Tensor | None,
 @pytest.fixture(scope="module")
 def par_backend():
     """Import the module, failing (never skipping) with the reason when it cannot."""
-    try:
-        from bkmodel.ops.green_attn import triton_chunk_par
-    except ImportError as e:  # pragma: no cover - CI installs triton
-        pytest.fail(f"the chunk-parallel Triton kernels cannot be tested: importing them "
-                    f"failed ({e}); install triton (CPU CI runs them with TRITON_INTERPRET=1)")
-    return triton_chunk_par
-
-
-@pytest.fixture
-def poisoned_empty(monkeypatch):
-    """``torch.empty`` returns NaN-filled float tensors: uninitialised outputs show up."""
-    orig = torch.empty
-
-    def empty(*args, **kwargs):
-        t = orig(*args, **kwargs)
-        return t.fill_(float("nan")) if t.is_floating_point() else t
-
-    monkeypatch.setattr(torch, "empty", empty)
+    return _import_kernels("triton_chunk_par", "the chunk-parallel Triton kernels")
 
 
 class TestTritonPar:
@@ -125,7 +80,8 @@ class TestTritonPar:
         reset = (torch.rand(B, T, generator=gen) < reset_p) if reset_p else None
         _check(B, T, H, dk, dv, reset, carry, decay, seed)
 
-    def test_odd_length_many_chunks_resets(self, par_backend, poisoned_empty):
+    @pytest.mark.usefixtures("poisoned_empty")
+    def test_odd_length_many_chunks_resets(self, par_backend):
         # T = 67 (4 full chunks and a partial one), resets at token 0, inside a chunk, at a
         # chunk start and on a chunk's last token; dk = dv = 64: two scan tiles in dk, two
         # value blocks in the backward; NaN-poisoned torch.empty
@@ -151,57 +107,25 @@ class TestTritonPar:
 
 # ----------------------------------------------------------------------------- custom ops
 
-_OPCHECK = ("test_schema", "test_autograd_registration", "test_faketensor")
-
-
-def _op_args(with_s0: bool, B: int = 1, T: int = 21, H: int = 1, dk: int = 16, dv: int = 16,
-             L: int = 16) -> tuple:
-    """Tiny real arguments of ``bkmodel::green_triton_par`` (two chunks, resets)."""
-    from bkmodel.ops.green_attn.real import chunk_phases
-
-    q, k, v, g, a, reset, S0 = _inputs(B, T, H, dk, dv, seed=21, reset_p=0.3)
-    q, k, v, g, a, S0 = _to32([q, k, v, g, a, S0])
-    rho, phi, seg = chunk_phases(a.real, a.imag, reset, L)
-    args = [x.contiguous() for x in (q, k, v, g.real, g.imag, rho.reshape(B, H, -1),
-                                     phi.reshape(B, H, -1),
-                                     seg.reshape(B, -1).to(torch.int32))]
-    s0 = [S0.real.contiguous(), S0.imag.contiguous()] if with_s0 else [None, None]
-    return (*args, *s0, L)
-
-
 class TestTritonParOp:
     @pytest.mark.parametrize("with_s0", [True, False], ids=["s0", "no_s0"])
     def test_opcheck_forward(self, par_backend, with_s0):
         from bkmodel.ops.green_attn.custom_op import _green_triton_par
 
-        args = list(_op_args(with_s0))
-        for i in (0, 1, 2, 3, 4, 5, 6, 8, 9):  # every float input differentiable
-            if args[i] is not None:
-                args[i] = args[i].requires_grad_()
-        torch.library.opcheck(_green_triton_par, tuple(args), test_utils=_OPCHECK)
+        _opcheck_forward(_green_triton_par, with_s0, T=21)
 
     @pytest.mark.parametrize("with_s0", [True, False], ids=["s0", "no_s0"])
     def test_opcheck_backward(self, par_backend, with_s0):
         from bkmodel.ops.green_attn.custom_op import _green_triton_par_bwd
 
-        *fwd, L = _op_args(with_s0)
-        B, T, H, dk = fwd[0].shape
-        dv = fwd[2].shape[-1]
-        gen = torch.Generator().manual_seed(22)
-        grads = [torch.randn(*s, generator=gen)
-                 for s in ((B, T, H, dv),) * 2 + ((B, H, dk, dv),) * 2]
-        torch.library.opcheck(_green_triton_par_bwd, (*fwd, *grads, L), test_utils=_OPCHECK)
+        _opcheck_backward(_green_triton_par_bwd, with_s0, T=21)
 
     def test_ops_equal_sequential_ops(self, par_backend):
         # the two op pairs on the same arguments: forward outputs and every gradient
         from bkmodel.ops.green_attn.custom_op import _green_triton_bwd, _green_triton_par_bwd
 
-        *fwd, L = _op_args(True)
-        B, T, H, dk = fwd[0].shape
-        dv = fwd[2].shape[-1]
-        gen = torch.Generator().manual_seed(23)
-        grads = [torch.randn(*s, generator=gen)
-                 for s in ((B, T, H, dv),) * 2 + ((B, H, dk, dv),) * 2]
+        *fwd, L = _op_args(True, T=21)
+        grads = _op_grads(fwd, 23)
         for x, y in zip(torch.ops.bkmodel.green_triton_par(*fwd, L),
                         torch.ops.bkmodel.green_triton(*fwd, L), strict=True):
             assert rel(x, y) <= 64 * EPS32

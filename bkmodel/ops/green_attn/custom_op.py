@@ -18,8 +18,9 @@ backward. As the BK scan (``bkmodel/ops/bk_scan/custom_op.py``), the kernels of
 ================================  =====================================================
 
 The backward op is a custom op too, so AOTAutograd sees one node per call in the backward
-graph as well. Both ops call the host wrappers ``triton_chunk._forward`` and
-``triton_chunk._backward`` (what the eager ``torch.autograd.Function`` called before): the
+graph as well. Both pairs are defined by :func:`_define_ops` from one signature: the ops
+call the host wrappers ``_forward`` and ``_backward`` of ``triton_chunk`` (or
+``triton_chunk_par``), what the eager ``torch.autograd.Function`` called before: the
 arithmetic is the kernels', bit for bit.
 
 Inputs are real: the chunk-local phases ``rho, phi`` (B, H, Tp) float32 and the document
@@ -34,6 +35,8 @@ does not import Triton (the op bodies import ``triton_chunk`` when they run).
 
 from __future__ import annotations
 
+import importlib
+
 import torch
 
 __all__ = ["green_triton_op", "green_triton_par_op"]
@@ -46,54 +49,15 @@ def _fresh(t: torch.Tensor) -> torch.Tensor:
     return t.contiguous()
 
 
-# --------------------------------------------------------------------------------------------
-# forward
-# --------------------------------------------------------------------------------------------
-@torch.library.custom_op("bkmodel::green_triton", mutates_args=())
-def _green_triton(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: torch.Tensor,
-                  g_im: torch.Tensor, rho: torch.Tensor, phi: torch.Tensor, seg: torch.Tensor,
-                  s0_re: torch.Tensor | None, s0_im: torch.Tensor | None, BT: int
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    from bkmodel.ops.green_attn.triton_chunk import _forward
-
-    c = [x.contiguous() for x in (q, k, v, g_re, g_im, rho, phi, seg)]
-    s0 = [None if s is None else s.contiguous() for s in (s0_re, s0_im)]
-    y_re, y_im, s_re, s_im = _forward(*c, *s0, BT, store_states=False)
-    return y_re, y_im, s_re, s_im  # fresh buffers of the kernel: no aliasing
-
-
-@_green_triton.register_fake
-def _(q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im, BT):
+def _fake_forward(q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im, BT):
     B, T, H, DK = q.shape
     DV = v.shape[-1]
     return (q.new_empty((B, T, H, DV), dtype=_F32), q.new_empty((B, T, H, DV), dtype=_F32),
             q.new_empty((B, H, DK, DV), dtype=_F32), q.new_empty((B, H, DK, DV), dtype=_F32))
 
 
-# --------------------------------------------------------------------------------------------
-# backward
-# --------------------------------------------------------------------------------------------
-@torch.library.custom_op("bkmodel::green_triton_bwd", mutates_args=())
-def _green_triton_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: torch.Tensor,
-                      g_im: torch.Tensor, rho: torch.Tensor, phi: torch.Tensor,
-                      seg: torch.Tensor, s0_re: torch.Tensor | None,
-                      s0_im: torch.Tensor | None, dy_re: torch.Tensor, dy_im: torch.Tensor,
-                      dsT_re: torch.Tensor, dsT_im: torch.Tensor, BT: int
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
-                                 torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
-                                 torch.Tensor]:
-    from bkmodel.ops.green_attn.triton_chunk import _backward
-
-    c = [x.contiguous() for x in (q, k, v, g_re, g_im, rho, phi, seg)]
-    s0 = [None if s is None else s.contiguous() for s in (s0_re, s0_im)]
-    grads = _backward(*c, *s0, dy_re, dy_im, dsT_re, dsT_im, BT)
-    out = [_fresh(x) for x in grads[:7]]
-    ds0 = [q.new_empty(0, dtype=_F32) if x is None else x for x in grads[7:]]
-    return (*out, *ds0)
-
-
-@_green_triton_bwd.register_fake
-def _(q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im, dy_re, dy_im, dsT_re, dsT_im, BT):
+def _fake_backward(q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im, dy_re, dy_im, dsT_re,
+                   dsT_im, BT):
     B, T, H, DK = q.shape
     DV = v.shape[-1]
     Tp = rho.shape[-1]
@@ -110,33 +74,86 @@ def _setup(ctx, inputs, output) -> None:
     ctx.BT = BT
 
 
-def _backward_fn(ctx, dy_re, dy_im, dsT_re, dsT_im):
-    q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im = ctx.saved_tensors
-    B, T, H, DK = q.shape
-    DV = v.shape[-1]
+def _autograd_backward(bwd_op):
+    """The ``register_autograd`` backward of a forward op whose backward op is ``bwd_op``:
+    unused outputs' gradients as zeros, then one call of ``bwd_op``."""
 
-    def grad_or_zeros(x: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
-        if x is None:
-            return torch.zeros(shape, dtype=_F32, device=q.device)
-        return x.float().contiguous()
+    def backward_fn(ctx, dy_re, dy_im, dsT_re, dsT_im):
+        q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im = ctx.saved_tensors
+        B, T, H, DK = q.shape
+        DV = v.shape[-1]
 
-    dy_re = grad_or_zeros(dy_re, (B, T, H, DV))
-    dy_im = grad_or_zeros(dy_im, (B, T, H, DV))
-    dsT_re = grad_or_zeros(dsT_re, (B, H, DK, DV))
-    dsT_im = grad_or_zeros(dsT_im, (B, H, DK, DV))
-    dq, dk, dv, dg_re, dg_im, drho, dphi, ds0_re, ds0_im = _green_triton_bwd(
-        q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im, dy_re, dy_im, dsT_re, dsT_im,
-        ctx.BT)
-    if s0_re is None:
-        ds0_re = ds0_im = None
-    return dq, dk, dv, dg_re, dg_im, drho, dphi, None, ds0_re, ds0_im, None
+        def grad_or_zeros(x: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
+            if x is None:
+                return torch.zeros(shape, dtype=_F32, device=q.device)
+            return x.float().contiguous()
 
+        dy_re = grad_or_zeros(dy_re, (B, T, H, DV))
+        dy_im = grad_or_zeros(dy_im, (B, T, H, DV))
+        dsT_re = grad_or_zeros(dsT_re, (B, H, DK, DV))
+        dsT_im = grad_or_zeros(dsT_im, (B, H, DK, DV))
+        dq, dk, dv, dg_re, dg_im, drho, dphi, ds0_re, ds0_im = bwd_op(
+            q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im, dy_re, dy_im, dsT_re, dsT_im,
+            ctx.BT)
+        if s0_re is None:
+            ds0_re = ds0_im = None
+        return dq, dk, dv, dg_re, dg_im, drho, dphi, None, ds0_re, ds0_im, None
 
-_green_triton.register_autograd(_backward_fn, setup_context=_setup)
+    return backward_fn
 
 
 # --------------------------------------------------------------------------------------------
-# entry point
+# the op pairs
+# --------------------------------------------------------------------------------------------
+def _define_ops(name: str, module: str):
+    """Register ``bkmodel::<name>`` (forward) and ``bkmodel::<name>_bwd`` (its exact
+    backward), calling ``_forward`` / ``_backward`` of the kernel module ``module``
+    (imported when the ops run: this module does not import Triton); fakes and autograd
+    registered. Returns the two ops."""
+
+    def forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: torch.Tensor,
+                g_im: torch.Tensor, rho: torch.Tensor, phi: torch.Tensor, seg: torch.Tensor,
+                s0_re: torch.Tensor | None, s0_im: torch.Tensor | None, BT: int
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        kernels = importlib.import_module(module)
+        c = [x.contiguous() for x in (q, k, v, g_re, g_im, rho, phi, seg)]
+        s0 = [None if s is None else s.contiguous() for s in (s0_re, s0_im)]
+        y_re, y_im, s_re, s_im = kernels._forward(*c, *s0, BT)
+        return y_re, y_im, s_re, s_im  # fresh buffers of the kernels: no aliasing
+
+    def backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: torch.Tensor,
+                 g_im: torch.Tensor, rho: torch.Tensor, phi: torch.Tensor, seg: torch.Tensor,
+                 s0_re: torch.Tensor | None, s0_im: torch.Tensor | None,
+                 dy_re: torch.Tensor, dy_im: torch.Tensor, dsT_re: torch.Tensor,
+                 dsT_im: torch.Tensor, BT: int
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                            torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                            torch.Tensor]:
+        kernels = importlib.import_module(module)
+        c = [x.contiguous() for x in (q, k, v, g_re, g_im, rho, phi, seg)]
+        s0 = [None if s is None else s.contiguous() for s in (s0_re, s0_im)]
+        grads = kernels._backward(*c, *s0, dy_re.contiguous(), dy_im.contiguous(),
+                                  dsT_re.contiguous(), dsT_im.contiguous(), BT)
+        out = [_fresh(x) for x in grads[:7]]
+        ds0 = [q.new_empty(0, dtype=_F32) if x is None else x for x in grads[7:]]
+        return (*out, *ds0)
+
+    fwd_op = torch.library.custom_op(f"bkmodel::{name}", forward, mutates_args=())
+    bwd_op = torch.library.custom_op(f"bkmodel::{name}_bwd", backward, mutates_args=())
+    fwd_op.register_fake(_fake_forward)
+    bwd_op.register_fake(_fake_backward)
+    fwd_op.register_autograd(_autograd_backward(bwd_op), setup_context=_setup)
+    return fwd_op, bwd_op
+
+
+_green_triton, _green_triton_bwd = _define_ops(
+    "green_triton", "bkmodel.ops.green_attn.triton_chunk")
+_green_triton_par, _green_triton_par_bwd = _define_ops(
+    "green_triton_par", "bkmodel.ops.green_attn.triton_chunk_par")
+
+
+# --------------------------------------------------------------------------------------------
+# entry points
 # --------------------------------------------------------------------------------------------
 def green_triton_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: torch.Tensor,
                     g_im: torch.Tensor, rho: torch.Tensor, phi: torch.Tensor,
@@ -172,90 +189,6 @@ def green_triton_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: tor
     prepares them. Gradients flow to q, k, v, g, rho, phi and S0 (``register_autograd``).
     """
     return _green_triton(q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im, BT)
-
-
-# --------------------------------------------------------------------------------------------
-# the chunk-parallel kernels (triton_chunk_par.py): the same signatures and fakes
-# --------------------------------------------------------------------------------------------
-@torch.library.custom_op("bkmodel::green_triton_par", mutates_args=())
-def _green_triton_par(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: torch.Tensor,
-                      g_im: torch.Tensor, rho: torch.Tensor, phi: torch.Tensor,
-                      seg: torch.Tensor, s0_re: torch.Tensor | None,
-                      s0_im: torch.Tensor | None, BT: int
-                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    from bkmodel.ops.green_attn.triton_chunk_par import _forward
-
-    c = [x.contiguous() for x in (q, k, v, g_re, g_im, rho, phi, seg)]
-    s0 = [None if s is None else s.contiguous() for s in (s0_re, s0_im)]
-    y_re, y_im, s_re, s_im = _forward(*c, *s0, BT)
-    return y_re, y_im, s_re, s_im
-
-
-@_green_triton_par.register_fake
-def _(q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im, BT):
-    B, T, H, DK = q.shape
-    DV = v.shape[-1]
-    return (q.new_empty((B, T, H, DV), dtype=_F32), q.new_empty((B, T, H, DV), dtype=_F32),
-            q.new_empty((B, H, DK, DV), dtype=_F32), q.new_empty((B, H, DK, DV), dtype=_F32))
-
-
-@torch.library.custom_op("bkmodel::green_triton_par_bwd", mutates_args=())
-def _green_triton_par_bwd(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                          g_re: torch.Tensor, g_im: torch.Tensor, rho: torch.Tensor,
-                          phi: torch.Tensor, seg: torch.Tensor, s0_re: torch.Tensor | None,
-                          s0_im: torch.Tensor | None, dy_re: torch.Tensor,
-                          dy_im: torch.Tensor, dsT_re: torch.Tensor, dsT_im: torch.Tensor,
-                          BT: int
-                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
-                                     torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
-                                     torch.Tensor]:
-    from bkmodel.ops.green_attn.triton_chunk_par import _backward
-
-    c = [x.contiguous() for x in (q, k, v, g_re, g_im, rho, phi, seg)]
-    s0 = [None if s is None else s.contiguous() for s in (s0_re, s0_im)]
-    grads = _backward(*c, *s0, dy_re.contiguous(), dy_im.contiguous(), dsT_re.contiguous(),
-                      dsT_im.contiguous(), BT)
-    out = [_fresh(x) for x in grads[:7]]
-    ds0 = [q.new_empty(0, dtype=_F32) if x is None else x for x in grads[7:]]
-    return (*out, *ds0)
-
-
-@_green_triton_par_bwd.register_fake
-def _(q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im, dy_re, dy_im, dsT_re, dsT_im, BT):
-    B, T, H, DK = q.shape
-    DV = v.shape[-1]
-    Tp = rho.shape[-1]
-    ds0 = (B, H, DK, DV) if s0_re is not None else (0,)
-    return (q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape),
-            q.new_empty((B, T, H), dtype=_F32), q.new_empty((B, T, H), dtype=_F32),
-            q.new_empty((B, H, Tp), dtype=_F32), q.new_empty((B, H, Tp), dtype=_F32),
-            q.new_empty(ds0, dtype=_F32), q.new_empty(ds0, dtype=_F32))
-
-
-def _backward_fn_par(ctx, dy_re, dy_im, dsT_re, dsT_im):
-    """As ``_backward_fn``, through ``bkmodel::green_triton_par_bwd``."""
-    q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im = ctx.saved_tensors
-    B, T, H, DK = q.shape
-    DV = v.shape[-1]
-
-    def grad_or_zeros(x: torch.Tensor | None, shape: tuple[int, ...]) -> torch.Tensor:
-        if x is None:
-            return torch.zeros(shape, dtype=_F32, device=q.device)
-        return x.float().contiguous()
-
-    dy_re = grad_or_zeros(dy_re, (B, T, H, DV))
-    dy_im = grad_or_zeros(dy_im, (B, T, H, DV))
-    dsT_re = grad_or_zeros(dsT_re, (B, H, DK, DV))
-    dsT_im = grad_or_zeros(dsT_im, (B, H, DK, DV))
-    dq, dk, dv, dg_re, dg_im, drho, dphi, ds0_re, ds0_im = _green_triton_par_bwd(
-        q, k, v, g_re, g_im, rho, phi, seg, s0_re, s0_im, dy_re, dy_im, dsT_re, dsT_im,
-        ctx.BT)
-    if s0_re is None:
-        ds0_re = ds0_im = None
-    return dq, dk, dv, dg_re, dg_im, drho, dphi, None, ds0_re, ds0_im, None
-
-
-_green_triton_par.register_autograd(_backward_fn_par, setup_context=_setup)
 
 
 def green_triton_par_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

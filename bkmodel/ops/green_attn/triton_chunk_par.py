@@ -28,9 +28,14 @@ Backward (``bkmodel::green_triton_par_bwd``; exact, nothing kept but the inputs)
    leaving chunk c (``D_{NC-1} = dS_T``, ``D_{c-1} = conj(A_c) D_c + local_c``), and
    ``dS_0 = D_{-1}``;
 4. ``_grad_kernel``, grid ``(dv / BV, NC, B H)``: the per-chunk body of
-   ``triton_chunk._green_bwd_kernel`` with ``S_in(c)`` and ``D_c`` loaded: exact gradients
-   of q, k, v, g, of the chunk-local ``rho, phi`` (hence of ``a``, through torch).
+   ``triton_chunk._green_bwd_kernel`` (the shared device function ``_chunk_grads``) with
+   ``S_in(c)`` and ``D_c`` loaded: exact gradients of q, k, v, g, of the chunk-local
+   ``rho, phi`` (hence of ``a``, through torch).
    q, k, g, rho, phi gradients are partial sums over value blocks, added on the host.
+
+The kernels are built from the ``@triton.jit`` device functions of ``triton_chunk.py``
+(inlined by Triton), and the host side shares its argument checks and preparation
+(``_prepare``) and gradient reduction (``_reduce_grads``).
 
 Precision as ``triton_chunk.py``: float32 accumulation and float32 chunk states (stored in
 HBM between the phases), dot operands in the input dtype (``ieee`` dots for float32; under
@@ -59,13 +64,45 @@ import triton
 import triton.language as tl
 
 from bkmodel.ops.green_attn.custom_op import green_triton_par_op
-from bkmodel.ops.green_attn.real import _check_real_args, chunk_phases
-from bkmodel.ops.green_attn.triton_chunk import _dot_f32, _is_pow2
+from bkmodel.ops.green_attn.triton_chunk import (
+    _add_inter_output,
+    _chunk_end,
+    _chunk_grads,
+    _chunk_rows,
+    _chunk_transfer,
+    _conj_times,
+    _dot_f32,
+    _inter_factor,
+    _intra_output,
+    _load_qkv,
+    _load_rows,
+    _local_state,
+    _phased_g,
+    _prepare,
+    _reduce_grads,
+    _seg_in,
+    _store_chunk_grads,
+    _token_phases,
+)
 
 __all__ = ["green_attention_triton_par"]
 
 
 # ----------------------------------------------------------------------------- kernels
+
+
+@triton.jit
+def _chunk_program(H, NC, BV: tl.constexpr, BT: tl.constexpr):
+    """This program of a (value block, chunk, batch * head) grid: ``pid_v``, the chunk
+    ``c``, ``b, h`` (int64), the padded length ``Tp`` and the value columns ``ov``."""
+    pid_v = tl.program_id(0)
+    c = tl.program_id(1)
+    pid_bh = tl.program_id(2)
+    b = (pid_bh // H).to(tl.int64)
+    h = (pid_bh % H).to(tl.int64)
+    Tp = NC * BT
+    ov = pid_v * BV + tl.arange(0, BV)
+    return pid_v, c, b, h, Tp, ov
 
 
 @triton.jit
@@ -77,21 +114,11 @@ def _local_state_kernel(
     DOT_F32: tl.constexpr,
 ):
     """Phase 1: ``dS_c = sum_j n_j exp(Lambda_L - Lambda_j) g_j k_j v_j^T`` of one chunk."""
-    pid_v = tl.program_id(0)
-    c = tl.program_id(1)
-    pid_bh = tl.program_id(2)
-    b = (pid_bh // H).to(tl.int64)
-    h = (pid_bh % H).to(tl.int64)
-    Tp = NC * BT
-    ot = tl.arange(0, BT)
+    pid_v, c, b, h, Tp, ov = _chunk_program(H, NC, BV, BT)
     odk = tl.arange(0, DK)
-    ov = pid_v * BV + tl.arange(0, BV)
-    t0 = c * BT
-    t = t0 + ot
-    tm = t < T
-    row = (b * T + t) * H + h
-    bk = tl.load(k + row[:, None] * DK + odk[None, :], mask=tm[:, None], other=0.0)
-    bv = tl.load(v + row[:, None] * DV + ov[None, :], mask=tm[:, None], other=0.0)
+    t0, t, tm, row = _chunk_rows(b, h, c, T, H, BT)
+    bk = _load_rows(k, row, tm, odk, DK)
+    bv = _load_rows(v, row, tm, ov, DV)
     if DOT_F32:
         bk, bv = bk.to(tl.float32), bv.to(tl.float32)
     gr = tl.load(g_re + row, mask=tm, other=0.0)
@@ -101,20 +128,11 @@ def _local_state_kernel(
     p = tl.load(phi + r_base + t)
     sgb = seg + b * Tp
     sg = tl.load(sgb + t)
-    r_L = tl.load(rho + r_base + t0 + BT - 1)
-    p_L = tl.load(phi + r_base + t0 + BT - 1)
-    sg_L = tl.load(sgb + t0 + BT - 1)
+    r_L, p_L, sg_L = _chunk_end(rho, phi, sgb, r_base, t0, BT)
     cp = tl.cos(p)
     sp = tl.sin(p)
-    c_re = gr * cp + gi * sp  # c_j = g_j e^{-i phi_j}
-    c_im = gi * cp - gr * sp
-    cpL = tl.cos(p_L)
-    spL = tl.sin(p_L)
-    w = tl.where(sg == sg_L, tl.exp(r_L - r), 0.0)
-    d_re = w * (cpL * c_re - spL * c_im)
-    d_im = w * (spL * c_re + cpL * c_im)
-    ur = tl.dot(tl.trans((bk * d_re[:, None]).to(bv.dtype)), bv, input_precision="ieee")
-    ui = tl.dot(tl.trans((bk * d_im[:, None]).to(bv.dtype)), bv, input_precision="ieee")
+    c_re, c_im = _phased_g(gr, gi, cp, sp)
+    ur, ui = _local_state(bk, bv, r, sg, c_re, c_im, r_L, tl.cos(p_L), tl.sin(p_L), sg_L)
     st_off = (((b * H + h) * NC + c) * DK + odk[:, None]) * DV + ov[None, :]
     tl.store(u_re + st_off, ur)
     tl.store(u_im + st_off, ui)
@@ -161,14 +179,9 @@ def _state_scan_kernel(
         else:
             c = ci
         t0 = c * BT
-        r_L = tl.load(rho + r_base + t0 + BT - 1)
-        p_L = tl.load(phi + r_base + t0 + BT - 1)
-        sg_L = tl.load(sgb + t0 + BT - 1)
-        sg_in = tl.load(sgb + tl.maximum(t0 - 1, 0))
-        sg_in = tl.where(c > 0, sg_in, 0)
-        A_mag = tl.where(sg_L == sg_in, tl.exp(r_L), 0.0)
-        A_re = A_mag * tl.cos(p_L)
-        A_im = A_mag * tl.sin(p_L)
+        r_L, p_L, sg_L = _chunk_end(rho, phi, sgb, r_base, t0, BT)
+        sg_in = _seg_in(sgb, t0, c)
+        A_re, A_im = _chunk_transfer(r_L, tl.cos(p_L), tl.sin(p_L), sg_L, sg_in)
         if REVERSE:
             A_im = -A_im
         st_off = (((b * H + h) * NC + c) * DK + ok[:, None]) * DV + ov[None, :]
@@ -190,55 +203,24 @@ def _output_kernel(
     DOT_F32: tl.constexpr,
 ):
     """Phase 3: the outputs of one chunk and value block (intra + inter-chunk terms)."""
-    pid_v = tl.program_id(0)
-    c = tl.program_id(1)
-    pid_bh = tl.program_id(2)
-    b = (pid_bh // H).to(tl.int64)
-    h = (pid_bh % H).to(tl.int64)
-    Tp = NC * BT
+    pid_v, c, b, h, Tp, ov = _chunk_program(H, NC, BV, BT)
     ot = tl.arange(0, BT)
     odk = tl.arange(0, DK)
-    ov = pid_v * BV + tl.arange(0, BV)
     causal = ot[:, None] >= ot[None, :]
-    t0 = c * BT
-    t = t0 + ot
-    tm = t < T
-    row = (b * T + t) * H + h
-    bq = tl.load(q + row[:, None] * DK + odk[None, :], mask=tm[:, None], other=0.0)
-    bk = tl.load(k + row[:, None] * DK + odk[None, :], mask=tm[:, None], other=0.0)
-    bv = tl.load(v + row[:, None] * DV + ov[None, :], mask=tm[:, None], other=0.0)
-    if DOT_F32:
-        bq, bk, bv = bq.to(tl.float32), bk.to(tl.float32), bv.to(tl.float32)
-    gr = tl.load(g_re + row, mask=tm, other=0.0)
-    gi = tl.load(g_im + row, mask=tm, other=0.0)
+    t0, t, tm, row = _chunk_rows(b, h, c, T, H, BT)
+    bq, bk, bv = _load_qkv(q, k, v, row, tm, odk, ov, DK, DV, DOT_F32)
     r_base = (b * H + h) * Tp
-    r = tl.load(rho + r_base + t)
-    p = tl.load(phi + r_base + t)
     sgb = seg + b * Tp
-    sg = tl.load(sgb + t)
-    sg_in = tl.load(sgb + tl.maximum(t0 - 1, 0))
-    sg_in = tl.where(c > 0, sg_in, 0)
+    gr, gi, r, p, sg, sg_in = _token_phases(g_re, g_im, rho, phi, sgb, row, tm, r_base, t, t0, c)
     cp = tl.cos(p)
     sp = tl.sin(p)
-    c_re = gr * cp + gi * sp
-    c_im = gi * cp - gr * sp
-    same = causal & (sg[:, None] == sg[None, :])
-    dec = tl.exp(tl.where(same, r[:, None] - r[None, :], float("-inf")))
-    P = tl.dot(bq, tl.trans(bk), input_precision="ieee") * dec
-    Wr = P * (cp[:, None] * c_re[None, :] - sp[:, None] * c_im[None, :])
-    Wi = P * (sp[:, None] * c_re[None, :] + cp[:, None] * c_im[None, :])
-    acc_re = tl.dot(Wr.to(bv.dtype), bv, input_precision="ieee")
-    acc_im = tl.dot(Wi.to(bv.dtype), bv, input_precision="ieee")
+    c_re, c_im = _phased_g(gr, gi, cp, sp)
+    acc_re, acc_im = _intra_output(bq, bk, bv, r, cp, sp, sg, c_re, c_im, causal)
     st_off = (((b * H + h) * NC + c) * DK + odk[:, None]) * DV + ov[None, :]
     S_re = tl.load(st_re + st_off)
     S_im = tl.load(st_im + st_off)
-    m = sg == sg_in
-    er = tl.where(m, tl.exp(r) * cp, 0.0)
-    ei = tl.where(m, tl.exp(r) * sp, 0.0)
-    qs_re = tl.dot(bq, S_re.to(bq.dtype), input_precision="ieee")
-    qs_im = tl.dot(bq, S_im.to(bq.dtype), input_precision="ieee")
-    acc_re += er[:, None] * qs_re - ei[:, None] * qs_im
-    acc_im += er[:, None] * qs_im + ei[:, None] * qs_re
+    er, ei = _inter_factor(r, cp, sp, sg, sg_in)
+    acc_re, acc_im = _add_inter_output(acc_re, acc_im, bq, S_re, S_im, er, ei)
     y_off = row[:, None] * DV + ov[None, :]
     tl.store(y_re + y_off, acc_re, mask=tm[:, None])
     tl.store(y_im + y_off, acc_im, mask=tm[:, None])
@@ -253,41 +235,23 @@ def _local_adjoint_kernel(
     DOT_F32: tl.constexpr,
 ):
     """Backward phase 2: ``sum_i q_i conj(E_i) dy_i``, the chunk's own part of dS_in(c)."""
-    pid_v = tl.program_id(0)
-    c = tl.program_id(1)
-    pid_bh = tl.program_id(2)
-    b = (pid_bh // H).to(tl.int64)
-    h = (pid_bh % H).to(tl.int64)
-    Tp = NC * BT
-    ot = tl.arange(0, BT)
+    pid_v, c, b, h, Tp, ov = _chunk_program(H, NC, BV, BT)
     odk = tl.arange(0, DK)
-    ov = pid_v * BV + tl.arange(0, BV)
-    t0 = c * BT
-    t = t0 + ot
-    tm = t < T
-    row = (b * T + t) * H + h
-    bq = tl.load(q + row[:, None] * DK + odk[None, :], mask=tm[:, None], other=0.0)
+    t0, t, tm, row = _chunk_rows(b, h, c, T, H, BT)
+    bq = _load_rows(q, row, tm, odk, DK)
     if DOT_F32:
         bq = bq.to(tl.float32)
     DT = bq.dtype
-    dyr = tl.load(dy_re + row[:, None] * DV + ov[None, :], mask=tm[:, None], other=0.0)
-    dyi = tl.load(dy_im + row[:, None] * DV + ov[None, :], mask=tm[:, None], other=0.0)
-    dyr = dyr.to(tl.float32)
-    dyi = dyi.to(tl.float32)
+    dyr = _load_rows(dy_re, row, tm, ov, DV).to(tl.float32)
+    dyi = _load_rows(dy_im, row, tm, ov, DV).to(tl.float32)
     r_base = (b * H + h) * Tp
     r = tl.load(rho + r_base + t)
     p = tl.load(phi + r_base + t)
     sgb = seg + b * Tp
     sg = tl.load(sgb + t)
-    sg_in = tl.load(sgb + tl.maximum(t0 - 1, 0))
-    sg_in = tl.where(c > 0, sg_in, 0)
-    cp = tl.cos(p)
-    sp = tl.sin(p)
-    m = sg == sg_in
-    er = tl.where(m, tl.exp(r) * cp, 0.0)
-    ei = tl.where(m, tl.exp(r) * sp, 0.0)
-    wr = er[:, None] * dyr + ei[:, None] * dyi  # conj(E) dy
-    wi = er[:, None] * dyi - ei[:, None] * dyr
+    sg_in = _seg_in(sgb, t0, c)
+    er, ei = _inter_factor(r, tl.cos(p), tl.sin(p), sg, sg_in)
+    wr, wi = _conj_times(er, ei, dyr, dyi)
     st_off = (((b * H + h) * NC + c) * DK + odk[:, None]) * DV + ov[None, :]
     tl.store(w_re + st_off, tl.dot(tl.trans(bq), wr.to(DT), input_precision="ieee"))
     tl.store(w_im + st_off, tl.dot(tl.trans(bq), wi.to(DT), input_precision="ieee"))
@@ -306,134 +270,33 @@ def _grad_kernel(
     ``st`` holds ``S_in(c)``, ``ds`` holds ``D_c`` (the adjoint of the state leaving the
     chunk), both (B, H, NC, DK, DV). Partial (over value blocks, leading dim NV) outputs:
     dq, dk (NV, B, T, H, DK); dg, drho, dphi (NV, B, H, Tp). Complete: dv (B, T, H, DV).
-    The body is ``triton_chunk._green_bwd_kernel``'s, without the carried adjoint.
+    The body is ``triton_chunk._chunk_grads``, shared with ``_green_bwd_kernel`` (which
+    also carries the adjoint).
     """
-    pid_v = tl.program_id(0)
-    c = tl.program_id(1)
-    pid_bh = tl.program_id(2)
-    b = (pid_bh // H).to(tl.int64)
-    h = (pid_bh % H).to(tl.int64)
+    pid_v, c, b, h, Tp, ov = _chunk_program(H, NC, BV, BT)
     nv = (pid_v).to(tl.int64)
-    Tp = NC * BT
     ot = tl.arange(0, BT)
     odk = tl.arange(0, DK)
-    ov = pid_v * BV + tl.arange(0, BV)
     causal = ot[:, None] >= ot[None, :]
     last = ot == BT - 1
     r_base = (b * H + h) * Tp
-    t0 = c * BT
-    t = t0 + ot
-    tm = t < T
-    row = (b * T + t) * H + h
-    bq = tl.load(q + row[:, None] * DK + odk[None, :], mask=tm[:, None], other=0.0)
-    bk = tl.load(k + row[:, None] * DK + odk[None, :], mask=tm[:, None], other=0.0)
-    bv = tl.load(v + row[:, None] * DV + ov[None, :], mask=tm[:, None], other=0.0)
-    if DOT_F32:
-        bq, bk, bv = bq.to(tl.float32), bk.to(tl.float32), bv.to(tl.float32)
-    dyr = tl.load(dy_re + row[:, None] * DV + ov[None, :], mask=tm[:, None], other=0.0)
-    dyi = tl.load(dy_im + row[:, None] * DV + ov[None, :], mask=tm[:, None], other=0.0)
-    dyr = dyr.to(tl.float32)
-    dyi = dyi.to(tl.float32)
-    gr = tl.load(g_re + row, mask=tm, other=0.0)
-    gi = tl.load(g_im + row, mask=tm, other=0.0)
-    r = tl.load(rho + r_base + t)
-    p = tl.load(phi + r_base + t)
-    sg = tl.load(seg + b * Tp + t)
-    sg_in = tl.load(seg + b * Tp + tl.maximum(t0 - 1, 0))
-    sg_in = tl.where(c > 0, sg_in, 0)
-    r_L = tl.load(rho + r_base + t0 + BT - 1)
-    p_L = tl.load(phi + r_base + t0 + BT - 1)
-    sg_L = tl.load(seg + b * Tp + t0 + BT - 1)
+    t0, t, tm, row = _chunk_rows(b, h, c, T, H, BT)
+    bq, bk, bv = _load_qkv(q, k, v, row, tm, odk, ov, DK, DV, DOT_F32)
+    dyr = _load_rows(dy_re, row, tm, ov, DV).to(tl.float32)
+    dyi = _load_rows(dy_im, row, tm, ov, DV).to(tl.float32)
+    sgb = seg + b * Tp
+    gr, gi, r, p, sg, sg_in = _token_phases(g_re, g_im, rho, phi, sgb, row, tm, r_base, t, t0, c)
+    r_L, p_L, sg_L = _chunk_end(rho, phi, sgb, r_base, t0, BT)
     st_off = (((b * H + h) * NC + c) * DK + odk[:, None]) * DV + ov[None, :]
     S_re = tl.load(st_re + st_off)
     S_im = tl.load(st_im + st_off)
     dS_re = tl.load(ds_re + st_off)
     dS_im = tl.load(ds_im + st_off)
-    cp = tl.cos(p)
-    sp = tl.sin(p)
-    DT = bv.dtype
-
-    # ---- intra-chunk: W_ij = Wh_ij g_j, Wh_ij = M_ij exp(rho_i - rho_j) e^{i(phi_i-phi_j)}
-    same = causal & (sg[:, None] == sg[None, :])
-    dec = tl.exp(tl.where(same, r[:, None] - r[None, :], float("-inf")))
-    Whr = dec * (cp[:, None] * cp[None, :] + sp[:, None] * sp[None, :])
-    Whi = dec * (sp[:, None] * cp[None, :] - cp[:, None] * sp[None, :])
-    Wr = Whr * gr[None, :] - Whi * gi[None, :]
-    Wi = Whr * gi[None, :] + Whi * gr[None, :]
-    P = tl.dot(bq, tl.trans(bk), input_precision="ieee")
-    R = tl.dot(dyr.to(DT), tl.trans(bv), input_precision="ieee")
-    Im = tl.dot(dyi.to(DT), tl.trans(bv), input_precision="ieee")
-    dP = Wr * R + Wi * Im
-    dWr = P * R
-    dWi = P * Im
-    Xr = Whr * dWr + Whi * dWi  # conj(Wh) dW
-    Xi = Whr * dWi - Whi * dWr
-    dgr = tl.sum(Xr, 0)
-    dgi = tl.sum(Xi, 0)
-    Z = gr[None, :] * Xr + gi[None, :] * Xi  # conj(W) dW = conj(g_j) X
-    Y = gr[None, :] * Xi - gi[None, :] * Xr
-    dlr = tl.sum(Z, 1) - tl.sum(Z, 0)
-    dli = tl.sum(Y, 1) - tl.sum(Y, 0)
-    acc_dv = tl.dot(tl.trans((P * Wr).to(DT)), dyr.to(DT), input_precision="ieee")
-    acc_dv += tl.dot(tl.trans((P * Wi).to(DT)), dyi.to(DT), input_precision="ieee")
-    acc_dq = tl.dot(dP.to(DT), bk, input_precision="ieee")
-    acc_dk = tl.dot(tl.trans(dP.to(DT)), bq, input_precision="ieee")
-
-    # ---- inter-chunk: y_i += E_i q_i^T S_in, E_i = m_i exp(Lambda_i)
-    m = sg == sg_in
-    er = tl.where(m, tl.exp(r) * cp, 0.0)
-    ei = tl.where(m, tl.exp(r) * sp, 0.0)
-    ur = tl.dot(bq, S_re.to(DT), input_precision="ieee")
-    ui = tl.dot(bq, S_im.to(DT), input_precision="ieee")
-    wr = er[:, None] * dyr + ei[:, None] * dyi  # conj(E) dy
-    wi = er[:, None] * dyi - ei[:, None] * dyr
-    acc_dq += tl.dot(wr.to(DT), tl.trans(S_re).to(DT), input_precision="ieee")
-    acc_dq += tl.dot(wi.to(DT), tl.trans(S_im).to(DT), input_precision="ieee")
-    dlr += tl.sum(ur * wr + ui * wi, 1)
-    dli += tl.sum(ur * wi - ui * wr, 1)
-
-    # ---- state: S_out = A S_in + sum_j G_j k_j v_j^T, G_j = n_j g_j exp(Lam_L - Lam_j)
-    cpL = tl.cos(p_L)
-    spL = tl.sin(p_L)
-    A_mag = tl.where(sg_L == sg_in, tl.exp(r_L), 0.0)
-    A_re = A_mag * cpL
-    A_im = A_mag * spL
-    dA_re = tl.sum(tl.sum(S_re * dS_re + S_im * dS_im, 1), 0)
-    dA_im = tl.sum(tl.sum(S_re * dS_im - S_im * dS_re, 1), 0)
-    hA_re = A_re * dA_re + A_im * dA_im  # conj(A) dA
-    hA_im = A_re * dA_im - A_im * dA_re
-    w = tl.where(sg == sg_L, tl.exp(r_L - r), 0.0)
-    Ghr = w * (cpL * cp + spL * sp)
-    Ghi = w * (spL * cp - cpL * sp)
-    Gr = Ghr * gr - Ghi * gi
-    Gi = Ghr * gi + Ghi * gr
-    Tr = tl.dot(bk, dS_re.to(DT), input_precision="ieee")
-    Ti = tl.dot(bk, dS_im.to(DT), input_precision="ieee")
-    bvf = bv.to(tl.float32)
-    dGr = tl.sum(Tr * bvf, 1)
-    dGi = tl.sum(Ti * bvf, 1)
-    acc_dk += Gr[:, None] * tl.dot(bv, tl.trans(dS_re).to(DT), input_precision="ieee")
-    acc_dk += Gi[:, None] * tl.dot(bv, tl.trans(dS_im).to(DT), input_precision="ieee")
-    acc_dv += Gr[:, None] * Tr + Gi[:, None] * Ti
-    Xgr = Ghr * dGr + Ghi * dGi
-    Xgi = Ghr * dGi - Ghi * dGr
-    dgr += Xgr
-    dgi += Xgi
-    Hr = gr * Xgr + gi * Xgi
-    Hi = gr * Xgi - gi * Xgr
-    dlr += tl.where(last, tl.sum(Hr, 0) + hA_re, 0.0) - Hr
-    dli += tl.where(last, tl.sum(Hi, 0) + hA_im, 0.0) - Hi
-
-    # ---- stores
-    p_off = ((nv * B + b) * T + t) * H + h
-    tl.store(dq + p_off[:, None] * DK + odk[None, :], acc_dq, mask=tm[:, None])
-    tl.store(dk + p_off[:, None] * DK + odk[None, :], acc_dk, mask=tm[:, None])
-    tl.store(dv + row[:, None] * DV + ov[None, :], acc_dv, mask=tm[:, None])
-    l_off = ((nv * B + b) * H + h) * Tp + t
-    tl.store(dg_re + l_off, dgr)
-    tl.store(dg_im + l_off, dgi)
-    tl.store(drho + l_off, dlr)
-    tl.store(dphi + l_off, dli)
+    acc_dq, acc_dk, acc_dv, dgr, dgi, dlr, dli, _, _, _, _ = _chunk_grads(
+        bq, bk, bv, dyr, dyi, gr, gi, r, p, sg, sg_in, r_L, p_L, sg_L,
+        S_re, S_im, dS_re, dS_im, causal, last)
+    _store_chunk_grads(dq, dk, dv, dg_re, dg_im, drho, dphi, nv, b, h, t, tm, row, odk, ov,
+                       acc_dq, acc_dk, acc_dv, dgr, dgi, dlr, dli, T, H, Tp, B, DK, DV)
 
 
 # ----------------------------------------------------------------------------- host side
@@ -536,12 +399,7 @@ def _backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: torch.Ten
         dq, dk, dv, *part, T, H, NC, B,
         DK=DK, DV=DV, BV=BV, BT=BT, DOT_F32=_dot_f32(q), num_warps=8,
     )
-    dg_re, dg_im, drho, dphi = (x.sum(0) for x in part)
-    dg_re = dg_re[..., :T].transpose(1, 2)
-    dg_im = dg_im[..., :T].transpose(1, 2)
-    has_s0 = s0_re is not None
-    return (dq.sum(0).to(q.dtype), dk.sum(0).to(k.dtype), dv.to(v.dtype), dg_re, dg_im,
-            drho, dphi, ds0_re if has_s0 else None, ds0_im if has_s0 else None)
+    return _reduce_grads(q, k, v, dq, dk, dv, part, s0_re is not None, ds0_re, ds0_im)
 
 
 def green_attention_triton_par(
@@ -579,29 +437,6 @@ def green_attention_triton_par(
     y_re, y_im : Tensor (B, T, H, dv), float32
     (S_re, S_im) : pair of Tensor (B, H, dk, dv), float32
     """
-    _check_real_args(q, k, v, g_re, g_im, a_re, a_im, reset, initial_state)
-    B, T, H, DK = q.shape
-    DV = v.shape[-1]
-    if not (_is_pow2(DK) and 16 <= DK <= 256):
-        raise ValueError(f"q and k: the triton backend needs dk a power of two in [16, 256], "
-                         f"got dk={DK}")
-    if not (_is_pow2(DV) and DV >= 16):
-        raise ValueError(f"v: the triton backend needs dv a power of two >= 16, got dv={DV}")
-    if not (isinstance(chunk_size, int) and _is_pow2(chunk_size) and 16 <= chunk_size <= 128):
-        raise ValueError(f"chunk_size must be a power of two in [16, 128] for the triton "
-                         f"backend, got {chunk_size!r}")
-    if T == 0:
-        raise ValueError("q: the sequence length T must be >= 1")
-    dt = q.dtype if q.dtype in (torch.float32, torch.bfloat16, torch.float16) else torch.float32
-    q, k, v = (x.to(dt).contiguous() for x in (q, k, v))
-    rho, phi, seg = chunk_phases(a_re.float(), a_im.float(), reset, chunk_size)
-    rho = rho.reshape(B, H, -1).contiguous()
-    phi = phi.reshape(B, H, -1).contiguous()
-    seg = seg.reshape(B, -1).to(torch.int32).contiguous()
-    s0_re = s0_im = None
-    if initial_state is not None:
-        s0_re, s0_im = (s.float().contiguous() for s in initial_state)
     y_re, y_im, s_re, s_im = green_triton_par_op(
-        q, k, v, g_re.float().contiguous(), g_im.float().contiguous(), rho, phi, seg,
-        s0_re, s0_im, chunk_size)
+        *_prepare(q, k, v, g_re, g_im, a_re, a_im, reset, initial_state, chunk_size))
     return y_re, y_im, (s_re, s_im)
