@@ -16,14 +16,19 @@ Two parts.
    ``--max-tokens`` tokens (windows spread evenly) with
    :func:`bkmodel.evaluate.evaluate_stream`. ``--models`` adds ``transformer`` (same rows;
    its ``d_ff`` is fixed to the dense run's parameter-matched width so that only the
-   embedding differs).
+   embedding differs). ``--seeds`` (comma-separated) repeats every run with each seed of
+   :class:`bkmodel.presets.TrainConfig` (model initialisation and data order; the BPE
+   vocabulary and the held-out tokens do not depend on it).
 
 Usage::
 
     nice python benchmarks/tt_embedding_compare.py     # minutes on 2 shared CPU cores
+    nice python benchmarks/tt_embedding_compare.py --steps 400 --batch-size 16 \
+        --vocabs 4096 --rows dense,tt,tt_phase --models bk,transformer \
+        --seeds 1337,1338 --max-tokens 65536 --tag long
 
-Writes ``benchmarks/results/tt_embedding_tiny_<date>.json`` (a file of the same day keeps the
-rows not run this time).
+Writes ``benchmarks/results/tt_embedding_tiny[_<tag>]_<date>.json`` (a file of the same name
+keeps the rows not run this time).
 """
 
 from __future__ import annotations
@@ -93,22 +98,24 @@ def counting() -> list[dict]:
     return rows
 
 
-def _run(kind: str, row: str, vocab: int, args, d_ff: int | None) -> dict:
-    run = Path(args.out_dir) / f"{kind}-v{vocab}-{row}"
+def _run(kind: str, row: str, vocab: int, args, d_ff: int | None, seed: int) -> dict:
+    run = Path(args.out_dir) / f"{kind}-v{vocab}-{row}-n{args.steps}x{args.batch_size}-s{seed}"
     opts = {**TrainConfig.from_preset("tiny").model_options, **ROW_OPTIONS[row]}
     if row.startswith("tt"):
         opts["tt_rank"] = args.rank
     over = dict(model=kind, vocab_size=vocab, max_steps=args.steps,
                 batch_size=args.batch_size, warmup_steps=max(1, args.steps // 10),
                 eval_every=args.steps, ckpt_every=args.steps, eval_tokens=8192,
-                device="cpu", model_options=opts)
+                device="cpu", seed=seed, model_options=opts)
     if kind == "transformer":
         if "tie_embeddings" in opts:
             raise ValueError("the Transformer baseline is always tied when dense")
         over["d_ff"] = d_ff
     cfg = TrainConfig.from_preset("tiny", **over)
-    info: dict = {"row": row, "vocab": vocab, "model": kind, "run_dir": str(run)}
-    info["train_wall_s"] = train_without_final_eval(cfg, run)
+    info: dict = {"row": row, "vocab": vocab, "model": kind, "seed": seed,
+                  "run_dir": str(run)}
+    # None: ``run`` already held the trained checkpoint (an earlier invocation trained it)
+    info["train_wall_s"] = train_without_final_eval(cfg, run) or None
     model, tok, _ = load_run(run)
     tokens = encode_documents(tok, load_split("validation", "shakespeare"))
     seq_len = cfg.seq_len
@@ -117,9 +124,29 @@ def _run(kind: str, row: str, vocab: int, args, d_ff: int | None) -> dict:
     info.update({"params": model.num_params(), "embedding_params":
                  sum(p.numel() for p in emb.parameters()),
                  "val_ppl": ev["ppl"], "val_loss": ev["loss"], "val_tokens": ev["tokens"]})
-    print(f"{kind:12s} V={vocab:5d} {row:13s} params {info['params']:>10,}  embedding "
+    print(f"{kind:12s} V={vocab:5d} {row:13s} seed {seed}  params {info['params']:>10,}  embedding "
           f"{info['embedding_params']:>9,}  val ppl {info['val_ppl']:.2f}", flush=True)
     return info
+
+
+def _write(result: dict, args) -> None:
+    tag = f"{args.tag}_" if args.tag else ""
+    out = Path(args.results) / f"tt_embedding_tiny_{tag}{result['date']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result = dict(result)
+    if out.exists():  # the same file's other rows (run separately) are kept
+        old = json.loads(out.read_text())
+
+        def key(r: dict) -> tuple:
+            return r["model"], r["vocab"], r["row"], r.get("seed", TrainConfig.seed)
+
+        done = {key(r) for r in result["runs"]}
+        result["runs"] = [r for r in old.get("runs", [])
+                          if key(r) not in done] + result["runs"]
+        result["commands"] = sorted({*old.get("commands", [old.get("command", "")]),
+                                     result["command"]})
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote {out}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--max-tokens", type=int, default=16384)
+    p.add_argument("--seeds", default=str(TrainConfig.seed),
+                   help="comma-separated TrainConfig seeds (init and data order)")
+    p.add_argument("--tag", default="", help="results file tt_embedding_tiny_<tag>_<date>.json")
     p.add_argument("--out-dir", default="runs/tt")
     p.add_argument("--results", default=str(RESULTS))
     args = p.parse_args(argv)
@@ -147,22 +177,13 @@ def main(argv: list[str] | None = None) -> int:
             if kind == "transformer":  # matched to the dense ResNet-BK model, then fixed
                 base = TrainConfig.from_preset("tiny", vocab_size=vocab)
                 d_ff = transformer_config(base, vocab).d_ff
-            for row in args.rows.split(","):
-                if kind == "transformer" and row == "dense_untied":
-                    continue
-                result["runs"].append(_run(kind, row, vocab, args, d_ff))
-    result["wall_s"] = time.perf_counter() - t0
-    out = Path(args.results) / f"tt_embedding_tiny_{result['date']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.exists():  # the same day's other rows (run separately) are kept
-        old = json.loads(out.read_text())
-        done = {(r["model"], r["vocab"], r["row"]) for r in result["runs"]}
-        result["runs"] = [r for r in old.get("runs", [])
-                          if (r["model"], r["vocab"], r["row"]) not in done] + result["runs"]
-        result["commands"] = sorted({*old.get("commands", [old.get("command", "")]),
-                                     result["command"]})
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out}")
+            for seed in (int(s) for s in args.seeds.split(",")):
+                for row in args.rows.split(","):
+                    if kind == "transformer" and row == "dense_untied":
+                        continue
+                    result["runs"].append(_run(kind, row, vocab, args, d_ff, seed))
+                    result["wall_s"] = time.perf_counter() - t0
+                    _write(result, args)  # after every run: an interrupted sweep keeps its rows
     return 0
 
 
