@@ -127,20 +127,20 @@ def warm_up(cfg: TrainConfig, vocab_size: int, steps: int = 3) -> float:
     import faulthandler
     import os
 
-    from bkmodel.factory import build_model
-
     os.environ.setdefault("TRITON_PRINT_AUTOTUNING", "1")
     trace_s = float(os.environ.get("BK_WARMUP_TRACE_S", "60"))
     if trace_s > 0:
         faulthandler.dump_traceback_later(trace_s, repeat=True, file=sys.stderr)
     try:
-        return _warm_up(cfg, vocab_size, steps, build_model)
+        return _warm_up(cfg, vocab_size, steps)
     finally:
         if trace_s > 0:
             faulthandler.cancel_dump_traceback_later()
 
 
-def _warm_up(cfg: TrainConfig, vocab_size: int, steps: int, build_model: Any) -> float:
+def _warm_up(cfg: TrainConfig, vocab_size: int, steps: int) -> float:
+    from bkmodel.factory import build_model
+
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"  warm-up: building the model on {dev}", flush=True)
     model = build_model(cfg, vocab_size).to(dev)
