@@ -41,15 +41,20 @@ def _weights(B, T, H, dv, dk, seed):
 
 
 def _run(backend, xs, reset, L, weights):
-    """Outputs and all six gradients of sum Re(conj(W_y) y) + Re(conj(W_s) S) (complex API)."""
-    xs = [x.detach().clone().requires_grad_() for x in xs]
+    """Outputs and all six gradients of sum Re(conj(W_y) y) + Re(conj(W_s) S) (complex API).
+
+    The Triton backends run on CUDA when it is present (compiled kernels) and on the CPU
+    otherwise (the interpreter); everything returned is on the CPU."""
+    dev = _dev() if backend.startswith("triton") else torch.device("cpu")
+    xs = [x.detach().to(dev).clone().requires_grad_() for x in xs]
+    reset = None if reset is None else reset.to(dev)
     y, s = green_attention(*xs[:5], reset=reset, initial_state=xs[5], backend=backend,
                            chunk_size=L)
-    Wy, Ws = weights
+    Wy, Ws = (w.to(dev) for w in weights)
     loss = (y.to(torch.complex128) * Wy.conj()).real.sum() + \
         (s.to(torch.complex128) * Ws.conj()).real.sum()
     grads = torch.autograd.grad(loss, xs)
-    return [y.detach(), s.detach(), *grads]
+    return [t.detach().cpu() for t in (y, s, *grads)]
 
 
 def _to32(xs):

@@ -210,10 +210,11 @@ class TestTriton:
         reset = torch.zeros(1, 40, dtype=torch.bool)
         reset[0, 0] = reset[0, 16] = reset[0, 31] = True
         y1, s1 = green_attention(q, k, v, g, a, reset=reset, initial_state=S0, backend="naive")
-        y2, s2 = green_attention(*_to32([q, k, v, g, a]), reset=reset,
-                                 initial_state=S0.to(torch.complex64), backend="triton",
+        d = _dev()
+        y2, s2 = green_attention(*(x.to(d) for x in _to32([q, k, v, g, a])), reset=reset.to(d),
+                                 initial_state=S0.to(torch.complex64).to(d), backend="triton",
                                  chunk_size=16)
-        assert rel(y2, y1) < 1e-5 and rel(s2, s1) < 1e-5
+        assert rel(y2.cpu(), y1) < 1e-5 and rel(s2.cpu(), s1) < 1e-5
 
     def test_bf16_inputs(self, triton_backend):
         # bf16 q, k, v: float32 outputs near the float32 run on the same (rounded) values
@@ -221,10 +222,11 @@ class TestTriton:
         qb, kb, vb = (x.bfloat16() for x in (q, k, v))
         y1, s1 = green_attention(qb.float(), kb.float(), vb.float(), g, a, initial_state=S0,
                                  backend="real")
-        xs = [t.clone().requires_grad_() for t in (qb, kb, vb)]
-        y2, s2 = green_attention(*xs, g, a, initial_state=S0, backend="triton")
+        d = _dev()
+        xs = [t.to(d).clone().requires_grad_() for t in (qb, kb, vb)]
+        y2, s2 = green_attention(*xs, g.to(d), a.to(d), initial_state=S0.to(d), backend="triton")
         assert y2.dtype == torch.complex64
-        assert rel(y2, y1) < 2e-2 and rel(s2, s1) < 2e-2
+        assert rel(y2.cpu(), y1) < 2e-2 and rel(s2.cpu(), s1) < 2e-2
         (y2.abs().square().sum()).backward()
         assert all(x.grad is not None and x.grad.dtype == torch.bfloat16 for x in xs)
 
@@ -296,10 +298,11 @@ def test_model_triton_backend_matches_torch(triton_backend):
     out = []
     for backend in ("torch", "triton"):
         torch.manual_seed(0)
-        m = LanguageModel(**cfg, scan_backend=backend)
-        logits, loss = m(x[:, :-1], x[:, 1:], reset=reset[:, :-1])
+        d = _dev() if backend == "triton" else torch.device("cpu")  # CUDA when present
+        m = LanguageModel(**cfg, scan_backend=backend).to(d)
+        logits, loss = m(x[:, :-1].to(d), x[:, 1:].to(d), reset=reset[:, :-1].to(d))
         loss.backward()
-        out.append((logits.detach(), [p.grad for p in m.parameters()]))
+        out.append((logits.detach().cpu(), [p.grad.cpu() for p in m.parameters()]))
     assert rel(out[1][0], out[0][0]) < 1e-5
     for g1, g0 in zip(out[1][1], out[0][1], strict=True):
         assert rel(g1, g0) < 1e-4

@@ -135,7 +135,8 @@ class TestTritonParOp:
 
     def test_no_graph_break(self, par_backend):
         q, k, v, g, a, reset, S0 = _inputs(1, 21, 1, 16, 16, seed=23, reset_p=0.1)
-        xs = _to32([q, k, v, g, a, S0])
+        xs = [x.to(_green_helpers._dev()) for x in _to32([q, k, v, g, a, S0])]
+        reset = reset.to(_green_helpers._dev())
 
         def fn(q, k, v, g, a, S0, reset):
             return green_attention(q, k, v, g, a, reset=reset, initial_state=S0,

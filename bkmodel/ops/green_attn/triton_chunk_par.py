@@ -304,6 +304,7 @@ def _grad_kernel(
 _BV_FWD = 64  # value-block widths of the chunk-parallel kernels (untuned)
 _BV_BWD = 32
 _BK_SCAN = 32  # key-block height of the scan
+_NW = {"local": 4, "scan": 4, "output": 8, "adjoint": 4, "grad": 8}  # warps per kernel
 
 
 def _scan(buf_re: torch.Tensor, buf_im: torch.Tensor, x0_re: torch.Tensor | None,
@@ -318,7 +319,7 @@ def _scan(buf_re: torch.Tensor, buf_im: torch.Tensor, x0_re: torch.Tensor | None
     _state_scan_kernel[(DK // BK, DV // BV, B * H)](
         buf_re, buf_im, x0_re if has else out_re, x0_im if has else out_im, out_re, out_im,
         rho, phi, seg, H, NC, DK=DK, DV=DV, BK=BK, BV=BV, BT=BT, HAS_X0=has,
-        REVERSE=reverse, num_warps=4,
+        REVERSE=reverse, num_warps=_NW["scan"],
     )
     return out_re, out_im
 
@@ -337,7 +338,7 @@ def _states(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: torch.Tenso
     st_re, st_im = torch.empty(B, H, NC, DK, DV, **f32), torch.empty(B, H, NC, DK, DV, **f32)
     _local_state_kernel[(DV // BV, NC, B * H)](
         k, v, g_re, g_im, rho, phi, seg, st_re, st_im, T, H, NC,
-        DK=DK, DV=DV, BV=BV, BT=BT, DOT_F32=_dot_f32(q), num_warps=4,
+        DK=DK, DV=DV, BV=BV, BT=BT, DOT_F32=_dot_f32(q), num_warps=_NW["local"],
     )
     sT_re, sT_im = _scan(st_re, st_im, s0_re, s0_im, rho, phi, seg, BT, reverse=False)
     return st_re, st_im, sT_re, sT_im
@@ -357,7 +358,7 @@ def _forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: torch.Tens
     y_re, y_im = torch.empty(B, T, H, DV, **f32), torch.empty(B, T, H, DV, **f32)
     _output_kernel[(DV // BV, NC, B * H)](
         q, k, v, g_re, g_im, rho, phi, seg, st_re, st_im, y_re, y_im, T, H, NC,
-        DK=DK, DV=DV, BV=BV, BT=BT, DOT_F32=_dot_f32(q), num_warps=8,
+        DK=DK, DV=DV, BV=BV, BT=BT, DOT_F32=_dot_f32(q), num_warps=_NW["output"],
     )
     return y_re, y_im, sT_re, sT_im
 
@@ -387,7 +388,7 @@ def _backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: torch.Ten
     ds_re, ds_im = torch.empty(B, H, NC, DK, DV, **f32), torch.empty(B, H, NC, DK, DV, **f32)
     _local_adjoint_kernel[(NV, NC, B * H)](
         q, rho, phi, seg, dy_re, dy_im, ds_re, ds_im, T, H, NC,
-        DK=DK, DV=DV, BV=BV, BT=BT, DOT_F32=_dot_f32(q), num_warps=4,
+        DK=DK, DV=DV, BV=BV, BT=BT, DOT_F32=_dot_f32(q), num_warps=_NW["adjoint"],
     )
     ds0_re, ds0_im = _scan(ds_re, ds_im, dsT_re, dsT_im, rho, phi, seg, BT, reverse=True)
     dq = torch.empty(NV, B, T, H, DK, **f32)
@@ -397,7 +398,7 @@ def _backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g_re: torch.Ten
     _grad_kernel[(NV, NC, B * H)](
         q, k, v, g_re, g_im, rho, phi, seg, st_re, st_im, ds_re, ds_im, dy_re, dy_im,
         dq, dk, dv, *part, T, H, NC, B,
-        DK=DK, DV=DV, BV=BV, BT=BT, DOT_F32=_dot_f32(q), num_warps=8,
+        DK=DK, DV=DV, BV=BV, BT=BT, DOT_F32=_dot_f32(q), num_warps=_NW["grad"],
     )
     return _reduce_grads(q, k, v, dq, dk, dv, part, s0_re is not None, ds0_re, ds0_im)
 
