@@ -33,12 +33,14 @@ from bkmodel.ops.bk_scan import scan_stats
 from bkmodel.ops.bk_scan.naive import bk_scan_naive
 from bkmodel.ops.bk_scan.triton_onepass import (
     _WORKSPACES,
+    OnepassConfig,
     _onepass_forward,
+    _plan_onepass,
     _workspace_header,
     _ws_key,
     bk_scan_triton_onepass,
 )
-from bkmodel.ops.bk_scan.triton_scan import ScanConfig, bk_scan_triton
+from bkmodel.ops.bk_scan.triton_scan import bk_scan_triton
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -187,10 +189,28 @@ def test_launch_configurations(group):
     """Groups of 4 or 8 rows, several channel blocks, planned chunks: as the naive loop."""
     inputs = make(2, 29, 40, g0=True, seed=11)
     v, lam, eta, b, s = inputs
-    cfg = ScanConfig(block_c=16, target_programs=30, min_chunk=1, group=group)  # 4 chunks
+    cfg = OnepassConfig(block_c=16, chunk=8, group=group, wide=10**9, lookback=2)  # 4 chunks
     gr, gi, _ = _onepass_forward(v, lam, eta, b.square(), cfg=cfg, g0=(s.real, s.imag))
     rr, ri = naive(inputs)
     assert rel(gr, rr) < 1e-12 and rel(gi, ri) < 1e-12
+
+
+def test_planner():
+    """GPU default: one chunk per chain when B·C fills the GPU, else chunks of 64 rows
+    (whole groups); a forced chunk wins; the interpreter's default is one chunk."""
+    gpu = OnepassConfig()
+    assert _plan_onepass(32, 2048, 1024, gpu, None) == (64, 2048, 1)
+    assert _plan_onepass(1, 131072, 1024, gpu, None) == (64, 64, 2048)
+    assert _plan_onepass(8, 8192, 1024, gpu, None) == (64, 64, 128)
+    assert _plan_onepass(1, 100, 3, gpu, None) == (4, 64, 2)
+    assert _plan_onepass(1, 100, 3, OnepassConfig(chunk=60), None)[1:] == (64, 2)
+    assert _plan_onepass(1, 100, 3, gpu, 7)[1:] == (7, 15)
+    assert _plan_onepass(1, 5, 3, gpu, 9)[1:] == (5, 1)
+    assert _plan_onepass(1, 131072, 1024, OnepassConfig(block_c=128, wide=0), None)[2] == 1
+    with pytest.raises(ValueError, match="group must be 4 or 8"):
+        _plan_onepass(1, 100, 3, OnepassConfig(group=6), None)
+    with pytest.raises(ValueError, match="lookback must be a power of 2"):
+        _plan_onepass(1, 100, 3, OnepassConfig(lookback=6), None)
 
 
 # ----------------------------------------------------------------------------- look-back paths
@@ -210,13 +230,16 @@ def lookback_case():
 
 
 @pytest.mark.parametrize(
-    "kw", [dict(inc_every=2), dict(inc_every=3), dict(inc_every=10**6), dict(rmw_flags=True),
-           dict(inc_every=3, rmw_flags=True)],
-    ids=["inc2", "inc3", "agg-only", "rmw", "inc3-rmw"],
+    "kw", [dict(inc_every=2), dict(inc_every=3), dict(inc_every=10**6), dict(rmw_flags=False),
+           dict(inc_every=3, rmw_flags=False),
+           dict(inc_every=10**6, cfg=OnepassConfig(block_c=128, wide=0, lookback=1)),
+           dict(inc_every=3, cfg=OnepassConfig(block_c=128, wide=0, lookback=8))],
+    ids=["inc2", "inc3", "agg-only", "ldst", "inc3-ldst", "agg-only-win1", "inc3-win8"],
 )
 def test_lookback_over_aggregates(kw, lookback_case):
     """Chunks that publish only their aggregate make successors compose maps further back
-    (up to chunk 0 with agg-only); the result is the same scan."""
+    (up to chunk 0 with agg-only; windows of 4 flags by default in the interpreter, 1 and
+    8 here too); the result is the same scan."""
     inputs, ref, base = lookback_case
     v, lam, eta, beta, g0 = _chan(inputs)
     out = _onepass_forward(v, lam, eta, beta, chunk=3, g0=g0, **kw)
@@ -377,7 +400,7 @@ def test_gpu_concurrent_lookback_matches_three_kernel_forward(B, N, C, chunk, to
         ref = bk_scan_triton(v.double(), lam.double(), eta.double(), b.double(),
                              initial_state=s.to(torch.complex128), chunk=chunk)
     before = _workspace_header(cuda_device)
-    for rmw in (False, True):
+    for rmw in (True, False):
         for _ in range(3):  # repeated launches: the self-resetting workspace
             gr, gi, _ = _onepass_forward(
                 v, lam, eta, b if tok else b.square(), chunk=chunk, g0=(s.real, s.imag),

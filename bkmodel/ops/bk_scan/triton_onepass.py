@@ -25,24 +25,42 @@ Look-back protocol, per chain (batch row b, channel block cb), flags ``F[k]`` (i
 1. Chunk k composes its Möbius map ``P_k = M_e ... M_s`` (``M_i = [[0, 1], [-beta_i,
    alpha_i]]``, as in ``_fwd_chunk_map_kernel``; the last chunk needs none). If k > 0 it
    stores P_k (8 reals per channel: the *aggregate*) and sets ``F[k] = AGG``.
-2. Its entering value: chunk 0 has g_0. Chunk k > 0 looks back from j = k - 1 with an
-   accumulated map A (identity): ``F[j] == INC`` → ``s_k = A(I_j)`` with ``I_j`` the
-   inclusive value published by chunk j, stop; ``F[j] == AGG`` → ``A <- A · P_j``
-   (renormalised), j <- j - 1, continue; otherwise (not yet published) poll ``F[j]`` again.
-   Chunk 0 never publishes an aggregate, only its inclusive value, so j never passes 0.
+2. Its entering value: chunk 0 has g_0. Chunk k > 0 looks back with an accumulated map
+   A (identity), from j = k - 1, a *window* of W flags ``F[j], F[j-1], ..., F[j-W+1]``
+   at a time (W = one flag per thread, 32 by default; CUB's warp-wide look-back): with p
+   the nearest ``INC`` in the window and q the nearest unpublished flag, if p < q then
+   ``s_k = A · P_j ··· P_{j-p+1} (I_{j-p})`` (``I`` the inclusive values), stop; else
+   ``A <- A · P_j ··· P_{j-q+1}`` (renormalised), j <- j - q, and look again (q = 0:
+   chunk j is not published yet, poll). So the look-back advances up to W chunks per
+   memory round trip instead of one — the rate at which the known prefix moves along a
+   chain of N / L chunks bounds the whole launch. Chunk 0 never publishes an aggregate,
+   only its inclusive value, so j never passes 0.
 3. Unless last, it stores its inclusive value ``I_k = P_k(s_k)`` (the value entering
    chunk k + 1) and sets ``F[k] = INC``.
 4. It runs the exact recurrence over its rows from s_k and writes Re g, Im g — the same
    ``_fwd_row`` step (and fused certificate counters) as ``_fwd_kernel``.
 
-Publication is ``tl.debug_barrier()`` (every thread's data stores are done, CTA-ordered)
-followed by ``tl.atomic_store(F + k, tag, sem="release", scope="gpu")``; observation is
-``tl.atomic_load(F + j, sem="acquire", scope="gpu")`` followed by ``tl.debug_barrier()``
-before the data loads (which bypass L1: ``cache_modifier=".cg"``) — the pattern of
-CUTLASS's ``Semaphore``. With ``rmw_flags=True`` the flags use ``tl.atomic_xchg`` (release)
-and ``tl.atomic_add(F + j, 0)`` (acquire) instead, in case a Triton build lowers the
-scalar atomic load/store differently. The aggregate is 8 floats per channel, too wide for
-a packed value+flag word, hence the separate flag array and the fences.
+Memory ordering (the choice of atomics). Publication: the data are stored by every
+thread, then ``tl.debug_barrier()`` (CTA barrier: all those stores are ordered before
+what follows), then the flag is written by a gpu-scope *release* atomic; observation: the
+flag is read by a gpu-scope *acquire* atomic, then ``tl.debug_barrier()`` before the data
+loads (which also bypass L1: ``cache_modifier=".cg"``) — the pattern of CUTLASS's
+``Semaphore`` (one releasing thread after ``__syncthreads()``, one acquiring thread before
+it). Two variants, chosen by ``rmw_flags``:
+
+* ``True`` (default): ``tl.atomic_xchg(F + k, tag, sem="release")`` and the poll
+  ``tl.atomic_add(F + j, 0, sem="acquire")``. A scalar read-modify-write is executed once
+  per program and its result broadcast to all threads (the lowering the spin lock of
+  Triton's layer-norm tutorial relies on), so every thread takes the same branch of the
+  look-back loop, which contains barriers.
+* ``False``: ``tl.atomic_store(..., sem="release")`` and ``tl.atomic_load`` (acquire) of
+  the flag by every thread (a vector of BLOCK_C copies of the address), reduced with
+  ``tl.min``: a flag counts as published only once all threads have acquired it (stale
+  tags of earlier launches are smaller than the current ones), so the decision is uniform
+  whatever the lowering of a scalar atomic load. Cheaper polls (no read-modify-write).
+
+The aggregate is 8 floats per channel, too wide for a packed value+flag word, hence the
+separate flag array and the fences.
 
 Flags without a memset: the flags live in a cached int32 workspace ``[ticket, done, epoch,
 spin-timeouts, F...]`` per (device, stream). A launch with epoch e writes the tags
@@ -56,13 +74,16 @@ the chunk's entering value becomes NaN (so is its output, and whatever looks bac
 and ``spin-timeouts`` is incremented — a failure shows as NaN output, not as a hang.
 
 Cost. O(B·N·C) work; K = ceil(N / L) chunks; sequential depth about ``2 L`` plus the
-look-back (a few chunks in steady state). From DRAM, per element: read v (eta, b per
-token), write g: 2 + 8 bytes for bf16 v (+ 4 for bf16 per-token eta, b), against + 2 (the
-chunk maps' extra read of v) and two more launches for ``bk_scan_triton`` with K > 1. The
-recurrence re-reads the chunk's inputs that the map pass has just read; with a chunk of
-L × BLOCK_C elements in flight per program, that re-read is meant to hit L2 (to be
-measured: ``benchmarks/bench_scan_onepass.py``). Plus 8 + 2 floats of aggregate and
-inclusive value per chunk and channel.
+look-back (a few chunks in steady state), in ``B · ceil(C / BLOCK_C) · K`` programs.
+From DRAM, per element: read v (eta, b per token), write g: 2 + 8 bytes for bf16 v (+ 4
+for bf16 per-token eta, b), against + 2 (the chunk maps' extra read of v) and two more
+launches for ``bk_scan_triton`` with K > 1. The recurrence re-reads the chunk's inputs
+that the map pass has just read; chunks are short (64 rows by default,
+:class:`OnepassConfig`) so that the re-read can come from L2 (to be measured:
+``benchmarks/bench_scan_onepass.py``). Plus 8 + 2 floats of aggregate and inclusive
+value per chunk and channel (10 floats against the chunk's 2 L of g: 8 % at L = 64), and
+one int32 flag per chunk. With B·C >= 32,768 each chain is one chunk: no look-back, the
+kernel is ``_fwd_kernel`` plus two atomics.
 
 Interpreter. Under ``TRITON_INTERPRET=1`` the programs run one after the other, in grid
 order, hence in ticket order: each predecessor has finished, so the look-back finds ``INC``
@@ -79,24 +100,24 @@ float32 registers (float64 for float64 input).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import triton
 import triton.language as tl
 
 from bkmodel.ops.bk_scan._validate import check_scan_args
 from bkmodel.ops.bk_scan.triton_scan import (
-    ScanConfig,
     _compute_dtype,
     _fwd_map_rows,
     _fwd_row,
     _i64,
     _ld_eh,
     _params,
-    _plan,
     _renorm,
 )
 
-__all__ = ["bk_scan_triton_onepass"]
+__all__ = ["OnepassConfig", "bk_scan_triton_onepass"]
 
 _HEADER = 4  # ticket, done, epoch, spin timeouts
 _SPIN_DEFAULT = 1 << 22  # polls before giving up (~seconds on a GPU; legit waits are << 1 ms)
@@ -250,14 +271,16 @@ def _publish(fp, tag, RMW_FLAGS: tl.constexpr):
 
 
 @triton.jit
-def _observe(fp, RMW_FLAGS: tl.constexpr):
-    """Acquire the flag at fp (gpu scope), then a CTA barrier before any data load."""
+def _observe(fp, ok, RMW_FLAGS: tl.constexpr, WIN: tl.constexpr):
+    """The WIN flags at fp (where ok, else 0), each acquired (gpu scope), then a CTA
+    barrier before any data load (an acquire by one thread orders every thread's later
+    loads through it). RMW: ``atomic_add(.., 0)``; else ``atomic_load``."""
     if RMW_FLAGS:
-        f = tl.atomic_add(fp, 0, sem="acquire", scope="gpu")
+        f = tl.atomic_add(fp, tl.zeros([WIN], tl.int32), mask=ok, sem="acquire", scope="gpu")
     else:
-        f = tl.atomic_load(fp, sem="acquire", scope="gpu")
+        f = tl.atomic_load(fp, mask=ok, sem="acquire", scope="gpu")
     tl.debug_barrier()
-    return f
+    return tl.where(ok, f, 0)
 
 
 @triton.jit
@@ -348,7 +371,7 @@ def _onepass_kernel(
     N, C, L, K, NCB, B, tol, one_tol, max_spin,
     HAS_G0: tl.constexpr, STATS: tl.constexpr, GROUP: tl.constexpr, BLOCK_C: tl.constexpr,
     F64: tl.constexpr, TOK: tl.constexpr, EVEN: tl.constexpr, INC_EVERY: tl.constexpr,
-    PUBLISH_AGG: tl.constexpr, RMW_FLAGS: tl.constexpr,
+    PUBLISH_AGG: tl.constexpr, RMW_FLAGS: tl.constexpr, WIN: tl.constexpr,
 ):  # fmt: skip
     """One program = chunk k of L rows × BLOCK_C channels of one batch row, taken by ticket;
     map, publish, look back, publish, recurrence (module docstring). ws: int32
@@ -431,52 +454,51 @@ def _onepass_kernel(
     ar_im = tl.zeros([BLOCK_C], CDT)
     as_re = tl.full([BLOCK_C], 1.0, CDT)
     as_im = tl.zeros([BLOCK_C], CDT)
-    j = pid_k - 1
+    j = pid_k - 1  # the nearest chunk not looked at yet
     go = pid_k > 0
     spins = pid_k * 0
+    ow = tl.arange(0, WIN)
     while go:
-        f = _observe(fb + j, RMW_FLAGS)
-        is_inc = f == TAG_INC
-        is_agg = f == TAG_AGG
-        mi = _vmask(cm, zc, is_inc)
-        ma = _vmask(cm, zc, is_agg)
-        oi = ib + j * 2 * C64
+        # one window: the flags of chunks j, j-1, ..., j-WIN+1, acquired together
+        fv = _observe(fb + j - ow, (j - ow) >= 0, RMW_FLAGS, WIN)
+        inc = fv == TAG_INC
+        rdy = inc | (fv == TAG_AGG)
+        p_i = tl.min(tl.where(inc, ow, WIN), axis=0)  # nearest INC (WIN: none)
+        q_i = tl.min(tl.where(rdy, WIN, ow), axis=0)  # nearest unpublished (WIN: none)
+        done = p_i < q_i  # an INC with only AGGs between it and us
+        n_agg = tl.minimum(p_i, q_i)  # A <- A · P_j · P_{j-1} ... over n_agg aggregates
+        for i in tl.static_range(WIN):
+            ma = _vmask(cm, zc, n_agg > i)
+            oa = ab + (j - i) * 8 * C64
+            b_p_re = tl.load(oa, mask=ma, other=1.0, cache_modifier=".cg").to(CDT)
+            b_p_im = tl.load(oa + C64, mask=ma, other=0.0, cache_modifier=".cg").to(CDT)
+            b_q_re = tl.load(oa + 2 * C64, mask=ma, other=0.0, cache_modifier=".cg").to(CDT)
+            b_q_im = tl.load(oa + 3 * C64, mask=ma, other=0.0, cache_modifier=".cg").to(CDT)
+            b_r_re = tl.load(oa + 4 * C64, mask=ma, other=0.0, cache_modifier=".cg").to(CDT)
+            b_r_im = tl.load(oa + 5 * C64, mask=ma, other=0.0, cache_modifier=".cg").to(CDT)
+            b_s_re = tl.load(oa + 6 * C64, mask=ma, other=1.0, cache_modifier=".cg").to(CDT)
+            b_s_im = tl.load(oa + 7 * C64, mask=ma, other=0.0, cache_modifier=".cg").to(CDT)
+            # masked: P = identity, a no-op up to the renormalisation (same map)
+            ap_re, ap_im, aq_re, aq_im, ar_re, ar_im, as_re, as_im = _compose(
+                ap_re, ap_im, aq_re, aq_im, ar_re, ar_im, as_re, as_im,
+                b_p_re, b_p_im, b_q_re, b_q_im, b_r_re, b_r_im, b_s_re, b_s_im,
+            )  # fmt: skip
+        # INC found: the entering value is A(I_{j - p})
+        mi = _vmask(cm, zc, done)
+        oi = ib + (j - p_i) * 2 * C64
         i_re = tl.load(oi, mask=mi, other=0.0, cache_modifier=".cg").to(CDT)
         i_im = tl.load(oi + C64, mask=mi, other=0.0, cache_modifier=".cg").to(CDT)
-        oa = ab + j * 8 * C64
-        b_p_re = tl.load(oa, mask=ma, other=1.0, cache_modifier=".cg").to(CDT)
-        b_p_im = tl.load(oa + C64, mask=ma, other=0.0, cache_modifier=".cg").to(CDT)
-        b_q_re = tl.load(oa + 2 * C64, mask=ma, other=0.0, cache_modifier=".cg").to(CDT)
-        b_q_im = tl.load(oa + 3 * C64, mask=ma, other=0.0, cache_modifier=".cg").to(CDT)
-        b_r_re = tl.load(oa + 4 * C64, mask=ma, other=0.0, cache_modifier=".cg").to(CDT)
-        b_r_im = tl.load(oa + 5 * C64, mask=ma, other=0.0, cache_modifier=".cg").to(CDT)
-        b_s_re = tl.load(oa + 6 * C64, mask=ma, other=1.0, cache_modifier=".cg").to(CDT)
-        b_s_im = tl.load(oa + 7 * C64, mask=ma, other=0.0, cache_modifier=".cg").to(CDT)
-        # INC: the entering value A(I_j), done
         e_re, e_im = _mobius(ap_re, ap_im, aq_re, aq_im, ar_re, ar_im, as_re, as_im, i_re, i_im)
-        g_re = tl.where(is_inc, e_re, g_re)
-        g_im = tl.where(is_inc, e_im, g_im)
-        # AGG: A <- A · P_j, one chunk further back (P_j = identity where not AGG: no-op
-        # up to the renormalisation, which does not change the map)
-        c_p_re, c_p_im, c_q_re, c_q_im, c_r_re, c_r_im, c_s_re, c_s_im = _compose(
-            ap_re, ap_im, aq_re, aq_im, ar_re, ar_im, as_re, as_im,
-            b_p_re, b_p_im, b_q_re, b_q_im, b_r_re, b_r_im, b_s_re, b_s_im,
-        )  # fmt: skip
-        ap_re = tl.where(is_agg, c_p_re, ap_re)
-        ap_im = tl.where(is_agg, c_p_im, ap_im)
-        aq_re = tl.where(is_agg, c_q_re, aq_re)
-        aq_im = tl.where(is_agg, c_q_im, aq_im)
-        ar_re = tl.where(is_agg, c_r_re, ar_re)
-        ar_im = tl.where(is_agg, c_r_im, ar_im)
-        as_re = tl.where(is_agg, c_s_re, as_re)
-        as_im = tl.where(is_agg, c_s_im, as_im)
-        j = j - is_agg.to(tl.int32)
-        # neither: not published yet, poll again; give up (NaN) after max_spin polls
-        spins += (~(is_inc | is_agg)).to(tl.int32)
+        g_re = tl.where(done, e_re, g_re)
+        g_im = tl.where(done, e_im, g_im)
+        j = j - n_agg
+        # nothing usable in the window (chunk j unpublished): poll again; after max_spin
+        # polls give up with NaN
+        spins += ((n_agg == 0) & ~done).to(tl.int32)
         timeout = spins > max_spin
         g_re = tl.where(timeout, float("nan"), g_re)
         g_im = tl.where(timeout, float("nan"), g_im)
-        go = ~(is_inc | timeout)
+        go = ~(done | timeout)
     tl.atomic_add(ws_ptr + 3, (spins > max_spin).to(tl.int32), sem="relaxed", scope="gpu")
     # ---- 3. the inclusive value P_k(s_k) = value entering chunk k + 1
     if not_last:
@@ -512,11 +534,57 @@ def _onepass_kernel(
 # Host side
 # --------------------------------------------------------------------------------------
 
-# Untuned starting points (benchmarks/bench_scan_onepass.py --sweep measures others): many
-# programs (about what an H200 holds at one warp each), each with whole groups of 8 rows.
-_GPU = ScanConfig(block_c=64, num_warps=1, target_programs=4096, min_chunk=64, group=8)
-# The interpreter runs one program at a time: few, wide programs.
-_CPU = ScanConfig(block_c=128, num_warps=1, target_programs=1, min_chunk=1, group=8)
+@dataclass(frozen=True)
+class OnepassConfig:
+    """Launch shape of the one-pass kernel.
+
+    ``block_c`` channels per program, ``num_warps`` warps per program, ``group`` rows loaded
+    one group ahead (4 or 8), ``chunk`` rows per program when the sequence is cut (rounded
+    up to whole groups), ``wide``: at B·C >= wide every chain is one chunk (enough programs
+    without cutting the sequence; no look-back, no second read of v). ``lookback``: flags
+    examined per look-back step, a power of 2 (None: one per thread, 32 · num_warps, so
+    that no thread holds a replicated copy of a flag atomic).
+
+    Why short chunks: the recurrence re-reads the rows the map pass has just read, which
+    should come from L2. The bytes in flight are (resident programs) × chunk × block_c ×
+    2 (bf16 v): about 2,000 one-warp programs × 64 × 64 × 2 = 16 MiB at the default, inside
+    an H100/H200's 50 MB L2; chunks of 512 rows would not be.
+    """
+
+    block_c: int = 64
+    num_warps: int = 1
+    group: int = 8
+    chunk: int = 64
+    wide: int = 32768
+    lookback: int | None = None
+
+
+# Untuned starting points (benchmarks/bench_scan_onepass.py --sweep measures others); the
+# wide threshold is triton_scan's (_WIDE_FWD: one chunk is fastest at B·C >= 32,768).
+_GPU = OnepassConfig()
+# The interpreter runs one program at a time: few, wide programs (one chunk per chain).
+_CPU = OnepassConfig(block_c=128, wide=0, lookback=4)
+
+
+def _plan_onepass(
+    B: int, N: int, C: int, cfg: OnepassConfig, chunk: int | None
+) -> tuple[int, int, int]:
+    """(BLOCK_C, L, K): channel block, chunk length, number of chunks."""
+    if cfg.group not in (4, 8):
+        raise ValueError(f"group must be 4 or 8, got {cfg.group}")
+    lb = cfg.lookback
+    if lb is not None and (lb < 1 or lb & (lb - 1)):
+        raise ValueError(f"lookback must be a power of 2, got {lb}")
+    block_c = min(cfg.block_c, triton.next_power_of_2(max(C, 1)))
+    if chunk is not None:
+        L = min(int(chunk), N)
+    elif B * C >= cfg.wide:
+        L = N
+    else:
+        L = min(N, triton.cdiv(max(cfg.chunk, 1), cfg.group) * cfg.group)
+    L = max(L, 1)
+    return block_c, L, triton.cdiv(N, L)
+
 
 _WORKSPACES: dict[tuple, torch.Tensor] = {}
 
@@ -560,11 +628,11 @@ def _onepass_forward(
     stats: bool = False,
     tol: float = 1e-3,
     chunk: int | None = None,
-    cfg: ScanConfig | None = None,
+    cfg: OnepassConfig | None = None,
     g0: tuple[torch.Tensor, torch.Tensor] | None = None,
     inc_every: int = 1,
     publish_agg: bool = True,
-    rmw_flags: bool = False,
+    rmw_flags: bool = True,
     max_spin: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Launch the one-pass kernel (unchecked). Returns g_re, g_im, stats counters.
@@ -572,13 +640,12 @@ def _onepass_forward(
     ``eta``, ``beta`` as in ``triton_scan._scan_forward``: per channel (C,) eta and the
     hopping squared; per token (B, N, C) eta and the hopping b itself (squared in-kernel).
     ``g0``: (Re, Im) of the initial state, (B, C). Test-only knobs: ``inc_every``,
-    ``publish_agg`` (module docstring, "Interpreter"), ``rmw_flags`` (flag atomics by
-    read-modify-write), ``max_spin`` (polls before a look-back gives up)."""
+    ``publish_agg`` (module docstring, "Interpreter"); ``rmw_flags`` (flag atomics by
+    read-modify-write, the default; False: atomic load/store) and ``max_spin`` (polls
+    before a look-back gives up) are also for trying variants on a GPU."""
     B, N, C = v.shape
     dev = v.device
     cfg = cfg or (_GPU if dev.type == "cuda" else _CPU)
-    if cfg.group not in (4, 8):
-        raise ValueError(f"group must be 4 or 8, got {cfg.group}")
     if inc_every < 1:
         raise ValueError(f"inc_every must be >= 1, got {inc_every}")
     cdt = _compute_dtype(v)
@@ -589,8 +656,12 @@ def _onepass_forward(
     counts = torch.zeros(3, dtype=torch.int64, device=dev)
     if B * N * C == 0:
         return g_re, g_im, counts
-    block_c, L, K = _plan(B, N, C, cfg, chunk)
+    block_c, L, K = _plan_onepass(B, N, C, cfg, chunk)
+    win = cfg.lookback or 32 * cfg.num_warps
     n_cb = triton.cdiv(C, block_c)
+    if B * n_cb * K >= 2**31:
+        raise ValueError(f"chunk: the grid of {B * n_cb * K} programs is too large; use a "
+                         "longer chunk")
     agg = inc = g_re  # placeholder pointers when K == 1 (never read or written)
     if K > 1:
         agg = torch.empty((B * K * 8, C), dtype=cdt, device=dev)
@@ -608,6 +679,7 @@ def _onepass_forward(
             HAS_G0=g0 is not None, STATS=stats, GROUP=cfg.group, BLOCK_C=block_c,
             F64=cdt == torch.float64, TOK=tok, EVEN=L % cfg.group == 0,
             INC_EVERY=int(inc_every), PUBLISH_AGG=bool(publish_agg), RMW_FLAGS=bool(rmw_flags),
+            WIN=win,
             num_warps=cfg.num_warps,
         )  # fmt: skip
     except BaseException:  # an interrupted launch (interpreter) leaves the header dirty
@@ -651,8 +723,8 @@ def bk_scan_triton_onepass(
     initial_state : (B, C) complex tensor, optional
         g_0 (default 0), ``Im g_0 >= 0``.
     chunk : int, optional
-        Force the chunk length L (default: chosen so that about 4,096 programs run on a
-        GPU; one chunk in the interpreter).
+        Force the chunk length L (default on a GPU: one chunk per chain when B·C >= 32,768,
+        else chunks of 64 rows (:class:`OnepassConfig`); one chunk in the interpreter).
     return_stats : bool
         Also return the int64 (3,) certificate counters of ``bk_scan_triton``
         (fused; equal to :func:`bkmodel.ops.bk_scan.scan_stats` of the output).
