@@ -46,18 +46,18 @@ what follows), then the flag is written by a gpu-scope *release* atomic; observa
 flag is read by a gpu-scope *acquire* atomic, then ``tl.debug_barrier()`` before the data
 loads (which also bypass L1: ``cache_modifier=".cg"``) — the pattern of CUTLASS's
 ``Semaphore`` (one releasing thread after ``__syncthreads()``, one acquiring thread before
-it). Two variants, chosen by ``rmw_flags``:
+it). The W flags of a look-back window are acquired element-wise (with the default W,
+one flag per thread: no replicated copies of an atomic), and the decision (p, q of step 2)
+is taken by ``tl.min`` reductions, whose result is the same in every thread, so every
+thread takes the same path through the look-back loop, which contains barriers. Two
+variants, chosen by ``rmw_flags``:
 
-* ``True`` (default): ``tl.atomic_xchg(F + k, tag, sem="release")`` and the poll
-  ``tl.atomic_add(F + j, 0, sem="acquire")``. A scalar read-modify-write is executed once
-  per program and its result broadcast to all threads (the lowering the spin lock of
-  Triton's layer-norm tutorial relies on), so every thread takes the same branch of the
-  look-back loop, which contains barriers.
-* ``False``: ``tl.atomic_store(..., sem="release")`` and ``tl.atomic_load`` (acquire) of
-  the flag by every thread (a vector of BLOCK_C copies of the address), reduced with
-  ``tl.min``: a flag counts as published only once all threads have acquired it (stale
-  tags of earlier launches are smaller than the current ones), so the decision is uniform
-  whatever the lowering of a scalar atomic load. Cheaper polls (no read-modify-write).
+* ``True`` (default): publish ``tl.atomic_xchg(F + k, tag, sem="release")`` (a scalar
+  read-modify-write is executed once per program — the lowering the spin lock of
+  Triton's layer-norm tutorial relies on), poll ``tl.atomic_add(F + j - w, 0,
+  sem="acquire")``;
+* ``False``: ``tl.atomic_store(..., sem="release")`` and ``tl.atomic_load(...,
+  sem="acquire")`` (cheaper polls, no read-modify-write; newer Triton API).
 
 The aggregate is 8 floats per channel, too wide for a packed value+flag word, hence the
 separate flag array and the fences.
