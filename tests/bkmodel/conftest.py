@@ -22,3 +22,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def cuda_device(request):
+    """CUDA or an explicit outcome for the ``gpu``-marked tests: fail when they were asked for
+    (``-m gpu``) on a machine without CUDA, otherwise a skip whose reason shows in the ``-ra``
+    summary (their CPU counterparts run in the Triton interpreter)."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    markexpr = request.config.getoption("-m") or ""
+    if "gpu" in markexpr and "not gpu" not in markexpr:
+        pytest.fail("gpu tests requested but no CUDA device is available")
+    pytest.skip("needs a CUDA GPU (run `pytest -m gpu` there); the same code is covered on "
+                "CPU by the interpreter tests")

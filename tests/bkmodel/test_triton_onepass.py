@@ -371,18 +371,6 @@ def test_rejects_bad_arguments(monkeypatch):
 # ----------------------------------------------------------------------------- GPU (concurrency)
 
 
-@pytest.fixture
-def cuda_device(request):
-    """CUDA or an explicit outcome: fail when gpu tests were asked for (``-m gpu``) on a
-    machine without CUDA, otherwise a skip whose reason shows in the ``-ra`` summary."""
-    if HAS_CUDA:
-        return torch.device("cuda")
-    markexpr = request.config.getoption("-m") or ""
-    if "gpu" in markexpr and "not gpu" not in markexpr:
-        pytest.fail("gpu tests requested but no CUDA device is available")
-    pytest.skip("needs a CUDA GPU (concurrent look-back); the protocol is covered on CPU above")
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize(
     "B,N,C,chunk,tok,dtype",

@@ -335,18 +335,6 @@ def test_rejects_bad_arguments(monkeypatch):
 # ----------------------------------------------------------------------------- GPU (large N)
 
 
-@pytest.fixture
-def cuda_device(request):
-    """CUDA or an explicit outcome: fail when gpu tests were asked for (``-m gpu``) on a
-    machine without CUDA, otherwise a skip whose reason shows in the ``-ra`` summary."""
-    if HAS_CUDA:
-        return torch.device("cuda")
-    markexpr = request.config.getoption("-m") or ""
-    if "gpu" in markexpr and "not gpu" not in markexpr:
-        pytest.fail("gpu tests requested but no CUDA device is available")
-    pytest.skip("needs a CUDA GPU (run `pytest -m gpu` there); covered on CPU by the tests above")
-
-
 GPU_CASES = [  # (B, N, C, eta, scale, chunk)
     (1, 131072, 64, None, 1.0, None),
     (1, 131072, 64, 1e-4, 1.0, None),

@@ -48,6 +48,8 @@ Limits: as ``triton_chunk.py`` (dk, dv powers of two, ``16 <= dk <= 256``, ``dv 
 dimensions (NC and B H) must stay <= 65535 on CUDA. The block sizes (BV = 64 forward, 32
 backward; BK = 32 in the scan) and warp counts are untuned defaults, and no timing exists
 yet: ``resolve_green_backend`` keeps ``"triton"`` until a GPU measurement says otherwise.
+On the H200 (2026-12-03) the backward with BV = 32 and 8 warps miscompiled the k gradient
+for bf16 inputs (see ``_BV_BWD``); BV = 16 is used since.
 bf16 / fp16 tensor-core dots are not exercised under the interpreter (as for
 ``triton_chunk.py``).
 
@@ -302,7 +304,12 @@ def _grad_kernel(
 # ----------------------------------------------------------------------------- host side
 
 _BV_FWD = 64  # value-block widths of the chunk-parallel kernels (untuned)
-_BV_BWD = 32
+# BV = 16 in the backward, as the sequential kernel uses at these sizes: on the H200 (triton
+# 3.6, bf16 q/k/v) _grad_kernel with BV = 32 and 8 warps returned a wrong k gradient (relative
+# error 0.16 at B 1, T 128, dk = dv = 64, NaN at B 8, T 2048) while q, v, g were right; BV = 16
+# matched the sequential kernel to 7e-10 and BV = 32 with 4 warps or BV = 64 to bf16 rounding
+# (2.6e-3). tests/bkmodel/test_green_par.py::test_bf16_gradients_match_sequential_on_cuda.
+_BV_BWD = 16
 _BK_SCAN = 32  # key-block height of the scan
 _NW = {"local": 4, "scan": 4, "output": 8, "adjoint": 4, "grad": 8}  # warps per kernel
 
