@@ -25,13 +25,23 @@ tokens/s on CPU (best of ``--reps`` timed forwards of a (16, 128) batch per row,
 timed in turn, one torch thread: the minimum time, since other processes on a shared machine
 only ever add time), and for
 ResNet-BK the guard counters (Herglotz / |g| <= 1/eta violations) and the smallest eta_i seen.
-GPU numbers are not measured by this script (no GPU in the session that wrote it).
+
+``--timing-only [--device cuda]`` measures tokens/s alone, on freshly initialised models of the
+tiny preset (the speed of a quantized matmul does not depend on the trained values, so no
+trained run is needed on the machine that times): rows ``fp32``, ``bf16`` (CUDA only), the
+three PTQ schemes (and ResNet-BK's ``+in_proj`` variants), each moved to ``--device`` and timed
+on a ``--time-batch`` batch (default (16, 128), the CPU rows' shape) under
+``torch.inference_mode``, with ``torch.cuda.synchronize`` around every timed forward on CUDA.
+A row that cannot be moved to or run on the device (a torchao layout without a kernel there)
+is reported with its error, not dropped.
 
 Usage::
 
     python benchmarks/quantize_compare.py          # about 5-8 minutes on 2 shared CPU cores
+    PYTHONPATH=. python benchmarks/quantize_compare.py --timing-only --device cuda
 
-Writes ``benchmarks/results/quantize_tiny_<date>.json``.
+Writes ``benchmarks/results/quantize_tiny_<date>.json`` (``--timing-only``:
+``quantize_timing_<device>_<date>.json``).
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -91,20 +102,79 @@ def _machine() -> dict:
 
 
 @torch.no_grad()
-def _time_rows(models: dict[str, torch.nn.Module], vocab: int, reps: int) -> dict[str, float]:
-    """Forward tokens/s of each model on one (16, 128) batch: the best of ``reps`` timed
-    forwards, the models taken in turn (round-robin) so that a burst of load from other
-    processes falls on all rows alike rather than on one."""
-    x = torch.randint(0, vocab, (16, 128), generator=torch.Generator().manual_seed(0))
+def _time_rows(models: dict[str, torch.nn.Module], vocab: int, reps: int,
+               device: str = "cpu", batch: tuple[int, int] = (16, 128)) -> dict[str, float]:
+    """Forward tokens/s of each model on one ``batch`` of ids on ``device``: the best of
+    ``reps`` timed forwards, the models taken in turn (round-robin) so that a burst of load
+    from other processes falls on all rows alike rather than on one. On CUDA every timed
+    forward is bracketed by ``torch.cuda.synchronize``."""
+    x = torch.randint(0, vocab, batch, generator=torch.Generator().manual_seed(0)).to(device)
+    cuda = torch.device(device).type == "cuda"
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
     best = dict.fromkeys(models, float("inf"))
-    for m in models.values():
-        m(x)  # warm-up
-    for _ in range(reps):
-        for label, m in models.items():
-            t0 = time.perf_counter()
-            m(x)
-            best[label] = min(best[label], time.perf_counter() - t0)
+    with torch.inference_mode():
+        for m in models.values():
+            m(x)  # warm-up
+        for _ in range(reps):
+            for label, m in models.items():
+                sync()
+                t0 = time.perf_counter()
+                m(x)
+                sync()
+                best[label] = min(best[label], time.perf_counter() - t0)
     return {label: x.numel() / t for label, t in best.items()}
+
+
+def _schemes(arch: str) -> list[QuantScheme]:
+    """The PTQ rows: INT8, INT4 g128 / g32, and for ResNet-BK the same with the BK layer's
+    input projection quantized too."""
+    schemes = [QuantScheme(8), QuantScheme(4, 128), QuantScheme(4, 32)]
+    if arch == "bk":
+        schemes += [QuantScheme(8, in_proj=True), QuantScheme(4, 128, in_proj=True),
+                    QuantScheme(4, 32, in_proj=True)]
+    return schemes
+
+
+def timing_only(arch: str, args) -> dict:
+    """Tokens/s of the unquantized and PTQ rows of a freshly initialised tiny-preset model
+    on ``args.device`` (module docstring); rows that fail there carry ``error``."""
+    from bkmodel.factory import build_model
+    from bkmodel.presets import TrainConfig, get_preset
+
+    cfg = TrainConfig(**{**get_preset("tiny"), "model": arch})
+    base = build_model(cfg, cfg.vocab_size).eval()
+    candidates: dict[str, Any] = {"fp32": lambda: copy.deepcopy(base)}
+    if torch.device(args.device).type == "cuda":
+        candidates["bf16"] = lambda: copy.deepcopy(base).to(torch.bfloat16)
+    for sch in _schemes(arch):
+        def make(sch=sch):
+            m = copy.deepcopy(base)
+            quantize_model(m, sch)
+            return m
+        candidates[sch.label] = make
+    models, rows = {}, []
+    for label, make in candidates.items():
+        try:
+            m = make().to(args.device).eval()
+            with torch.inference_mode():
+                m(torch.zeros(1, 8, dtype=torch.long, device=args.device))
+            models[label] = m
+            rows.append({"label": label})
+        except Exception as exc:  # a layout without a kernel on this device: say so
+            rows.append({"label": label, "error": f"{type(exc).__name__}: {exc}"[:500]})
+    tps = _time_rows(models, cfg.vocab_size, args.reps, args.device, tuple(args.time_batch))
+    for r in rows:
+        if r["label"] in tps:
+            r["tokens_per_s"] = tps[r["label"]]
+            r["x_vs_fp32"] = tps[r["label"]] / tps["fp32"] if "fp32" in tps else None
+        print(f"  {r['label']:<22} " + (f"{r['tokens_per_s']:12,.0f} tok/s" if "error" not in r
+                                         else f"error: {r['error'][:100]}"), flush=True)
+    return {"params": base.num_params(), "config": "tiny preset, fresh init (seed "
+            f"{cfg.seed})", "rows": rows}
 
 
 def _eta_min_seen(model: torch.nn.Module, vocab: int) -> float | None:
@@ -169,11 +239,7 @@ def compare_arch(arch: str, args, work: Path) -> dict:
            "tokens": {s: encode_documents(tok, load_split(s, corpus))
                       for s in ("validation", "test")}}
     rows = [_row("fp32", base, None, ctx, args)]
-    schemes = [QuantScheme(8), QuantScheme(4, 128), QuantScheme(4, 32)]
-    if arch == "bk":
-        schemes += [QuantScheme(8, in_proj=True), QuantScheme(4, 128, in_proj=True),
-                    QuantScheme(4, 32, in_proj=True)]
-    for s in schemes:
+    for s in _schemes(arch):
         m = copy.deepcopy(base)
         rows.append(_row(s.label, m, quantize_model(m, s), ctx, args))
     ft = dict(steps=args.qat_steps, lr=args.qat_lr, seed=0)
@@ -204,7 +270,27 @@ def compare_arch(arch: str, args, work: Path) -> dict:
             "params": base.num_params(), "rows": rows}
 
 
-def main() -> int:
+def _main_timing(args, date: str) -> int:
+    """``--timing-only``: both architectures' rows on ``args.device``, written as JSON."""
+    machine = _machine()
+    dev = torch.device(args.device)
+    if dev.type == "cuda":
+        machine["gpu"] = torch.cuda.get_device_name(dev)
+    label = (machine["gpu"] or "cpu").replace(" ", "-")
+    res = {"benchmark": "quantize_compare --timing-only", "date": date, "machine": machine,
+           "torch": torch.__version__,
+           "command": "python benchmarks/quantize_compare.py " + " ".join(sys.argv[1:]),
+           "settings": {k: v for k, v in vars(args).items() if k != "out"}, "models": {}}
+    for arch in ("bk", "transformer"):
+        print(arch, flush=True)
+        res["models"][arch] = timing_only(arch, args)
+    out = args.out or RESULTS / f"quantize_timing_{label}_{date}.json"
+    out.write_text(json.dumps(res, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--max-tokens", type=int, default=65536,
                     help="tokens per held-out split (0 = the whole split)")
@@ -214,9 +300,22 @@ def main() -> int:
     ap.add_argument("--qat-group-sizes", type=int, nargs="+", default=[128, 32],
                     choices=[32, 128])
     ap.add_argument("--out", type=Path, default=None)
-    args = ap.parse_args()
+    ap.add_argument("--timing-only", action="store_true",
+                    help="tokens/s of fresh tiny-preset models only (no trained runs needed)")
+    ap.add_argument("--device", default="cpu", help="device of --timing-only (cpu, cuda)")
+    ap.add_argument("--time-batch", type=int, nargs=2, default=[16, 128], metavar=("B", "T"),
+                    help="batch of the timed forwards")
+    args = ap.parse_args(argv)
+    if args.device != "cpu" and not args.timing_only:
+        ap.error("--device applies to --timing-only (the full table is measured on CPU)")
+    if torch.device(args.device).type == "cuda" and not torch.cuda.is_available():
+        ap.error(f"--device {args.device}: CUDA is not available here")
+    if min(args.time_batch) < 1:
+        ap.error("--time-batch: B and T must be >= 1")
     torch.set_num_threads(1)
     date = dt.date.today().isoformat()
+    if args.timing_only:
+        return _main_timing(args, date)
     t0, load0 = time.perf_counter(), os.getloadavg()
     res = {"benchmark": "quantize_compare", "date": date, "machine": _machine(),
            "command": "python benchmarks/quantize_compare.py " + " ".join(sys.argv[1:]),
