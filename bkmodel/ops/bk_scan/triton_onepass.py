@@ -120,7 +120,7 @@ from bkmodel.ops.bk_scan.triton_scan import (
 __all__ = ["OnepassConfig", "bk_scan_triton_onepass"]
 
 _HEADER = 4  # ticket, done, epoch, spin timeouts
-_SPIN_DEFAULT = 1 << 22  # polls before giving up (~seconds on a GPU; legit waits are << 1 ms)
+_SPIN_DEFAULT = 1 << 18  # polls before giving up (~0.3 s on a GPU; legit waits are << 1 ms)
 _HEADER_W: tl.constexpr = tl.constexpr(_HEADER)
 
 
