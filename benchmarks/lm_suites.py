@@ -20,7 +20,16 @@ Usage (on the GPU machine, from the repository root)::
 
 The fla peers (``--rows gla,hgrn2``) are warmed up first (:func:`warm_up`: their kernels
 autotune on first use, for minutes); the warm-up time is recorded as ``warm_up_s`` and is not
-in the row's wall time or tokens/s. Run one peer per call on the lent GPU.
+in the row's wall time or tokens/s. Run one peer per call on the lent GPU. On the H200
+(2026-12-03, fla 0.6.0, triton 3.6) GLA's forward kernels alone autotuned for 167 s (fla's
+fused swiglu 49 s, ``chunk_fwd_kernel_h`` 39 s, ``chunk_gla_fwd_kernel_o`` 30 s, two layer
+norms 29 s, ...) before the backward's began, which outlasts a 10-minute call with the
+training. fla's autotuners cache their results on disk, so the work accumulates across calls
+when the Triton cache travels with them::
+
+    export TRITON_CACHE_DIR=/tmp/tc; [ -f .tc/tc.tgz ] && tar xzf .tc/tc.tgz -C /tmp
+    timeout 400 python benchmarks/lm_suites.py --suite gpu2k --rows gla ...
+    tar czf $OUT/tc.tgz -C /tmp tc   # after the timeout too; bring it back as .tc/tc.tgz
 
 Writes ``benchmarks/results/lm_<suite>_<device>_<date>.json`` and prints the tables; rows are
 appended to the JSON as they finish (a killed run keeps the finished rows).
