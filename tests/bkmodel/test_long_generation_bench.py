@@ -4,7 +4,6 @@ the Transformer's growing KV cache, and the wall-time cap's honest partial resul
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,16 +12,15 @@ from pathlib import Path
 
 import torch
 
+from tests.bkmodel._scripts import load_benchmark
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "long_context.py"
 N, W = 64, 16
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("long_context", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("long_context")
 
 
 def test_gen_long_json_rows_per_window(tmp_path):

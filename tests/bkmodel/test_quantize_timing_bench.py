@@ -3,24 +3,18 @@ architectures timed (or carrying its error), the JSON written, and bad arguments
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "quantize_compare.py"
+from tests.bkmodel._scripts import load_benchmark
 
 pytest.importorskip("torchao", reason="the quantization benchmark needs resnet-bk[quant]")
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("quantize_compare", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("quantize_compare")
 
 
 def test_timing_only_rows(tmp_path):

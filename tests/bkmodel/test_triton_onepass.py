@@ -41,6 +41,7 @@ from bkmodel.ops.bk_scan.triton_onepass import (
     bk_scan_triton_onepass,
 )
 from bkmodel.ops.bk_scan.triton_scan import bk_scan_triton
+from tests.bkmodel.test_triton_scan import make_selective
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -57,22 +58,11 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-300))
 
 
-def make(B, N, C, *, eta_tok=False, b_tok=False, g0=False, eta_min=0.05, scale=1.0, seed=0,
-         dtype=torch.float64, device=DEV):
-    """(v, lam, eta, b, g0): v ~ N(0, scale²), lam in [-0.5, 3.5), eta in [eta_min,
-    eta_min + 0.5), b in [0.75, 1.25), per token where asked; g0 complex (B, C) with
-    Im g0 > 0, or None."""
-    g = torch.Generator().manual_seed(seed)
-    v = torch.randn(B, N, C, generator=g, dtype=torch.float64) * scale
-    lam = torch.rand(C, generator=g, dtype=torch.float64) * 4.0 - 0.5
-    eta = torch.rand((B, N, C) if eta_tok else (C,), generator=g, dtype=torch.float64)
-    eta = eta * 0.5 + eta_min
-    b = torch.rand((B, N, C) if b_tok else (C,), generator=g, dtype=torch.float64) * 0.5 + 0.75
-    s = None
-    if g0:
-        s = torch.complex(torch.randn(B, C, generator=g, dtype=torch.float64),
-                          torch.rand(B, C, generator=g, dtype=torch.float64) + 0.1).to(device)
-    return v.to(device, dtype), lam.to(device), eta.to(device), b.to(device), s
+def make(B, N, C, *, eta_tok=False, b_tok=False, **kw):
+    """(v, lam, eta, b, g0) of ``test_triton_scan.make_selective`` (v ~ N(0, scale²), lam in
+    [-0.5, 3.5), eta in [eta_min, eta_min + 0.5), b in [0.75, 1.25), g0 with Im g0 > 0 or
+    None), with eta and b per channel unless asked per token."""
+    return make_selective(B, N, C, eta_tok=eta_tok, b_tok=b_tok, **kw)
 
 
 def cast(inputs, dtype):
