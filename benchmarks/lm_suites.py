@@ -78,6 +78,9 @@ SETUPS: dict[str, dict[str, Any]] = {
                    cuda_graph=True),
 }
 
+#: Energies just above the band (real, non-rotating transfer factors; README, green layer).
+EDGE: dict[str, Any] = {"lam_init_center": 2.5, "lam_init_range": 0.5}
+
 #: label -> (model, ModelConfig overrides). The ablation rows switch one ingredient off.
 ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "bk": ("bk", SELECTIVE),
@@ -95,6 +98,11 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
                              "lam_init_range": 0.5}),
     "green-edge-f12": ("bk", {**GREEN, "ffn_mult": 12, "lam_init_center": 2.5,
                               "lam_init_range": 0.5}),
+    "green-edge-silu-l2": ("bk", {**GREEN, **EDGE, "qkv_act": "silu", "qk_norm": True}),
+    "green-edge-silu": ("bk", {**GREEN, **EDGE, "qkv_act": "silu"}),
+    "green-edge-l2": ("bk", {**GREEN, **EDGE, "qk_norm": True}),
+    "green-edge-f12-silu-l2": ("bk", {**GREEN, **EDGE, "ffn_mult": 12, "qkv_act": "silu",
+                                      "qk_norm": True}),
     "green-h8-edge": ("bk", {**GREEN, "ffn_mult": 12, "n_channels": 8, "conv_size": 0,
                              "lam_init_center": 2.5, "lam_init_range": 0.5}),
     "green-h8-kv64": ("bk", {**GREEN, "ffn_mult": 9, "n_channels": 8, "conv_size": 0,

@@ -24,6 +24,7 @@ _BACKENDS = ("auto", "torch", "triton", "naive")
 _LAYERS = ("classic", "selective", "green")
 _TIMESCALES = ("log_uniform", "constant")
 _FEATURE_MAPS = ("cayley", "eta_g")
+_QKV_ACTS = ("none", "silu")
 _EMBEDDINGS = ("dense", "tt", "tt_phase")
 #: Floor of Im z when ``eta_min`` is not given: the classic layer's, and the selective
 #: layer's (below its shortest initial memory ``1/eta_init_min`` = 10^4 tokens).
@@ -203,6 +204,13 @@ class ModelConfig:
         Green layer only: per-head sizes of q, k and of v (0: ``d_model // n_channels``).
     chunk_size : int
         Green layer only: chunk length of the chunked Green's-function attention.
+    qkv_act : {"none", "silu"}
+        Green layer only: activation of q, k and v after the causal convolution (``silu``:
+        as Mamba-2 and Gated DeltaNet apply after theirs; the operator inputs v_i, eta_i,
+        b_i are never activated). ``none`` (default): linear, as recorded before it existed.
+    qk_norm : bool
+        Green layer only: L2-normalise q and k per head (after ``qkv_act``), so that
+        ``|q_i . k_j| <= 1`` before the ``1/sqrt(dk)`` scale (Gated DeltaNet's choice).
     embedding : {"dense", "tt", "tt_phase"}
         Token embedding: ``nn.Embedding``, or a tensor-train embedding of rank ``tt_rank``
         (:class:`bkmodel.tt_embedding.TTEmbedding`; ``tt_phase`` with the phase encoding).
@@ -250,6 +258,8 @@ class ModelConfig:
     key_dim: int = 0
     value_dim: int = 0
     chunk_size: int = 64
+    qkv_act: str = "none"
+    qk_norm: bool = False
     embedding: str = "dense"
     tt_rank: int = 8
 
@@ -304,6 +314,11 @@ class ModelConfig:
         for name in ("key_dim", "value_dim"):
             _check_int(name, getattr(self, name), 0)
         _check_int("chunk_size", self.chunk_size, 1)
+        _check_choice("qkv_act", self.qkv_act, _QKV_ACTS)
+        _check_bool("qk_norm", self.qk_norm)
+        if self.layer != "green" and (self.qkv_act != "none" or self.qk_norm):
+            raise ValueError(f"qkv_act and qk_norm act on the green layer's q, k, v: they need "
+                             f"layer='green', got layer={self.layer!r}")
         if self.layer == "green":
             if self.n_energies != 1:
                 raise ValueError(f"layer='green' needs n_energies=1, got {self.n_energies}")

@@ -511,8 +511,12 @@ class GreenBKLayer(SelectiveBKLayer):
         H, dk, dv = self.config.n_channels, self.dk, self.dv
         op, q, k, v = x.split([self.n_op, H * dk, H * dk, H * dv], dim=-1)
         sh = x.shape[:-1]
-        return (op, q.reshape(*sh, H, dk) * dk ** -0.5, k.reshape(*sh, H, dk),
-                v.reshape(*sh, H, dv))
+        q, k, v = q.reshape(*sh, H, dk), k.reshape(*sh, H, dk), v.reshape(*sh, H, dv)
+        if self.config.qkv_act == "silu":
+            q, k, v = F.silu(q), F.silu(k), F.silu(v)
+        if self.config.qk_norm:
+            q, k = F.normalize(q, dim=-1, eps=1e-6), F.normalize(k, dim=-1, eps=1e-6)
+        return op, q * dk ** -0.5, k, v
 
     def _mix_out(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """(…, H, dv) complex -> (…, d): per-head RMSNorm of [Re, Im], gate, projection."""

@@ -145,6 +145,12 @@ class TestLayer:
             ModelConfig(layer="green", chunk_size=0)
         with pytest.raises(ValueError, match="key_dim must be >= 0"):
             ModelConfig(layer="green", key_dim=-1)
+        with pytest.raises(ValueError, match="qkv_act"):
+            ModelConfig(layer="green", qkv_act="relu")
+        with pytest.raises(ValueError, match="need layer='green'"):
+            ModelConfig(layer="selective", qk_norm=True)
+        with pytest.raises(ValueError, match="need layer='green'"):
+            ModelConfig(layer="selective", qkv_act="silu")
         assert ModelConfig(layer="green").eta_min == 1e-6
         cfg = ModelConfig(layer="green", d_model=30, n_channels=4, key_dim=5, value_dim=7)
         layer = GreenBKLayer(cfg)
@@ -152,8 +158,10 @@ class TestLayer:
 
     @pytest.mark.parametrize("kw", [{}, {"conv_size": 0}, {"selective": False},
                                     {"output_gate": False, "out_norm": False},
-                                    {"key_dim": 3, "value_dim": 5}],
-                             ids=["default", "no-conv", "non-selective", "no-gate-norm", "dims"])
+                                    {"key_dim": 3, "value_dim": 5},
+                                    {"qkv_act": "silu", "qk_norm": True}],
+                             ids=["default", "no-conv", "non-selective", "no-gate-norm", "dims",
+                                  "silu-l2"])
     def test_loss_and_gradients_finite(self, kw):
         m = tiny(**kw)
         _, loss = m(ids(), ids(seed=1))
@@ -162,11 +170,30 @@ class TestLayer:
         for name, p in m.named_parameters():
             assert p.grad is not None and torch.isfinite(p.grad).all(), name
 
-    def test_causality_certificate(self):
-        cert = causality_certificate(tiny(init_std=0.2), length=33, n_cuts=3)
+    @pytest.mark.parametrize("kw", [{}, {"qkv_act": "silu", "qk_norm": True}],
+                             ids=["default", "silu-l2"])
+    def test_causality_certificate(self, kw):
+        cert = causality_certificate(tiny(init_std=0.2, **kw), length=33, n_cuts=3)
         assert cert.status is Status.VERIFIED and cert.expected
 
-    @pytest.mark.parametrize("kw", [{}, {"conv_size": 0}], ids=["conv4", "no-conv"])
+    def test_qk_norm_and_silu_act_on_q_k_v(self):
+        # qk_norm: every q (before the 1/sqrt(dk) scale) and k of unit norm; silu: q, k, v
+        # are silu of the convolved projections; the operator inputs are untouched
+        plain = tiny(init_std=0.2).blocks[0].bk.double()
+        act = tiny(init_std=0.2, qkv_act="silu", qk_norm=True).blocks[0].bk.double()
+        u = torch.randn(2, 7, plain.n_in, dtype=torch.float64)
+        op0, q0, k0, v0 = plain._split(u)
+        op1, q1, k1, v1 = act._split(u)
+        assert torch.equal(op0, op1)
+        dk = plain.dk
+        sq = torch.nn.functional.silu(q0 * dk ** 0.5)
+        assert torch.allclose(q1 * dk ** 0.5, sq / sq.norm(dim=-1, keepdim=True))
+        sk = torch.nn.functional.silu(k0)
+        assert torch.allclose(k1, sk / sk.norm(dim=-1, keepdim=True))
+        assert torch.allclose(v1, torch.nn.functional.silu(v0))
+
+    @pytest.mark.parametrize("kw", [{}, {"conv_size": 0}, {"qkv_act": "silu", "qk_norm": True}],
+                             ids=["conv4", "no-conv", "silu-l2"])
     def test_decoding_matches_parallel_forward(self, kw):
         m = tiny(init_std=0.2, **kw).double()
         x = ids(B=2, T=16, seed=4)
