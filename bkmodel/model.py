@@ -479,6 +479,10 @@ class GreenBKLayer(SelectiveBKLayer):
         y_i     = sum_{j <= i} G(i, j) (q_i . k_j) v_j / sqrt(dk)     (complex, (H, dv))
         out_i   = W_out (RMSNorm_h([Re y_i, Im y_i]) * silu(W_g LN(x)_i))
 
+    q, k, v are per-head slices of ``u``; with ``qkv_act="silu"`` they are SiLU of them and
+    with ``qk_norm`` q and k are L2-normalised per head (both off by default; README: on the
+    CPU tiny preset both together took the green layer from 49.8 to 47.4 mean val ppl).
+
     ``y_i`` is the chain's response at its end i to the sources ``k_j v_j^T`` injected at
     sites j <= i, read out by ``q_i``; ``|G(i, j)| <= ||(H_{1..i} - z)^{-1}|| <= 1/eta_min``
     (docs/theory.md). The transfer factor ``-b_k g_k`` is complex: a damped rotation whose
