@@ -30,8 +30,8 @@ ResNet-BK the guard counters (Herglotz / |g| <= 1/eta violations) and the smalle
 tiny preset (the speed of a quantized matmul does not depend on the trained values, so no
 trained run is needed on the machine that times): rows ``fp32``, ``bf16`` (CUDA only), the
 three PTQ schemes (and ResNet-BK's ``+in_proj`` variants), each moved to ``--device`` and timed
-on a ``--time-batch`` batch (default (16, 128), the CPU rows' shape) under
-``torch.inference_mode``, with ``torch.cuda.synchronize`` around every timed forward on CUDA.
+on a ``--time-batch`` batch (default (16, 128), the CPU rows' shape) without autograd,
+with ``torch.cuda.synchronize`` around every timed forward on CUDA.
 A row that cannot be moved to or run on the device (a torchao layout without a kernel there)
 is reported with its error, not dropped.
 
@@ -116,16 +116,15 @@ def _time_rows(models: dict[str, torch.nn.Module], vocab: int, reps: int,
             torch.cuda.synchronize()
 
     best = dict.fromkeys(models, float("inf"))
-    with torch.inference_mode():
-        for m in models.values():
-            m(x)  # warm-up
-        for _ in range(reps):
-            for label, m in models.items():
-                sync()
-                t0 = time.perf_counter()
-                m(x)
-                sync()
-                best[label] = min(best[label], time.perf_counter() - t0)
+    for m in models.values():
+        m(x)  # warm-up
+    for _ in range(reps):
+        for label, m in models.items():
+            sync()
+            t0 = time.perf_counter()
+            m(x)
+            sync()
+            best[label] = min(best[label], time.perf_counter() - t0)
     return {label: x.numel() / t for label, t in best.items()}
 
 
@@ -160,7 +159,7 @@ def timing_only(arch: str, args) -> dict:
     for label, make in candidates.items():
         try:
             m = make().to(args.device).eval()
-            with torch.inference_mode():
+            with torch.no_grad():
                 m(torch.zeros(1, 8, dtype=torch.long, device=args.device))
             models[label] = m
             rows.append({"label": label})
