@@ -170,6 +170,14 @@ def _map4(
 
 
 @triton.jit
+def _identity_map(BLOCK_C: tl.constexpr, CDT: tl.constexpr):
+    """The identity Möbius map (p, q; r, s) = (1, 0; 0, 1), complex parts (re, im) each."""
+    one = tl.full([BLOCK_C], 1.0, CDT)
+    zero = tl.zeros([BLOCK_C], CDT)
+    return one, zero, zero, zero, zero, zero, one, zero
+
+
+@triton.jit
 def _map_pass(
     vb, eb, hb, start, mend, lim, lam, eta, beta, cm, zc, C64,
     MASKED: tl.constexpr, GROUP: tl.constexpr, TOK: tl.constexpr, CDT: tl.constexpr,
@@ -177,14 +185,7 @@ def _map_pass(
 ):  # fmt: skip
     """The Möbius product ``M_{mend-1} ... M_start`` as (p, q; r, s) (identity when
     mend == start), rows loaded one group ahead (``_fwd_chunk_map_kernel``'s schedule)."""
-    p_re = tl.full([BLOCK_C], 1.0, CDT)
-    p_im = tl.zeros([BLOCK_C], CDT)
-    q_re = tl.zeros([BLOCK_C], CDT)
-    q_im = tl.zeros([BLOCK_C], CDT)
-    r_re = tl.zeros([BLOCK_C], CDT)
-    r_im = tl.zeros([BLOCK_C], CDT)
-    s_re = tl.full([BLOCK_C], 1.0, CDT)
-    s_im = tl.zeros([BLOCK_C], CDT)
+    p_re, p_im, q_re, q_im, r_re, r_im, s_re, s_im = _identity_map(BLOCK_C, CDT)
     a_im = -eta
     x0, x1, x2, x3, e0, h0, e1, h1, e2, h2, e3, h3 = _ld4(
         vb, eb, hb, start, lim, cm, zc, C64, eta, beta, TOK
@@ -446,14 +447,7 @@ def _onepass_kernel(
         g_re = tl.zeros([BLOCK_C], CDT)
         g_im = tl.zeros([BLOCK_C], CDT)
     # accumulated map A of the chunks looked back over (identity)
-    ap_re = tl.full([BLOCK_C], 1.0, CDT)
-    ap_im = tl.zeros([BLOCK_C], CDT)
-    aq_re = tl.zeros([BLOCK_C], CDT)
-    aq_im = tl.zeros([BLOCK_C], CDT)
-    ar_re = tl.zeros([BLOCK_C], CDT)
-    ar_im = tl.zeros([BLOCK_C], CDT)
-    as_re = tl.full([BLOCK_C], 1.0, CDT)
-    as_im = tl.zeros([BLOCK_C], CDT)
+    ap_re, ap_im, aq_re, aq_im, ar_re, ar_im, as_re, as_im = _identity_map(BLOCK_C, CDT)
     j = pid_k - 1  # the nearest chunk not looked at yet
     go = pid_k > 0
     spins = pid_k * 0
