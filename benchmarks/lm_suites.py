@@ -103,6 +103,7 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
     "green-edge-l2": ("bk", {**GREEN, **EDGE, "qk_norm": True}),
     "green-edge-f12-silu-l2": ("bk", {**GREEN, **EDGE, "ffn_mult": 12, "qkv_act": "silu",
                                       "qk_norm": True}),
+    "green-edge-h8-f12": ("bk", {**GREEN, **EDGE, "ffn_mult": 12, "n_channels": 8}),
     "green-h8-edge": ("bk", {**GREEN, "ffn_mult": 12, "n_channels": 8, "conv_size": 0,
                              "lam_init_center": 2.5, "lam_init_range": 0.5}),
     "green-h8-kv64": ("bk", {**GREEN, "ffn_mult": 9, "n_channels": 8, "conv_size": 0,

@@ -192,6 +192,22 @@ class TestLayer:
         assert torch.allclose(k1, sk / sk.norm(dim=-1, keepdim=True))
         assert torch.allclose(v1, torch.nn.functional.silu(v0))
 
+    @staticmethod
+    def _split_dtypes(device: torch.device) -> set[torch.dtype]:
+        bk = tiny(init_std=0.2, qkv_act="silu", qk_norm=True).blocks[0].bk.to(device)
+        u = torch.randn(2, 7, bk.n_in, device=device, dtype=torch.bfloat16)
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            return {t.dtype for t in bk._split(u)}
+
+    def test_qk_norm_keeps_the_input_dtype(self):
+        # the kernels get q, k, v of one dtype (a float32 q, k with bf16 v ran 3.7x slower)
+        assert self._split_dtypes(torch.device("cpu")) == {torch.bfloat16}
+
+    @pytest.mark.gpu
+    def test_qk_norm_keeps_the_input_dtype_under_cuda_autocast(self, cuda_device):
+        # CUDA autocast runs norms in float32 (CPU autocast does not): the case that regressed
+        assert self._split_dtypes(cuda_device) == {torch.bfloat16}
+
     @pytest.mark.parametrize("kw", [{}, {"conv_size": 0}, {"qkv_act": "silu", "qk_norm": True}],
                              ids=["conv4", "no-conv", "silu-l2"])
     def test_decoding_matches_parallel_forward(self, kw):

@@ -252,13 +252,13 @@ class TestTriton:
 class TestResolveBackend:
     @pytest.mark.parametrize("scan,device,want", [
         ("auto", "cpu", "chunk"), ("torch", "cpu", "chunk"), ("torch", "cuda", "chunk"),
-        ("naive", "cpu", "naive"), ("auto", "cuda", "triton"), ("triton", "cpu", "triton")])
+        ("naive", "cpu", "naive"), ("auto", "cuda", "triton_par"), ("triton", "cpu", "triton")])
     def test_mapping(self, scan, device, want):
         assert resolve_green_backend(scan, device) == want
 
-    @pytest.mark.parametrize("sizes,want", [((64, 64, 64), "triton"), ((32, 16, 16), "triton"),
-                                            ((24, 64, 64), "chunk"), ((64, 8, 64), "chunk"),
-                                            ((64, 64, 256), "chunk"), ((512, 64, 64), "chunk")])
+    @pytest.mark.parametrize("sizes,want", [
+        ((64, 64, 64), "triton_par"), ((32, 16, 16), "triton_par"), ((24, 64, 64), "chunk"),
+        ((64, 8, 64), "chunk"), ((64, 64, 256), "chunk"), ((512, 64, 64), "chunk")])
     def test_auto_falls_back_on_unsupported_sizes(self, sizes, want):
         # a model whose head sizes the kernel does not take still runs (chunk) under auto
         assert resolve_green_backend("auto", "cuda", sizes) == want

@@ -58,8 +58,12 @@ def resolve_green_backend(scan_backend: str, device: torch.device | str,
                           sizes: tuple[int, int, int] | None = None) -> str:
     """The Green's-attention backend that matches a model's ``scan_backend`` setting.
 
-    ``"auto"`` -> ``"triton"`` on CUDA when Triton imports and (when ``sizes = (dk, dv,
-    chunk_size)`` is given) :func:`triton_supports` them, else ``"chunk"``;
+    ``"auto"`` -> ``"triton_par"`` on CUDA when Triton imports and (when ``sizes = (dk, dv,
+    chunk_size)`` is given) :func:`triton_supports` them, else ``"chunk"`` (on the H200,
+    2026-12-04, bf16 forward + backward: triton_par 2.89 ms vs triton 3.02 ms at B 8, T 2048,
+    and 3.51 vs 9.47 ms at B 1, T 16,384, H 4, dk = dv = 64; ``python
+    benchmarks/bench_green_attn.py --device cuda --dtype bfloat16 --backends
+    chunk,triton,triton_par``);
     ``"torch"`` -> ``"chunk"``; ``"triton"`` -> ``"triton"`` (``ValueError`` naming
     ``scan_backend`` when Triton does not import; unsupported sizes are the kernel's
     ``ValueError``); ``"naive"`` -> ``"naive"``.
@@ -67,7 +71,7 @@ def resolve_green_backend(scan_backend: str, device: torch.device | str,
     dev = torch.device(device)
     if scan_backend == "auto":
         ok = sizes is None or triton_supports(*sizes)
-        return "triton" if dev.type == "cuda" and _triton_available() and ok else "chunk"
+        return "triton_par" if dev.type == "cuda" and _triton_available() and ok else "chunk"
     if scan_backend == "triton":
         if not _triton_available():
             raise ValueError("scan_backend='triton' needs the triton package, which is not "
