@@ -26,6 +26,7 @@ import os
 
 import pytest
 import torch
+import triton
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +34,7 @@ from bkmodel.ops.bk_scan import scan_stats
 from bkmodel.ops.bk_scan.naive import bk_scan_naive
 from bkmodel.ops.bk_scan.triton_onepass import (
     _WORKSPACES,
+    HAS_ATOMIC_LOAD_STORE,
     OnepassConfig,
     _onepass_forward,
     _plan_onepass,
@@ -230,12 +232,23 @@ def test_lookback_over_aggregates(kw, lookback_case):
     """Chunks that publish only their aggregate make successors compose maps further back
     (up to chunk 0 with agg-only; windows of 4 flags by default in the interpreter, 1 and
     8 here too); the result is the same scan."""
+    if kw.get("rmw_flags") is False and not HAS_ATOMIC_LOAD_STORE:
+        pytest.skip(f"needs tl.atomic_load/atomic_store, not in Triton {triton.__version__}")
     inputs, ref, base = lookback_case
     v, lam, eta, beta, g0 = _chan(inputs)
     out = _onepass_forward(v, lam, eta, beta, chunk=3, g0=g0, **kw)
     for o, b, r in zip(out[:2], base[:2], ref, strict=True):
         assert rel(o, r) < 1e-12
         assert rel(o, b) < 1e-13
+
+
+def test_load_store_flags_refused_without_the_atomics(monkeypatch):
+    import bkmodel.ops.bk_scan.triton_onepass as onepass_mod
+
+    monkeypatch.setattr(onepass_mod, "HAS_ATOMIC_LOAD_STORE", False)
+    v, lam, eta, beta, _ = _chan(make(1, 8, 4, g0=True))
+    with pytest.raises(ValueError, match="rmw_flags=False needs"):
+        _onepass_forward(v, lam, eta, beta, rmw_flags=False)
 
 
 def test_poll_timeout_gives_nan_not_a_hang():
@@ -370,22 +383,25 @@ def test_rejects_bad_arguments(monkeypatch):
         (1, 50000, 64, 8, False, torch.float32),  # 6,250 chunks in one chain: long waits
     ],
 )
-def test_gpu_concurrent_lookback_matches_three_kernel_forward(B, N, C, chunk, tok, dtype,
+@pytest.mark.parametrize("rmw", [True, False], ids=["rmw-flags", "load-store-flags"])
+def test_gpu_concurrent_lookback_matches_three_kernel_forward(B, N, C, chunk, tok, dtype, rmw,
                                                              cuda_device):
+    if not rmw and not HAS_ATOMIC_LOAD_STORE:
+        pytest.skip(f"the load/store flag variant needs tl.atomic_load/atomic_store, not in "
+                    f"Triton {triton.__version__} (the default read-modify-write flags ran)")
     inputs = make(B, N, C, eta_tok=tok, b_tok=tok, g0=True, seed=1, device=cuda_device)
     v, lam, eta, b, s = cast(inputs, dtype)
     with torch.no_grad():
         ref = bk_scan_triton(v.double(), lam.double(), eta.double(), b.double(),
                              initial_state=s.to(torch.complex128), chunk=chunk)
     before = _workspace_header(cuda_device)
-    for rmw in (True, False):
-        for _ in range(3):  # repeated launches: the self-resetting workspace
-            gr, gi, _ = _onepass_forward(
-                v, lam, eta, b if tok else b.square(), chunk=chunk, g0=(s.real, s.imag),
-                rmw_flags=rmw,
-            )
-            torch.cuda.synchronize()
-            assert rel(gr, ref[0]) < 1e-4 and rel(gi, ref[1]) < 1e-4
+    for _ in range(3):  # repeated launches: the self-resetting workspace
+        gr, gi, _ = _onepass_forward(
+            v, lam, eta, b if tok else b.square(), chunk=chunk, g0=(s.real, s.imag),
+            rmw_flags=rmw,
+        )
+        torch.cuda.synchronize()
+        assert rel(gr, ref[0]) < 1e-4 and rel(gi, ref[1]) < 1e-4
     hdr = _workspace_header(cuda_device)
     assert hdr[:2] == [0, 0]
     assert hdr[3] == (0 if before is None else before[3])  # no look-back gave up

@@ -120,6 +120,9 @@ from bkmodel.ops.bk_scan.triton_scan import (
 __all__ = ["OnepassConfig", "bk_scan_triton_onepass"]
 
 _HEADER = 4  # ticket, done, epoch, spin timeouts
+#: Whether this Triton has tl.atomic_load / tl.atomic_store (the ``rmw_flags=False``
+#: variant): Triton 3.9 does, 3.6 (the lent H200's) does not.
+HAS_ATOMIC_LOAD_STORE = hasattr(tl, "atomic_load") and hasattr(tl, "atomic_store")
 _SPIN_DEFAULT = 1 << 18  # polls before giving up (~0.3 s on a GPU; legit waits are << 1 ms)
 _HEADER_W: tl.constexpr = tl.constexpr(_HEADER)
 
@@ -461,18 +464,19 @@ def _onepass_kernel(
         q_i = tl.min(tl.where(rdy, WIN, ow), axis=0)  # nearest unpublished (WIN: none)
         done = p_i < q_i  # an INC with only AGGs between it and us
         n_agg = tl.minimum(p_i, q_i)  # A <- A · P_j · P_{j-1} ... over n_agg aggregates
-        for i in tl.static_range(WIN):
-            ma = _vmask(cm, zc, n_agg > i)
+        # a runtime loop over the n_agg aggregates: unrolled over all WIN (tl.static_range)
+        # it made Triton 3.6's make_ttgir run for minutes at WIN = 32 on the H200 (3.7 s at
+        # WIN = 4), which looked like a hang (2026-12-04)
+        for i in range(0, n_agg):
             oa = ab + (j - i) * 8 * C64
-            b_p_re = tl.load(oa, mask=ma, other=1.0, cache_modifier=".cg").to(CDT)
-            b_p_im = tl.load(oa + C64, mask=ma, other=0.0, cache_modifier=".cg").to(CDT)
-            b_q_re = tl.load(oa + 2 * C64, mask=ma, other=0.0, cache_modifier=".cg").to(CDT)
-            b_q_im = tl.load(oa + 3 * C64, mask=ma, other=0.0, cache_modifier=".cg").to(CDT)
-            b_r_re = tl.load(oa + 4 * C64, mask=ma, other=0.0, cache_modifier=".cg").to(CDT)
-            b_r_im = tl.load(oa + 5 * C64, mask=ma, other=0.0, cache_modifier=".cg").to(CDT)
-            b_s_re = tl.load(oa + 6 * C64, mask=ma, other=1.0, cache_modifier=".cg").to(CDT)
-            b_s_im = tl.load(oa + 7 * C64, mask=ma, other=0.0, cache_modifier=".cg").to(CDT)
-            # masked: P = identity, a no-op up to the renormalisation (same map)
+            b_p_re = tl.load(oa, mask=cm, other=1.0, cache_modifier=".cg").to(CDT)
+            b_p_im = tl.load(oa + C64, mask=cm, other=0.0, cache_modifier=".cg").to(CDT)
+            b_q_re = tl.load(oa + 2 * C64, mask=cm, other=0.0, cache_modifier=".cg").to(CDT)
+            b_q_im = tl.load(oa + 3 * C64, mask=cm, other=0.0, cache_modifier=".cg").to(CDT)
+            b_r_re = tl.load(oa + 4 * C64, mask=cm, other=0.0, cache_modifier=".cg").to(CDT)
+            b_r_im = tl.load(oa + 5 * C64, mask=cm, other=0.0, cache_modifier=".cg").to(CDT)
+            b_s_re = tl.load(oa + 6 * C64, mask=cm, other=1.0, cache_modifier=".cg").to(CDT)
+            b_s_im = tl.load(oa + 7 * C64, mask=cm, other=0.0, cache_modifier=".cg").to(CDT)
             ap_re, ap_im, aq_re, aq_im, ar_re, ar_im, as_re, as_im = _compose(
                 ap_re, ap_im, aq_re, aq_im, ar_re, ar_im, as_re, as_im,
                 b_p_re, b_p_im, b_q_re, b_q_im, b_r_re, b_r_im, b_s_re, b_s_im,
@@ -642,6 +646,9 @@ def _onepass_forward(
     cfg = cfg or (_GPU if dev.type == "cuda" else _CPU)
     if inc_every < 1:
         raise ValueError(f"inc_every must be >= 1, got {inc_every}")
+    if not rmw_flags and not HAS_ATOMIC_LOAD_STORE:
+        raise ValueError(f"rmw_flags=False needs tl.atomic_load / tl.atomic_store, which this "
+                         f"Triton ({triton.__version__}) does not have; use rmw_flags=True")
     cdt = _compute_dtype(v)
     lam, eta, beta, tok = _params(lam, eta, beta, cdt)
     v = v.contiguous()
