@@ -373,8 +373,8 @@ def finetune_passkey(model: nn.Module, tok: Tokenizer, lm_tokens: np.ndarray,
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), sched.grad_clip)
         opt.step()
-        rec = {"step": step + 1, "loss": float(loss),
-               **{k: float(v) for k, v in losses.items()}}
+        rec = {"step": step + 1, "loss": float(loss.detach()),
+               **{k: float(v.detach()) for k, v in losses.items()}}
         history.append(rec)
         if log is not None and (step + 1) % max(1, steps // 10) == 0:
             log(f"finetune step {step + 1}/{steps}: loss {rec['loss']:.4f} "

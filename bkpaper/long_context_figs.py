@@ -37,6 +37,10 @@ CURVES = {
 }
 
 
+#: Fewest tokens a bucket of a curve is drawn from.
+MIN_TOKENS = 64
+
+
 def _latest(results: Path) -> tuple[Path, dict[str, Any]] | None:
     """The newest readable results file (by its ``date``; a GPU run before a CPU smoke one
     of the same date)."""
@@ -76,6 +80,15 @@ def figure_length_extrapolation(ctx: FigureContext) -> FigureResult:
            buckets[0][0] == 1
            and all(b[0] == a[1] + 1 for a, b in zip(buckets[:-1], buckets[1:], strict=True)))
     curves = {k: v for k, v in d["curves"].items() if k in CURVES}
+    # a bucket a curve scored on only a few tokens (the direct Transformer's forward capped
+    # by --tf-direct-max inside the last bucket) is noise, not a point of the curve
+    counts = d.get("tokens_per_bucket") or {}
+    thin: dict[str, list[int]] = {}
+    for k, ys in curves.items():
+        n_tok = counts.get(k)
+        if n_tok and len(n_tok) == len(ys):
+            thin[k] = [i for i, n in enumerate(n_tok) if ys[i] is not None and n < MIN_TOKENS]
+            curves[k] = [None if i in thin[k] else y for i, y in enumerate(ys)]
     sanity(checks, "the ResNet-BK and the sliding-window Transformer curves are present",
            {"bk_carried", "transformer_sliding"} <= set(curves))
     for k, ys in curves.items():
@@ -123,6 +136,8 @@ def figure_length_extrapolation(ctx: FigureContext) -> FigureResult:
         r"of its training length (every token sees at most that many) and in one direct "
         r"forward (its rotary positions allow lengths beyond training). Vertical lines: the "
         r"training lengths."
+        + (rf" Buckets scored on fewer than {MIN_TOKENS} tokens are not drawn."
+           if any(thin.values()) else "")
         + (r" \emph{CPU smoke run of briefly trained tiny models: not a result about long "
            r"context.}" if "smoke" in label else "")
     )

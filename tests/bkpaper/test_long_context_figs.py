@@ -54,6 +54,24 @@ def test_figure_from_a_results_file(tmp_path: Path) -> None:
     assert not all(res.checks.values())
 
 
+def test_thin_buckets_are_not_drawn(tmp_path: Path) -> None:
+    # the direct forward capped inside the last bucket scores 2 tokens there: no point
+    doc = {"label": "gpu", "date": "2026-12-04T10:00:00",
+           "buckets": [[1, 127], [128, 255], [256, 512]],
+           "curves": {"bk_carried": [80.0, 70.0, 69.0], "transformer_sliding": [75.0, 72, 72],
+                      "transformer_direct": [75.0, 90.0, 40.0]},
+           "tokens_per_bucket": {"bk_carried": [254, 256, 514],
+                                 "transformer_sliding": [254, 256, 514],
+                                 "transformer_direct": [254, 256, 2]},
+           "models": {"bk": {"seq_len": 128}, "transformer": {"seq_len": 128}}}
+    (tmp_path / "length_extrapolation_gpu_2026-12-04.json").write_text(json.dumps(doc))
+    ctx = framework.FigureContext(quick=True, out=tmp_path / "out", results=tmp_path)
+    res = figure_length_extrapolation(ctx)
+    assert all(res.checks.values()), res.checks
+    assert res.numbers["transformerdirectlast"] == 90.0 and res.numbers["bkcarriedlast"] == 69.0
+    assert "fewer than 64 tokens" in res.caption
+
+
 def test_per_token_nll_of_the_stream_evaluations() -> None:
     import torch
 
