@@ -31,6 +31,10 @@ when the Triton cache travels with them::
     timeout 400 python benchmarks/lm_suites.py --suite gpu2k --rows gla ...
     tar czf $OUT/tc.tgz -C /tmp tc   # after the timeout too; bring it back as .tc/tc.tgz
 
+Or, to get a peer's perplexity inside one call, ``--peer-autotune one``: every autotuned
+kernel compiles one configuration (:func:`limit_autotune`); the row's tokens/s is then a
+lower bound (marked in the table and the JSON), its perplexity is unaffected.
+
 Writes ``benchmarks/results/lm_<suite>_<device>_<date>.json`` and prints the tables; rows are
 appended to the JSON as they finish (a killed run keeps the finished rows).
 """
@@ -175,9 +179,42 @@ def _warm_up(cfg: TrainConfig, vocab_size: int, steps: int) -> float:
     return time.perf_counter() - t0
 
 
+def pick_one_config(configs: list[Any]) -> Any:
+    """The launch configuration kept by :func:`limit_autotune`: the first with 4 warps and at
+    most 3 pipeline stages (a shape every kernel family compiles on Hopper within its
+    shared memory), else the first one."""
+    for c in configs:
+        if getattr(c, "num_warps", None) == 4 and (getattr(c, "num_stages", None) or 0) <= 3:
+            return c
+    return configs[0]
+
+
+def limit_autotune() -> None:
+    """Make every Triton autotuner (hence fla's) take one configuration, chosen by
+    :func:`pick_one_config` from its pruned list, instead of compiling and timing all of them.
+
+    fla 0.6.0's first use autotunes for minutes (module docstring), which outlasts the lent
+    GPU's 10-minute calls. With one configuration each kernel compiles once, so a peer can be
+    trained and evaluated in one call. What it changes: speed only — every configuration
+    computes the same function (to rounding), so the peer's perplexity is the one it gets
+    tuned, while its tokens/s is a lower bound; rows run this way record
+    ``"peer_autotune": "one config"`` and the table marks their tokens/s."""
+    from triton.runtime.autotuner import Autotuner
+
+    if getattr(Autotuner.prune_configs, "_bk_one_config", False):
+        return
+    original = Autotuner.prune_configs
+
+    def prune_configs(self: Any, kwargs: dict) -> list[Any]:
+        return [pick_one_config(list(original(self, kwargs)))]
+
+    prune_configs._bk_one_config = True  # type: ignore[attr-defined]
+    Autotuner.prune_configs = prune_configs  # type: ignore[method-assign]
+
+
 def run_row(suite: str, label: str, out_dir: Path, progress: bool,
             scan_backend: str | None = None, max_steps: int | None = None,
-            seed: int | None = None) -> dict[str, Any]:
+            seed: int | None = None, peer_autotune: str = "full") -> dict[str, Any]:
     """Train and evaluate one row; returns its result dict."""
     model, options = ROWS[label]
     if scan_backend is not None and options.get("layer") in ("selective", "green"):
@@ -195,6 +232,8 @@ def run_row(suite: str, label: str, out_dir: Path, progress: bool,
     cuda = torch.cuda.is_available()
     warm_s = None
     if model in PEERS:  # autotune outside the timed run (see warm_up)
+        if peer_autotune == "one":
+            limit_autotune()
         warm_s = warm_up(cfg, cfg.vocab_size)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
@@ -214,6 +253,8 @@ def run_row(suite: str, label: str, out_dir: Path, progress: bool,
         "eval_tokens_per_s": ev["validation"]["tokens_per_s"],
         "peak_mem_gib": peak, "wall_s": wall, "counters": summary.get("counters"),
         "warm_up_s": warm_s,
+        "peer_autotune": ("one config" if peer_autotune == "one" else "full")
+        if model in PEERS else None,
     }
 
 
@@ -226,8 +267,12 @@ def print_table(suite: str, rows: list[dict[str, Any]]) -> None:
     tf = next((r for r in rows if r["label"] == "transformer"), None)
     for r in rows:
         peak = f"{r['peak_mem_gib']:.2f}" if r["peak_mem_gib"] is not None else "-"
+        untuned = "*" if r.get("peer_autotune") == "one config" else ""
         print(f"{r['label']:<22}{r['params']:>12,}{r['val_ppl']:>9.2f}{r['test_ppl']:>9.2f}"
-              f"{r['train_tokens_per_s']:>13,.0f}{peak:>9}{r['wall_s']:>8.0f}")
+              f"{r['train_tokens_per_s']:>12,.0f}{untuned or ' '}{peak:>9}{r['wall_s']:>8.0f}")
+    if any(r.get("peer_autotune") == "one config" for r in rows):
+        print("  * one autotune configuration per kernel (--peer-autotune one): tokens/s is a "
+              "lower bound; perplexity is unaffected")
     if tf is not None:
         for r in rows:
             if r is not tf:
@@ -247,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-steps", type=int, default=None, help="override the suite's steps")
     p.add_argument("--seed", type=int, default=None, help="override the run seed (init and "
                    "data order) of every row")
+    p.add_argument("--peer-autotune", choices=["full", "one"], default="full",
+                   help="fla peers: Triton's full autotuning (minutes on first use) or one "
+                   "configuration per kernel (perplexity unchanged, tokens/s a lower bound)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     labels = SUITE_ROWS[args.suite] if args.rows is None else args.rows.split(",")
@@ -272,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {args.suite} / {label}", flush=True)
         try:
             row = run_row(args.suite, label, args.out_dir, not args.no_progress,
-                          args.scan_backend, args.max_steps, args.seed)
+                          args.scan_backend, args.max_steps, args.seed, args.peer_autotune)
         except Exception as exc:  # one failing row must not lose the others
             import traceback
             traceback.print_exc()
