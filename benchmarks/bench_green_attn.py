@@ -82,13 +82,43 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-300))
 
 
+def parse_launch(spec: str) -> dict[str, int]:
+    """``"bv_bwd=32:warps_grad=4"`` -> ``{"bv_bwd": 32, "warps_grad": 4}``; ``"default"`` ->
+    ``{}`` (keys of ``triton_chunk_par.launch_config``)."""
+    if spec in ("", "default"):
+        return {}
+    out = {}
+    for item in spec.split(":"):
+        key, _, val = item.partition("=")
+        if not val.isdigit():
+            raise ValueError(f"--launch: expected key=int items joined by ':', got {spec!r}")
+        out[key] = int(val)
+    return out
+
+
 def complex_step(backend: str, chunk: int, reset: torch.Tensor, W: tuple[torch.Tensor, ...]
                  ) -> Callable[[list[torch.Tensor]], list[torch.Tensor]]:
     """Forward + backward of ``sum Re(conj(Wy) y) + Re(conj(Ws) S)`` through the complex API;
-    returns [y, S, dq, dk, dv, dg, da, dS0]."""
+    returns [y, S, dq, dk, dv, dg, da, dS0]. ``triton_par[spec]`` runs ``triton_par`` with
+    the launch shape ``spec`` (:func:`parse_launch`), set for each call and restored."""
     from bkmodel.ops.green_attn import green_attention
 
+    launch: dict[str, int] | None = None
+    if backend.startswith("triton_par["):
+        launch, backend = parse_launch(backend[len("triton_par["):-1]), "triton_par"
+
     def step(xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        if launch is not None:
+            from bkmodel.ops.green_attn import triton_chunk_par
+
+            old = triton_chunk_par.set_launch_config(**launch)
+            try:
+                return _step(xs)
+            finally:
+                triton_chunk_par.set_launch_config(**old)
+        return _step(xs)
+
+    def _step(xs: list[torch.Tensor]) -> list[torch.Tensor]:
         y, s = green_attention(*xs[:5], reset=reset, initial_state=xs[5], backend=backend,
                                chunk_size=chunk)
         loss = (y * W[0].to(y.dtype).conj()).real.sum() + \
@@ -169,6 +199,7 @@ def bench_size(size: tuple[int, int, int, int, int], args: argparse.Namespace,
                            "tol_out": tol, "tol_grad": 10 * tol, "backends": {}}
     print(f"B={B} T={T} H={H} dk={dk} dv={dv} ({args.dtype}; reference {ref_name} float64)",
           flush=True)
+    par_out = None
     for name in backends:
         res: dict[str, Any] = {}
         row["backends"][name] = res
@@ -195,8 +226,19 @@ def bench_size(size: tuple[int, int, int, int, int], args: argparse.Namespace,
             errs[n] <= 10 * tol for n in NAMES)
         res["rel_err"] = errs
         res["correct"] = ok
+        if name == "triton_par":
+            par_out = out
+        elif name.startswith("triton_par[") and par_out is not None:
+            # a launch shape computes the same function as the default one: same bf16 / f32
+            # operands, float32 accumulation in another order -> ~1e-6; a miscompile (the
+            # k gradient of _BV_BWD's note: 0.16) is far above 1e-3
+            same = {n: rel(o, r) for n, o, r in zip(("y", "S", *NAMES), out, par_out,
+                                                    strict=True)}
+            res["rel_err_vs_default_launch"] = same
+            ok = ok and max(same.values()) <= 1e-3
+            res["correct"] = ok
         if not ok:
-            print(f"  {name:<13} FAILED the float64 check, not timed: "
+            print(f"  {name:<13} FAILED the float64 (or default-launch) check, not timed: "
                   + " ".join(f"{n}={e:.1e}" for n, e in errs.items()), flush=True)
             continue
         res["ms"] = time_ms(lambda step=step, xs=xs: step(xs), dev, args.reps)
@@ -212,7 +254,7 @@ def bench_size(size: tuple[int, int, int, int, int], args: argparse.Namespace,
             ratio = f"x{base / res['ms']:.2f} vs chunk" if base else ""
             note = " (Triton interpreter)" if name == "triton" and not dev.startswith("cuda") \
                 else ""
-            print(f"  {name:<13} {res['ms']:10.2f} ms  {ratio}{note}  max rel err "
+            print(f"  {name:<13} {res['ms']:10.3f} ms  {ratio}{note}  max rel err "
                   f"{max(res['rel_err'].values()):.1e}", flush=True)
     return row
 
@@ -238,8 +280,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch CPU threads (0: torch's default; 1 avoids ~10 ms stalls per op "
                         "when the cores are shared)")
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--launch", nargs="+", default=[],
+                   help="launch shapes of triton_par to sweep, each 'key=int:key=int' "
+                        "(keys of bkmodel.ops.green_attn.triton_chunk_par.launch_config, e.g. "
+                        "bv_bwd=32:warps_grad=4); each runs as backend 'triton_par[shape]' "
+                        "after the default triton_par, checked against it (1e-3) and float64")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
+    for spec in args.launch:
+        try:
+            parse_launch(spec)
+        except ValueError as e:
+            p.error(str(e))
     cuda = args.device.startswith("cuda")
     if args.naive_max is None:
         args.naive_max = 4096 if cuda else 256
@@ -256,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
                                                 "triton_par", "real+compile")]
     if unknown:
         p.error(f"unknown backends {unknown}")
+    if args.launch:
+        if "triton_par" not in backends:
+            backends.append("triton_par")
+        backends += [f"triton_par[{spec}]" for spec in args.launch]
     if args.no_compile:
         backends = [b for b in backends if b != "real+compile"]
     if "chunk" not in backends:

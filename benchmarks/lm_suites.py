@@ -114,6 +114,8 @@ ROWS: dict[str, tuple[str, dict[str, Any]]] = {
                              "key_dim": 64, "value_dim": 64}),
     "gla": ("gla", {**GREEN, "ffn_mult": 12}),  # fla peers, matched to green-f12's size
     "hgrn2": ("hgrn2", {**GREEN, "ffn_mult": 12}),
+    "gla-nodrop": ("gla", {**GREEN, "ffn_mult": 12, "peer_dropout": 0.0}),  # fla's default
+    "hgrn2-nodrop": ("hgrn2", {**GREEN, "ffn_mult": 12, "peer_dropout": 0.0}),
     "green-noconv": ("bk", {**GREEN, "conv_size": 0}),
     "green-h8": ("bk", {**GREEN, "n_channels": 8}),
     "green-h2": ("bk", {**GREEN, "n_channels": 2}),

@@ -16,6 +16,7 @@ import argparse
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import torch
 
@@ -28,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--top", type=int, default=25)
     p.add_argument("--no-guard", action="store_true")
+    p.add_argument("--row", default=None,
+                   help="a row label of benchmarks/lm_suites.py (its model and options), "
+                        "e.g. green-edge-h8-f12; overrides --model")
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         print("profile_train: needs a CUDA device", file=sys.stderr)
@@ -37,8 +41,17 @@ def main(argv: list[str] | None = None) -> int:
     from bkmodel.factory import build_model
     from bkmodel.presets import TrainConfig
 
-    cfg = TrainConfig.from_preset("small", model=args.model, seq_len=args.seq_len,
+    model_name, options = args.model, {}
+    if args.row is not None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from lm_suites import ROWS
+
+        if args.row not in ROWS:
+            p.error(f"--row: unknown row {args.row!r}; known: {', '.join(ROWS)}")
+        model_name, options = ROWS[args.row]
+    cfg = TrainConfig.from_preset("small", model=model_name, seq_len=args.seq_len,
                                   batch_size=args.batch)  # fmt: skip
+    cfg.model_options.update(options)
     if args.no_guard:
         cfg.bk_options["guard"] = {"enabled": False}
     dev = torch.device("cuda")
@@ -76,11 +89,21 @@ def main(argv: list[str] | None = None) -> int:
     launches = sum(v for k, v in calls.items() if "LaunchKernel" in k or k == "cuLaunchKernel")
     marks = ("Synchronize", "Memcpy", "item", "_local_scalar")
     syncs = {k: v / n for k, v in calls.items() if any(s in k for s in marks)}
-    print(f"{args.model} n_seq={args.seq_len} batch={args.batch}: wall {wall * 1e3:.1f} ms/step, "
+    print(f"{args.row or model_name} n_seq={args.seq_len} batch={args.batch}: "
+          f"wall {wall * 1e3:.1f} ms/step, "
           f"GPU kernels {gpu / 1e3:.1f} ms/step, {launches / n:.0f} launches/step")  # fmt: skip
     print("synchronising calls per step:", {k: round(v, 1) for k, v in sorted(syncs.items())})
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=args.top,
                                     max_name_column_width=60))  # fmt: skip
+    print("GPU kernels by device time (ms per step):")
+    dev_time: Counter = Counter()
+    dev_calls: Counter = Counter()
+    for e in prof.events():
+        if e.device_type == torch.autograd.DeviceType.CUDA:
+            dev_time[e.name] += e.device_time / n / 1e3
+            dev_calls[e.name] += 1 / n
+    for name, ms in dev_time.most_common(args.top):
+        print(f"  {ms:8.3f} ms  {dev_calls[name]:5.0f}x  {name[:100]}")
     return 0
 
 

@@ -47,7 +47,7 @@ the O(T) chunked form), one token as the recurrence. Both run in float64 (the pr
 ``arg a`` through float32 ``Atan`` plus one float64 Newton step: onnxruntime has no float64
 ``Atan``); in float32, onnxruntime's ``CumSum`` of the phases (it accumulates in float32,
 torch's CPU cumsum in double) lost up to 7e-5 of ``S`` on a model layer at T = 512. The
-layer's output map is the layer's own ``_mix_out`` (given the (Re, Im) pair).
+layer's output map is the layer's own ``_mix_out`` (given the features [Re y, Im y]).
 
 The exported layers are written here from the layers' own pieces (``potentials``,
 ``features``, ``_operator``, ``_features``, ``_split``, ``_mix_out``, the convolution's
@@ -71,7 +71,7 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -275,15 +275,6 @@ def _selective_step(bk: nn.Module, h: torch.Tensor, state: list[torch.Tensor]):
     return y, g_re, g_im, [n_re, n_im, *tail]
 
 
-class _Pair(NamedTuple):
-    """(Re, Im) of a complex tensor, read by ``GreenBKLayer._mix_out`` as ``y.real``,
-    ``y.imag`` (the only attributes it reads), so the exported path uses the layer's own
-    output map without a complex tensor."""
-
-    real: torch.Tensor
-    imag: torch.Tensor
-
-
 def _green_prefill(bk: nn.Module, h: torch.Tensor):
     """GreenBKLayer.forward from a fresh chain (no reset), real form: the BK scan and the
     quadratic masked form of the Green's-function attention
@@ -300,7 +291,7 @@ def _green_prefill(bk: nn.Module, h: torch.Tensor):
     nb = -b.to(_F64)
     y_re, y_im, s_re, s_im = green_prefill_real(q.to(_F64), k.to(_F64), v.to(_F64), g_re,
                                                 g_im, nb * g_re, nb * g_im)
-    out = bk._mix_out(h, _Pair(y_re.to(h.dtype), y_im.to(h.dtype)))
+    out = bk._mix_out(h, torch.cat([y_re.to(h.dtype), y_im.to(h.dtype)], dim=-1))
     out_dt = torch.promote_types(pot.dtype, torch.float32)
     state = [g_re[:, -1], g_im[:, -1], s_re, s_im]
     return out, g_re.to(out_dt), g_im.to(out_dt), [*state, *tail]
@@ -319,7 +310,7 @@ def _green_step(bk: nn.Module, h: torch.Tensor, state: list[torch.Tensor]):
     nb = -b.to(_F64)
     y_re, y_im, s_re, s_im = green_step_real(q, k, v, n_re, n_im, nb * n_re, nb * n_im,
                                              state[2], state[3])
-    out = bk._mix_out(h, _Pair(y_re, y_im))
+    out = bk._mix_out(h, torch.cat([y_re, y_im], dim=-1))
     return out, n_re.to(h.dtype), n_im.to(h.dtype), [n_re, n_im, s_re, s_im, *tail]
 
 

@@ -10,6 +10,8 @@ so that the two are compared at equal size.
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn as nn
 
@@ -30,11 +32,16 @@ def build_model(cfg: TrainConfig, vocab_size: int) -> nn.Module:
     torch.manual_seed(cfg.seed)
     if cfg.model == "transformer":
         return TransformerBaseline(transformer_config(cfg, vocab_size))
-    if cfg.model in PEERS:  # fla's GLA / HGRN2, parameter-matched like the Transformer
-        peer = matched_peer_config(cfg.model, bk_param_count(cfg, vocab_size),
+    if cfg.model in PEERS:  # fla's GLA / HGRN2, parameter-matched like the Transformer,
+        # with the run's dropout unless model_options["peer_dropout"] says otherwise
+        options = dict(cfg.model_options)
+        p_drop = options.pop("peer_dropout", cfg.dropout)
+        bk_cfg = dataclasses.replace(cfg, model_options=options, bk_options=None)
+        peer = matched_peer_config(cfg.model, bk_param_count(bk_cfg, vocab_size),
                                    vocab_size=vocab_size, d_model=cfg.d_model,
                                    n_layers=cfg.n_layers, n_heads=cfg.n_heads,
                                    max_seq_len=cfg.seq_len)
+        peer = dataclasses.replace(peer, dropout=float(p_drop))
         torch.manual_seed(cfg.seed)
         return FlaPeerLM(peer)
     model_cfg = cfg.bk_model_config(vocab_size)

@@ -525,15 +525,14 @@ class GreenBKLayer(SelectiveBKLayer):
             k = F.normalize(k.float(), dim=-1, eps=1e-6).to(k.dtype)
         return op, q * dk ** -0.5, k, v
 
-    def _mix_out(self, h: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """(…, H, dv) complex -> (…, d): per-head RMSNorm of [Re, Im], gate, projection."""
-        f = torch.cat([y.real, y.imag], dim=-1)  # (…, H, 2dv)
+    def _mix_out(self, h: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
+        """f = [Re y, Im y] (…, H, 2 dv) -> (…, d): per-head RMSNorm, gate, projection."""
         if self.norm_weight is not None:
-            f = F.rms_norm(f, (f.shape[-1],), eps=1e-6) * self.norm_weight
+            f = F.rms_norm(f, (f.shape[-1],), eps=1e-6) * self.norm_weight  # (H, 2 dv)
         f = f.to(h.dtype)
-        if self.gate is not None:
-            gt = F.silu(self.gate(h)).unflatten(-1, (self.config.n_channels, self.dv))
-            f = f * torch.cat([gt, gt], dim=-1)
+        if self.gate is not None:  # the same gate on the real and the imaginary half
+            gt = F.silu(self.gate(h)).unflatten(-1, (self.config.n_channels, 1, self.dv))
+            f = (f.unflatten(-1, (2, self.dv)) * gt).flatten(-2)
         return self.out(f.flatten(-2))
 
     def check_state(self, state: Any, batch: int, device: torch.device, name: str = "state"
@@ -569,16 +568,29 @@ class GreenBKLayer(SelectiveBKLayer):
             b_scan = b_scan * (~reset)[..., None].to(b.dtype)
         g_re, g_im = self.guard.scan(pot, self.lam, eta, b_scan, layer=self.name,
                                      initial_state=None if state is None else state["g"])
-        g = torch.complex(g_re.float(), g_im.float()) if g_re.dtype != torch.float64 \
-            else torch.complex(g_re, g_im)
-        a = -b_scan.to(g.real.dtype) * g
-        y, S = green_attention(q, k, v, g, a, reset=reset,
-                               initial_state=None if state is None else state["S"],
-                               chunk_size=self.config.chunk_size,
-                               backend=resolve_green_backend(
-                                   self.config.scan_backend, h.device,
-                                   (q.shape[-1], v.shape[-1], self.config.chunk_size)))
-        out = self._mix_out(h, y)
+        backend = resolve_green_backend(self.config.scan_backend, h.device,
+                                        (q.shape[-1], v.shape[-1], self.config.chunk_size))
+        s0 = None if state is None else state["S"]
+        if backend in _REAL_PAIR_BACKENDS:  # real and imaginary parts straight to the
+            # kernels and from them into the features: no complex tensors in between (on the
+            # H200 their packing, unpacking and complex autograd were ~8 strided copies of
+            # (B, T, H, dv) per layer and step)
+            rdt = torch.float64 if g_re.dtype == torch.float64 else torch.float32
+            gr, gi, bs = g_re.to(rdt), g_im.to(rdt), b_scan.to(rdt)
+            y_re, y_im, S_pair = _REAL_PAIR_BACKENDS[backend]()(
+                q, k, v, gr, gi, -bs * gr, -bs * gi, reset=reset,
+                initial_state=None if s0 is None else (s0.real, s0.imag),
+                chunk_size=self.config.chunk_size)
+            f = torch.cat([y_re, y_im], dim=-1)
+            S = torch.complex(*S_pair) if return_state else None
+        else:
+            g = torch.complex(g_re.float(), g_im.float()) if g_re.dtype != torch.float64 \
+                else torch.complex(g_re, g_im)
+            a = -b_scan.to(g.real.dtype) * g
+            y, S = green_attention(q, k, v, g, a, reset=reset, initial_state=s0,
+                                   chunk_size=self.config.chunk_size, backend=backend)
+            f = torch.cat([y.real, y.imag], dim=-1)
+        out = self._mix_out(h, f)
         if not return_state:
             return out, g_re, g_im, None
         if k_conv > 1 and not carried:
@@ -598,8 +610,26 @@ class GreenBKLayer(SelectiveBKLayer):
         self.guard.check_step(g, eta.expand_as(pot), layer=self.name)
         a = -b.to(g.real.dtype) * g
         y, S = green_step(q, k, v, g, a, None if state is None else state["S"])
-        out = self._mix_out(h, y)
+        out = self._mix_out(h, torch.cat([y.real, y.imag], dim=-1))
         return out, {"g": g, "S": S, "conv": tail}, None
+
+
+def _real_pair_fn(module: str, name: str) -> Any:
+    """A loader of the real-pair Green's attention ``name`` of ``bkmodel.ops.green_attn.
+    <module>`` (imported when first called: the Triton ones need triton)."""
+    def load() -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(f"bkmodel.ops.green_attn.{module}"), name)
+    return load
+
+
+#: backends of resolve_green_backend whose kernels take and return real/imaginary pairs
+_REAL_PAIR_BACKENDS = {
+    "real": _real_pair_fn("real", "green_attention_real"),
+    "triton": _real_pair_fn("triton_chunk", "green_attention_triton"),
+    "triton_par": _real_pair_fn("triton_chunk_par", "green_attention_triton_par"),
+}
 
 
 def _phase(g_re: torch.Tensor, g_im: torch.Tensor) -> torch.Tensor:

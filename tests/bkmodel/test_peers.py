@@ -72,3 +72,77 @@ def test_loss_save_load_and_training_loop(stand_in, tmp_path):
     ev = evaluate_checkpoint(run, ("validation",), batch_size=4, device="cpu")
     assert torch.isfinite(torch.tensor(ev["validation"]["ppl"]))
     shutil.rmtree(run)
+
+
+class _Block(torch.nn.Module):
+    """fla's block layout: ``attn`` returns a tuple, ``mlp`` a tensor, residuals outside."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.attn = _TupleOut(d)
+        self.mlp = torch.nn.Linear(d, d)
+
+    def forward(self, x):
+        x = x + self.attn(x)[0]
+        return x + self.mlp(x)
+
+
+class _TupleOut(torch.nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(d, d)
+
+    def forward(self, x):
+        return self.lin(x), None, None
+
+
+class _StructuredStandIn(torch.nn.Module):
+    def __init__(self, cfg: PeerConfig) -> None:
+        super().__init__()
+        self.model = torch.nn.Module()
+        self.model.embeddings = torch.nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.model.layers = torch.nn.ModuleList(_Block(cfg.d_model) for _ in range(cfg.n_layers))
+        self.up = torch.nn.Linear(cfg.d_model, cfg.intermediate_size)  # the matched width
+        self.head = torch.nn.Linear(cfg.intermediate_size, cfg.vocab_size)
+
+    def forward(self, input_ids, use_cache=False):
+        x = self.model.embeddings(input_ids)
+        for layer in self.model.layers:
+            x = layer(x)
+        return types.SimpleNamespace(logits=self.head(torch.tanh(self.up(x))))
+
+
+def test_dropout_hooks_train_only_and_config(monkeypatch):
+    monkeypatch.setattr(peers, "_fla_model", _StructuredStandIn)
+    with pytest.raises(ValueError, match="dropout must be a float in"):
+        PeerConfig(dropout=1.0)
+    cfg = PeerConfig(vocab_size=23, d_model=8, n_layers=2, n_heads=2, dropout=0.5)
+    torch.manual_seed(0)
+    m = FlaPeerLM(cfg)
+    torch.manual_seed(0)
+    plain = FlaPeerLM(PeerConfig(**{**cfg.to_dict(), "dropout": 0.0}))
+    plain.load_state_dict(m.state_dict())
+    ids = torch.randint(0, 23, (2, 7))
+    m.eval()
+    plain.eval()
+    assert torch.equal(m(ids)[0], plain(ids)[0])  # no dropout in evaluation
+    m.train()
+    a, b = m(ids)[0], m(ids)[0]
+    assert not torch.equal(a, b)  # stochastic in training
+    # every hooked site drops: zeroed embedding rows appear at p = 0.5
+    seen = []
+    m.inner.model.embeddings.register_forward_hook(lambda mod, i, o: seen.append(o))
+    m(ids)
+    assert (seen[0] == 0).float().mean() > 0.2
+
+
+def test_factory_gives_peers_the_run_dropout(monkeypatch):
+    from bkmodel.factory import build_model
+    from bkmodel.presets import TrainConfig
+
+    monkeypatch.setattr(peers, "_fla_model", _StructuredStandIn)
+    cfg = TrainConfig.from_preset("ci", model="gla", dropout=0.1)
+    assert build_model(cfg, 64).config.dropout == 0.1
+    cfg = TrainConfig.from_preset("ci", model="gla", dropout=0.1,
+                                  model_options={"peer_dropout": 0.0})
+    assert build_model(cfg, 64).config.dropout == 0.0

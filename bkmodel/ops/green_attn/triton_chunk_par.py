@@ -87,7 +87,7 @@ from bkmodel.ops.green_attn.triton_chunk import (
     _token_phases,
 )
 
-__all__ = ["green_attention_triton_par"]
+__all__ = ["green_attention_triton_par", "launch_config", "set_launch_config"]
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -312,6 +312,47 @@ _BV_FWD = 64  # value-block widths of the chunk-parallel kernels (untuned)
 _BV_BWD = 16
 _BK_SCAN = 32  # key-block height of the scan
 _NW = {"local": 4, "scan": 4, "output": 8, "adjoint": 4, "grad": 8}  # warps per kernel
+
+
+def launch_config() -> dict[str, int]:
+    """The launch shape the kernels use now: ``bv_fwd``, ``bv_bwd``, ``bk_scan`` and
+    ``warps_<kernel>`` for the kernels ``local, scan, output, adjoint, grad``."""
+    return {"bv_fwd": _BV_FWD, "bv_bwd": _BV_BWD, "bk_scan": _BK_SCAN,
+            **{f"warps_{k}": v for k, v in _NW.items()}}
+
+
+def set_launch_config(**changes: int) -> dict[str, int]:
+    """Change the launch shape (keys of :func:`launch_config`; block widths powers of two in
+    [16, 128], warps in {1, 2, 4, 8, 16}) and return the previous one, so a benchmark can
+    sweep shapes and restore them: ``old = set_launch_config(bv_bwd=32, warps_grad=4)``,
+    then ``set_launch_config(**old)``. Every shape computes the same function; the sweep in
+    ``benchmarks/bench_green_attn.py --launch`` checks that before timing (a Triton
+    miscompile is possible, see ``_BV_BWD``). ``ValueError`` naming the key otherwise."""
+    global _BV_FWD, _BV_BWD, _BK_SCAN
+    old = launch_config()
+    for key, val in changes.items():
+        if key not in old:
+            raise ValueError(f"set_launch_config: unknown key {key!r}; known: "
+                             f"{', '.join(old)}")
+        if not isinstance(val, int) or isinstance(val, bool):
+            raise ValueError(f"set_launch_config: {key} must be an int, got {val!r}")
+        if key.startswith("warps_"):
+            if val not in (1, 2, 4, 8, 16):
+                raise ValueError(f"set_launch_config: {key} must be 1, 2, 4, 8 or 16, "
+                                 f"got {val}")
+        elif not (16 <= val <= 128 and val & (val - 1) == 0):
+            raise ValueError(f"set_launch_config: {key} must be a power of two in [16, 128], "
+                             f"got {val}")
+    for key, val in changes.items():
+        if key.startswith("warps_"):
+            _NW[key[len("warps_"):]] = val
+        elif key == "bv_fwd":
+            _BV_FWD = val
+        elif key == "bv_bwd":
+            _BV_BWD = val
+        else:
+            _BK_SCAN = val
+    return old
 
 
 def _scan(buf_re: torch.Tensor, buf_im: torch.Tensor, x0_re: torch.Tensor | None,
