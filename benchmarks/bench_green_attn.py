@@ -229,13 +229,18 @@ def bench_size(size: tuple[int, int, int, int, int], args: argparse.Namespace,
         if name == "triton_par":
             par_out = out
         elif name.startswith("triton_par[") and par_out is not None:
-            # a launch shape computes the same function as the default one: same bf16 / f32
-            # operands, float32 accumulation in another order -> ~1e-6; a miscompile (the
-            # k gradient of _BV_BWD's note: 0.16) is far above 1e-3
+            # a launch shape computes the same function as the default one: the float32
+            # results differ by the accumulation order only (~1e-6: tolerance 1e-3); the q,
+            # k, v gradients are stored in the input dtype, and another value-block width
+            # changes how their float32 partial sums are split before that rounding (H200,
+            # bf16: 3.0e-3 at bv_bwd 32 vs 16): tolerance 4 eps of the input dtype (1.6e-2
+            # in bf16). A miscompile (the k gradient of _BV_BWD's note: 0.16) is 10x above.
             same = {n: rel(o, r) for n, o, r in zip(("y", "S", *NAMES), out, par_out,
                                                     strict=True)}
             res["rel_err_vs_default_launch"] = same
-            ok = ok and max(same.values()) <= 1e-3
+            tol_in = max(1e-3, 4 * torch.finfo(dtype).eps)
+            ok = ok and all(e <= (tol_in if n in ("q", "k", "v") else 1e-3)
+                            for n, e in same.items())
             res["correct"] = ok
         if not ok:
             print(f"  {name:<13} FAILED the float64 (or default-launch) check, not timed: "

@@ -3,9 +3,11 @@
 Builds the ``small`` preset model (or the Transformer baseline), runs a few warm-up steps
 (forward under bf16 autocast, backward, AdamW), then profiles ``--steps`` steps with
 torch.profiler and prints: wall time per step, GPU kernel time per step, kernel launches
-and host-device synchronisations per step, and the host functions with the most self time::
+and host-device synchronisations per step, the host functions with the most self time and
+the GPU kernels with the most device time (ms per step). ``--row`` takes a row of
+``benchmarks/lm_suites.py`` (model and options), e.g. ``green-edge-h8-f12``::
 
-    PYTHONPATH=. python benchmarks/profile_train.py [--model bk] [--seq-len 2048] [--batch 8]
+    PYTHONPATH=. python benchmarks/profile_train.py [--model bk | --row LABEL] [--seq-len 2048]
 
 Writes nothing.
 """
