@@ -309,9 +309,13 @@ _BV_FWD = 64  # value-block widths of the chunk-parallel kernels (untuned)
 # error 0.16 at B 1, T 128, dk = dv = 64, NaN at B 8, T 2048) while q, v, g were right; BV = 16
 # matched the sequential kernel to 7e-10 and BV = 32 with 4 warps or BV = 64 to bf16 rounding
 # (2.6e-3). tests/bkmodel/test_green_par.py::test_bf16_gradients_match_sequential_on_cuda.
-_BV_BWD = 16
+# Since 2026-12-04 the backward uses BV = 32 with 4 warps in _grad_kernel: the launch sweep
+# (benchmarks/bench_green_attn.py --launch, H200, bf16, H 8, dk = dv = 32) timed 3.13 against
+# 3.18 ms at B 8 x T 2,048 and 3.35 against 3.83 ms at B 1 x T 16,384, every output and
+# gradient within bf16 rounding of the BV = 16 launch (3.0e-3) and of float64.
+_BV_BWD = 32
 _BK_SCAN = 32  # key-block height of the scan
-_NW = {"local": 4, "scan": 4, "output": 8, "adjoint": 4, "grad": 8}  # warps per kernel
+_NW = {"local": 4, "scan": 4, "output": 8, "adjoint": 4, "grad": 4}  # warps per kernel
 
 
 def launch_config() -> dict[str, int]:
