@@ -45,11 +45,12 @@ to float32 rounding.
 
 Limits: as ``triton_chunk.py`` (dk, dv powers of two, ``16 <= dk <= 256``, ``dv >= 16``;
 ``chunk_size`` a power of two in [16, 128]; any T >= 1); the grids' second and third
-dimensions (NC and B H) must stay <= 65535 on CUDA. The block sizes (BV = 64 forward, 32
-backward; BK = 32 in the scan) and warp counts are untuned defaults, and no timing exists
-yet: ``resolve_green_backend`` keeps ``"triton"`` until a GPU measurement says otherwise.
-On the H200 (2026-12-03) the backward with BV = 32 and 8 warps miscompiled the k gradient
-for bf16 inputs (see ``_BV_BWD``); BV = 16 is used since.
+dimensions (NC and B H) must stay <= 65535 on CUDA. Launch shape (:func:`launch_config`,
+changed by :func:`set_launch_config`): BV = 64 forward, 32 backward with 4 warps in
+``_grad_kernel`` (chosen by the H200 sweep of 2026-12-04, see ``_BV_BWD``), BK = 32 in the
+scan; ``resolve_green_backend("auto")`` picks this backend on CUDA (H200 timings in its
+docstring). On the H200 (2026-12-03) the backward with BV = 32 and 8 warps miscompiled the
+k gradient for bf16 inputs (see ``_BV_BWD``); that shape is not used.
 bf16 / fp16 tensor-core dots are not exercised under the interpreter (as for
 ``triton_chunk.py``).
 
