@@ -8,6 +8,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,3 +42,14 @@ def write_result(doc: Any, out: Path | None, name: str, *, indent: int,
     out = out or RESULTS / name
     out.write_text(json.dumps(doc, indent=indent, default=default) + "\n")
     return out
+
+
+def write_device_result(doc: dict[str, Any], out: Path | None, benchmark: str) -> Path:
+    """:func:`write_result` of a ``doc`` made with :func:`run_header`, named
+    ``<benchmark>_<device>_<date>.json`` (the CUDA device's name, or ``cpu``, with every run
+    of other characters replaced by ``-``); prints and returns the path written."""
+    dev = doc["machine"]["cuda"] or "cpu"
+    dev = re.sub(r"[^A-Za-z0-9]+", "-", dev).strip("-")
+    path = write_result(doc, out, f"{benchmark}_{dev}_{doc['date'][:10]}.json", indent=2)
+    print(f"wrote {path}")
+    return path

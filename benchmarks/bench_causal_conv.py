@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import sys
 import time
@@ -51,7 +50,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-from _results import run_header, write_result  # noqa: E402
+from _results import run_header, write_device_result  # noqa: E402
 
 GPU_SHAPES = [(8, 2048, 792, 4), (1, 16384, 792, 4)]
 QUICK_SHAPES = [(2, 67, 24, 4), (1, 130, 40, 4)]
@@ -257,11 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                 "the measured copy bandwidth", "rows": []}
     for shape in shapes:
         doc["rows"].append(bench_shape(shape, args, bw))  # type: ignore[arg-type]
-    dev = doc["machine"]["cuda"] or "cpu"
-    dev = re.sub(r"[^A-Za-z0-9]+", "-", dev).strip("-")
-    path = write_result(doc, args.out, f"bench_causal_conv_{dev}_{doc['date'][:10]}.json",
-                        indent=2)
-    print(f"wrote {path}")
+    write_device_result(doc, args.out, "bench_causal_conv")
     return 0
 
 

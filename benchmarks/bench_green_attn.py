@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import statistics
 import sys
 import time
@@ -49,7 +48,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
-from _results import run_header, write_result  # noqa: E402
+from _results import run_header, write_device_result  # noqa: E402
 
 GPU_SIZES = [(8, 2048, 4, 64, 64), (1, 16384, 4, 64, 64)]
 CPU_SIZES = [(2, 256, 2, 32, 32), (1, 1024, 2, 32, 32)]
@@ -337,11 +336,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "backend ms in this run", "rows": []}
     for size in sizes:
         doc["rows"].append(bench_size(size, args, backends))  # type: ignore[arg-type]
-    dev = doc["machine"]["cuda"] or "cpu"
-    dev = re.sub(r"[^A-Za-z0-9]+", "-", dev).strip("-")
-    path = write_result(doc, args.out, f"bench_green_attn_{dev}_{doc['date'][:10]}.json",
-                        indent=2)
-    print(f"wrote {path}")
+    write_device_result(doc, args.out, "bench_green_attn")
     return 0
 
 
