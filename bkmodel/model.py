@@ -52,7 +52,13 @@ from bkmodel.lm_base import CONFIG_NAME, FORMAT_VERSION, WEIGHTS_NAME  # noqa: F
 from bkmodel.moe import MLP, MoE
 from bkmodel.ops.bk_scan.torch_scan import bk_step
 from bkmodel.ops.causal_conv import causal_conv1d
-from bkmodel.ops.green_attn import green_attention, green_step, resolve_green_backend
+from bkmodel.ops.green_attn import (
+    REAL_PAIR_BACKENDS,
+    green_attention,
+    green_attention_pair,
+    green_step,
+    resolve_green_backend,
+)
 from bkmodel.tt_embedding import make_token_embedding
 
 __all__ = ["BKLayer", "SelectiveBKLayer", "GreenBKLayer", "Block", "BKEncoder",
@@ -582,15 +588,15 @@ class GreenBKLayer(SelectiveBKLayer):
         backend = resolve_green_backend(self.config.scan_backend, h.device,
                                         (q.shape[-1], v.shape[-1], self.config.chunk_size))
         s0 = None if state is None else state["S"]
-        if backend in _REAL_PAIR_BACKENDS:  # real and imaginary parts straight to the
+        if backend in REAL_PAIR_BACKENDS:  # real and imaginary parts straight to the
             # kernels and from them into the features: no complex tensors in between (on the
             # H200 their packing, unpacking and complex autograd were ~8 strided copies of
             # (B, T, H, dv) per layer and step)
             rdt = torch.float64 if g_re.dtype == torch.float64 else torch.float32
             gr, gi, bs = g_re.to(rdt), g_im.to(rdt), b_scan.to(rdt)
-            y_re, y_im, S_pair = _REAL_PAIR_BACKENDS[backend]()(
+            y_re, y_im, S_pair = green_attention_pair(
                 q, k, v, gr, gi, -bs * gr, -bs * gi, reset=reset,
-                initial_state=None if s0 is None else (s0.real, s0.imag),
+                initial_state=None if s0 is None else (s0.real, s0.imag), backend=backend,
                 chunk_size=self.config.chunk_size)
             f = torch.cat([y_re, y_im], dim=-1)
             S = torch.complex(*S_pair) if return_state else None
@@ -623,24 +629,6 @@ class GreenBKLayer(SelectiveBKLayer):
         y, S = green_step(q, k, v, g, a, None if state is None else state["S"])
         out = self._mix_out(h, torch.cat([y.real, y.imag], dim=-1))
         return out, {"g": g, "S": S, "conv": tail}, None
-
-
-def _real_pair_fn(module: str, name: str) -> Any:
-    """A loader of the real-pair Green's attention ``name`` of ``bkmodel.ops.green_attn.
-    <module>`` (imported when first called: the Triton ones need triton)."""
-    def load() -> Any:
-        import importlib
-
-        return getattr(importlib.import_module(f"bkmodel.ops.green_attn.{module}"), name)
-    return load
-
-
-#: backends of resolve_green_backend whose kernels take and return real/imaginary pairs
-_REAL_PAIR_BACKENDS = {
-    "real": _real_pair_fn("real", "green_attention_real"),
-    "triton": _real_pair_fn("triton_chunk", "green_attention_triton"),
-    "triton_par": _real_pair_fn("triton_chunk_par", "green_attention_triton_par"),
-}
 
 
 def _phase(g_re: torch.Tensor, g_im: torch.Tensor) -> torch.Tensor:

@@ -28,8 +28,9 @@ from bkmodel.ops.green_attn.chunk import green_attention_chunked
 from bkmodel.ops.green_attn.naive import green_attention_naive
 from bkmodel.ops.green_attn.real import check_qkv, green_attention_real
 
-__all__ = ["green_attention", "green_attention_chunked", "green_attention_naive",
-           "green_attention_real", "green_step", "resolve_green_backend", "triton_supports"]
+__all__ = ["REAL_PAIR_BACKENDS", "green_attention", "green_attention_chunked",
+           "green_attention_naive", "green_attention_pair", "green_attention_real",
+           "green_step", "resolve_green_backend", "triton_supports"]
 
 _GREEN_BACKENDS = ("naive", "chunk", "real", "triton", "triton_par")
 _SCAN_TO_GREEN = {"torch": "chunk", "naive": "naive"}
@@ -116,18 +117,40 @@ def green_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.
             raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
         return green_attention_chunked(q, k, v, g, a, reset=reset, initial_state=initial_state,
                                        chunk_size=chunk_size)
-    if backend in ("real", "triton", "triton_par"):
+    if backend in REAL_PAIR_BACKENDS:
         s0 = None if initial_state is None else (initial_state.real, initial_state.imag)
-        if backend == "real":
-            fn = green_attention_real
-        elif backend == "triton_par":
-            from bkmodel.ops.green_attn.triton_chunk_par import green_attention_triton_par as fn
-        else:
-            from bkmodel.ops.green_attn.triton_chunk import green_attention_triton as fn
-        y_re, y_im, (s_re, s_im) = fn(q, k, v, g.real, g.imag, a.real, a.imag, reset=reset,
-                                      initial_state=s0, chunk_size=chunk_size)
+        y_re, y_im, (s_re, s_im) = green_attention_pair(
+            q, k, v, g.real, g.imag, a.real, a.imag, reset=reset, initial_state=s0,
+            backend=backend, chunk_size=chunk_size)
         return torch.complex(y_re, y_im), torch.complex(s_re, s_im)
     raise ValueError(f"backend must be one of {_GREEN_BACKENDS}, got {backend!r}")
+
+
+#: the backends computed in real arithmetic (:func:`green_attention_pair`)
+REAL_PAIR_BACKENDS = ("real", "triton", "triton_par")
+
+
+def green_attention_pair(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                         g_re: torch.Tensor, g_im: torch.Tensor, a_re: torch.Tensor,
+                         a_im: torch.Tensor, *, reset: torch.Tensor | None = None,
+                         initial_state: tuple[torch.Tensor, torch.Tensor] | None = None,
+                         backend: str = "real", chunk_size: int = 64
+                         ) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`green_attention` on real and imaginary parts, for the backends of
+    :data:`REAL_PAIR_BACKENDS`: ``(y_re, y_im, (S_re, S_im))``, no complex tensor in or out
+    (the layer feeds ``[Re y, Im y]`` straight on). Arguments as the backends' functions
+    (``real.green_attention_real``; the Triton ones are imported here, on first use);
+    ``ValueError`` naming the argument on a mismatch or an unknown ``backend``."""
+    if backend == "real":
+        fn = green_attention_real
+    elif backend == "triton_par":
+        from bkmodel.ops.green_attn.triton_chunk_par import green_attention_triton_par as fn
+    elif backend == "triton":
+        from bkmodel.ops.green_attn.triton_chunk import green_attention_triton as fn
+    else:
+        raise ValueError(f"backend must be one of {REAL_PAIR_BACKENDS} here, got {backend!r}")
+    return fn(q, k, v, g_re, g_im, a_re, a_im, reset=reset, initial_state=initial_state,
+              chunk_size=chunk_size)
 
 
 def green_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor,
